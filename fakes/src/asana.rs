@@ -1,0 +1,690 @@
+//! An Asana API (`/api/1.0`) that behaves like Asana where the bridge depends on it: tasks with
+//! `opt_fields`, paged project tasks, the token's user, and webhooks whose creation performs the
+//! handshake against the target before answering 201 with the secret in the body.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Extension, Json, Router};
+use serde_json::{Value, json};
+
+use crate::faults::Fault;
+use crate::server::{Common, Connection, RecordedRequest, Server, bearer_matches, serve};
+use crate::{random_secret, sign};
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FakeUser {
+    pub gid: String,
+    pub email: Option<String>,
+    pub name: String,
+}
+
+impl FakeUser {
+    pub fn new(gid: &str, email: &str) -> FakeUser {
+        FakeUser {
+            gid: gid.to_string(),
+            email: Some(email.to_string()),
+            name: email.split('@').next().unwrap_or(email).to_string(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FakeTask {
+    pub gid: String,
+    pub name: String,
+    pub assignee: Option<FakeUser>,
+    pub completed: bool,
+    pub projects: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FakeWebhook {
+    pub gid: String,
+    pub resource: String,
+    pub target: String,
+    pub secret: String,
+    pub filters: Value,
+    pub active: bool,
+    pub created_at: String,
+    pub last_success_at: Option<String>,
+    pub last_failure_at: Option<String>,
+    pub last_failure_content: Option<String>,
+    pub delivery_retry_count: u32,
+}
+
+struct World {
+    token: String,
+    me: FakeUser,
+    workspaces: Vec<(String, String)>,
+    tasks: BTreeMap<String, FakeTask>,
+    webhooks: BTreeMap<String, FakeWebhook>,
+    next_gid: u64,
+    /// When set, the 201 of the next webhook creation carries this secret instead of the real one.
+    secret_in_body_override: Option<String>,
+    /// When false, creating a webhook does not send the first heartbeat.
+    heartbeat_after_create: bool,
+}
+
+#[derive(Clone)]
+struct Shared {
+    world: Arc<Mutex<World>>,
+    common: Arc<Common>,
+    http: reqwest::Client,
+}
+
+/// A running Asana fake; stops when dropped.
+pub struct AsanaFake {
+    shared: Shared,
+    server: Server,
+}
+
+impl AsanaFake {
+    /// Starts an Asana that accepts `token`, whose user is a member of one workspace.
+    pub async fn start(token: &str) -> AsanaFake {
+        let shared = Shared {
+            world: Arc::new(Mutex::new(World {
+                token: token.to_string(),
+                me: FakeUser::new("90001", "operator@example.com"),
+                workspaces: vec![("80001".to_string(), "Example Workspace".to_string())],
+                tasks: BTreeMap::new(),
+                webhooks: BTreeMap::new(),
+                next_gid: 1_200_000_000_000_000,
+                secret_in_body_override: None,
+                heartbeat_after_create: true,
+            })),
+            common: Arc::new(Common::default()),
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(10))
+                .build()
+                .expect("client"),
+        };
+        let router = Router::new()
+            .route("/api/1.0/tasks/{gid}", get(get_task))
+            .route("/api/1.0/tasks", get(list_tasks))
+            .route("/api/1.0/projects/{gid}/tasks", get(list_project_tasks))
+            .route("/api/1.0/users/me", get(users_me))
+            .route("/api/1.0/webhooks", get(list_webhooks).post(create_webhook))
+            .route(
+                "/api/1.0/webhooks/{gid}",
+                get(get_webhook).delete(delete_webhook),
+            )
+            .with_state(shared.clone());
+        let server = serve(router, shared.common.clone()).await;
+        AsanaFake { shared, server }
+    }
+
+    /// The API root, for `asana.base_url`.
+    pub fn url(&self) -> String {
+        format!("{}/api/1.0", self.server.url)
+    }
+
+    /// Creates or replaces a task.
+    pub fn put_task(&self, task: FakeTask) {
+        self.shared
+            .world
+            .lock()
+            .unwrap()
+            .tasks
+            .insert(task.gid.clone(), task);
+    }
+
+    /// A task in `project` assigned to `assignee` (or nobody).
+    pub fn assign(&self, task_gid: &str, project: &str, assignee: Option<FakeUser>) {
+        self.put_task(FakeTask {
+            gid: task_gid.to_string(),
+            name: format!("Task {task_gid}"),
+            assignee,
+            completed: false,
+            projects: vec![project.to_string()],
+        });
+    }
+
+    pub fn remove_task(&self, task_gid: &str) {
+        self.shared.world.lock().unwrap().tasks.remove(task_gid);
+    }
+
+    pub fn workspace_gid(&self) -> String {
+        self.shared.world.lock().unwrap().workspaces[0].0.clone()
+    }
+
+    /// Gives the token's user a second workspace (so there is no "only" one).
+    pub fn add_workspace(&self, gid: &str, name: &str) {
+        self.shared
+            .world
+            .lock()
+            .unwrap()
+            .workspaces
+            .push((gid.to_string(), name.to_string()));
+    }
+
+    pub fn webhooks(&self) -> Vec<FakeWebhook> {
+        self.shared
+            .world
+            .lock()
+            .unwrap()
+            .webhooks
+            .values()
+            .cloned()
+            .collect()
+    }
+
+    pub fn webhook(&self, gid: &str) -> Option<FakeWebhook> {
+        self.shared.world.lock().unwrap().webhooks.get(gid).cloned()
+    }
+
+    /// Asana gave up on this webhook and deleted it.
+    pub fn forget_webhook(&self, gid: &str) {
+        self.shared.world.lock().unwrap().webhooks.remove(gid);
+    }
+
+    /// Records failed deliveries on a webhook, as Asana reports them.
+    pub fn record_webhook_failure(&self, gid: &str, content: &str) {
+        let mut world = self.shared.world.lock().unwrap();
+        if let Some(hook) = world.webhooks.get_mut(gid) {
+            hook.last_failure_at = Some(now_rfc3339());
+            hook.last_failure_content = Some(content.to_string());
+            hook.delivery_retry_count += 1;
+        }
+    }
+
+    /// The next webhook creation answers 201 with `secret` in its body instead of the handshake's.
+    pub fn answer_next_webhook_with_secret(&self, secret: &str) {
+        self.shared.world.lock().unwrap().secret_in_body_override = Some(secret.to_string());
+    }
+
+    /// Whether creating a webhook sends the first heartbeat right after the handshake (default true).
+    pub fn set_heartbeat_after_create(&self, enabled: bool) {
+        self.shared.world.lock().unwrap().heartbeat_after_create = enabled;
+    }
+
+    /// Signs `body` with the webhook's secret and POSTs it to the webhook's target, as Asana does;
+    /// the webhook's success/failure fields are updated from the answer.
+    pub async fn deliver(
+        &self,
+        webhook_gid: &str,
+        body: &Value,
+    ) -> reqwest::Result<reqwest::Response> {
+        let hook = self
+            .webhook(webhook_gid)
+            .expect("no such webhook at the Asana fake");
+        deliver(&self.shared, &hook, body.to_string()).await
+    }
+
+    pub fn requests(&self) -> Vec<RecordedRequest> {
+        self.shared.common.requests()
+    }
+
+    pub fn requests_to(&self, path: &str) -> Vec<RecordedRequest> {
+        let full = format!("/api/1.0{path}");
+        self.requests()
+            .into_iter()
+            .filter(|r| r.path == full)
+            .collect()
+    }
+
+    /// The next request to `route` (`"get_task"`, `"list_tasks"`, `"users_me"`, `"create_webhook"`,
+    /// `"get_webhook"`, `"list_webhooks"`, `"delete_webhook"`) gets `fault`.
+    pub fn push_fault(&self, route: &'static str, fault: Fault) {
+        self.shared.common.push_fault(route, fault);
+    }
+
+    pub fn set_random_faults(&self, rate: f64, faults: Vec<Fault>) {
+        self.shared.common.set_random_faults(rate, faults);
+    }
+
+    pub fn clear_faults(&self) {
+        self.shared.common.clear_faults();
+    }
+
+    pub fn set_latency(&self, latency: Duration) {
+        self.shared.common.set_latency(latency);
+    }
+
+    /// Waits until `condition` holds over the requests received so far.
+    pub async fn wait_for_requests(
+        &self,
+        timeout: Duration,
+        mut condition: impl FnMut(&[RecordedRequest]) -> bool,
+    ) -> bool {
+        let common = self.shared.common.clone();
+        self.shared
+            .common
+            .wait_until(timeout, || condition(&common.requests()))
+            .await
+    }
+}
+
+/// The body of a delivery in which `task_gid` was assigned to user `assignee_gid`.
+pub fn assignment_delivery(task_gid: &str, assignee_gid: &str) -> Value {
+    json!({"events": [{
+        "user": {"gid": "1111", "resource_type": "user"},
+        "created_at": now_rfc3339(),
+        "action": "changed",
+        "resource": {"gid": task_gid, "resource_type": "task", "resource_subtype": "default_task"},
+        "parent": null,
+        "change": {"field": "assignee", "action": "changed", "new_value": {"gid": assignee_gid, "resource_type": "user"}}
+    }]})
+}
+
+/// The body of a delivery in which `task_gid` was added to `project_gid` (and a section of it).
+pub fn task_added_delivery(task_gid: &str, project_gid: &str) -> Value {
+    let created_at = now_rfc3339();
+    json!({"events": [
+        {"user": {"gid": "1111", "resource_type": "user"}, "created_at": created_at, "action": "added",
+         "parent": {"gid": project_gid, "resource_type": "project"},
+         "resource": {"gid": task_gid, "resource_type": "task", "resource_subtype": "default_task"}},
+        {"user": {"gid": "1111", "resource_type": "user"}, "created_at": created_at, "action": "added",
+         "parent": {"gid": "777", "resource_type": "section"},
+         "resource": {"gid": task_gid, "resource_type": "task", "resource_subtype": "default_task"}}
+    ]})
+}
+
+fn now_rfc3339() -> String {
+    humantime::format_rfc3339_millis(SystemTime::now()).to_string()
+}
+
+async fn deliver(
+    shared: &Shared,
+    hook: &FakeWebhook,
+    body: String,
+) -> reqwest::Result<reqwest::Response> {
+    let signature = sign(&hook.secret, body.as_bytes());
+    let result = shared
+        .http
+        .post(&hook.target)
+        .header("content-type", "application/json; charset=utf-8")
+        .header("x-hook-signature", signature)
+        .body(body)
+        .send()
+        .await;
+    let mut world = shared.world.lock().unwrap();
+    if let Some(stored) = world.webhooks.get_mut(&hook.gid) {
+        match &result {
+            Ok(response) if response.status().is_success() => {
+                stored.last_success_at = Some(now_rfc3339())
+            }
+            Ok(response) => {
+                stored.last_failure_at = Some(now_rfc3339());
+                stored.last_failure_content = Some(format!("HTTP {}", response.status().as_u16()));
+                stored.delivery_retry_count += 1;
+            }
+            Err(err) => {
+                stored.last_failure_at = Some(now_rfc3339());
+                stored.last_failure_content = Some(err.to_string());
+                stored.delivery_retry_count += 1;
+            }
+        }
+    }
+    result
+}
+
+fn errors(status: StatusCode, message: &str) -> Response {
+    (status, Json(json!({"errors": [{"message": message, "help": "For more information on API status codes and how to handle them, read the docs on errors: https://developers.asana.com/docs/errors"}]}))).into_response()
+}
+
+fn authorized(world: &World, headers: &HeaderMap) -> bool {
+    bearer_matches(headers, &world.token)
+}
+
+fn unauthorized() -> Response {
+    errors(StatusCode::UNAUTHORIZED, "Not Authorized")
+}
+
+fn opt_fields(query: &HashMap<String, String>) -> Vec<String> {
+    query
+        .get("opt_fields")
+        .map(|f| f.split(',').map(|s| s.trim().to_string()).collect())
+        .unwrap_or_default()
+}
+
+/// A task as Asana renders it for the requested `opt_fields` (compact when none are given).
+fn render_task(task: &FakeTask, fields: &[String]) -> Value {
+    let wants = |f: &str| fields.iter().any(|x| x == f);
+    let mut out = json!({"gid": task.gid, "resource_type": "task"});
+    if fields.is_empty() || wants("name") {
+        out["name"] = json!(task.name);
+    }
+    if fields.is_empty()
+        || fields
+            .iter()
+            .any(|f| f == "assignee" || f.starts_with("assignee."))
+    {
+        out["assignee"] = match &task.assignee {
+            None => Value::Null,
+            Some(user) => {
+                let mut a = json!({"gid": user.gid, "resource_type": "user"});
+                if wants("assignee.email") {
+                    a["email"] = json!(user.email);
+                }
+                if wants("assignee.name") || !wants("assignee.email") {
+                    a["name"] = json!(user.name);
+                }
+                a
+            }
+        };
+    }
+    if wants("completed") {
+        out["completed"] = json!(task.completed);
+    }
+    out
+}
+
+async fn get_task(
+    State(shared): State<Shared>,
+    Extension(connection): Extension<Connection>,
+    headers: HeaderMap,
+    Path(gid): Path<String>,
+    Query(query): Query<HashMap<String, String>>,
+) -> Response {
+    let common = shared.common.clone();
+    common
+        .respond("get_task", &connection, async move {
+            let world = shared.world.lock().unwrap();
+            if !authorized(&world, &headers) {
+                return unauthorized();
+            }
+            match world.tasks.get(&gid) {
+                Some(task) => {
+                    Json(json!({"data": render_task(task, &opt_fields(&query))})).into_response()
+                }
+                None => errors(
+                    StatusCode::NOT_FOUND,
+                    &format!("task: Unknown object: {gid}"),
+                ),
+            }
+        })
+        .await
+}
+
+async fn list_tasks(
+    State(shared): State<Shared>,
+    Extension(connection): Extension<Connection>,
+    headers: HeaderMap,
+    Query(query): Query<HashMap<String, String>>,
+) -> Response {
+    let Some(project) = query.get("project").cloned() else {
+        return errors(StatusCode::BAD_REQUEST, "project: Missing input");
+    };
+    page_of_tasks(shared, connection, headers, project, query, "/tasks").await
+}
+
+async fn list_project_tasks(
+    State(shared): State<Shared>,
+    Extension(connection): Extension<Connection>,
+    headers: HeaderMap,
+    Path(project): Path<String>,
+    Query(query): Query<HashMap<String, String>>,
+) -> Response {
+    let path = format!("/projects/{project}/tasks");
+    page_of_tasks(shared, connection, headers, project, query, &path).await
+}
+
+async fn page_of_tasks(
+    shared: Shared,
+    connection: Connection,
+    headers: HeaderMap,
+    project: String,
+    query: HashMap<String, String>,
+    path: &str,
+) -> Response {
+    let common = shared.common.clone();
+    let path = path.to_string();
+    common
+        .respond("list_tasks", &connection, async move {
+            let world = shared.world.lock().unwrap();
+            if !authorized(&world, &headers) {
+                return unauthorized();
+            }
+            let limit = match query.get("limit").map(|l| l.parse::<usize>()) {
+                None => 100,
+                Some(Ok(l)) if (1..=100).contains(&l) => l,
+                _ => return errors(StatusCode::BAD_REQUEST, "limit: Must be between 1 and 100"),
+            };
+            let incomplete_only = query.contains_key("completed_since");
+            let tasks: Vec<&FakeTask> = world
+                .tasks
+                .values()
+                .filter(|t| t.projects.contains(&project))
+                .filter(|t| !(incomplete_only && t.completed))
+                .collect();
+            let start = match query.get("offset") {
+                None => 0,
+                Some(offset) => match offset.strip_prefix("off-").and_then(|n| n.parse::<usize>().ok()) {
+                    Some(n) if n <= tasks.len() => n,
+                    _ => return errors(StatusCode::BAD_REQUEST, "offset: Your pagination token is invalid."),
+                },
+            };
+            let fields = opt_fields(&query);
+            let end = (start + limit).min(tasks.len());
+            let data: Vec<Value> = tasks[start..end].iter().map(|t| render_task(t, &fields)).collect();
+            let next_page = if end < tasks.len() {
+                let offset = format!("off-{end}");
+                json!({"offset": offset, "path": format!("{path}?limit={limit}&offset={offset}"), "uri": format!("https://app.asana.com/api/1.0{path}?limit={limit}&offset={offset}")})
+            } else {
+                Value::Null
+            };
+            Json(json!({"data": data, "next_page": next_page})).into_response()
+        })
+        .await
+}
+
+async fn users_me(
+    State(shared): State<Shared>,
+    Extension(connection): Extension<Connection>,
+    headers: HeaderMap,
+) -> Response {
+    let common = shared.common.clone();
+    common
+        .respond("users_me", &connection, async move {
+            let world = shared.world.lock().unwrap();
+            if !authorized(&world, &headers) {
+                return unauthorized();
+            }
+            let workspaces: Vec<Value> = world
+                .workspaces
+                .iter()
+                .map(|(gid, name)| json!({"gid": gid, "name": name, "resource_type": "workspace"}))
+                .collect();
+            Json(json!({"data": {
+                "gid": world.me.gid, "resource_type": "user", "name": world.me.name,
+                "email": world.me.email, "workspaces": workspaces
+            }}))
+            .into_response()
+        })
+        .await
+}
+
+fn render_webhook(hook: &FakeWebhook) -> Value {
+    json!({
+        "gid": hook.gid,
+        "resource_type": "webhook",
+        "active": hook.active,
+        "resource": {"gid": hook.resource, "resource_type": "project", "name": format!("Project {}", hook.resource)},
+        "target": hook.target,
+        "created_at": hook.created_at,
+        "filters": hook.filters,
+        "last_success_at": hook.last_success_at,
+        "last_failure_at": hook.last_failure_at,
+        "last_failure_content": hook.last_failure_content.clone().unwrap_or_default(),
+        "delivery_retry_count": hook.delivery_retry_count,
+        "next_attempt_after": null,
+        "failure_deletion_timestamp": null,
+    })
+}
+
+async fn create_webhook(
+    State(shared): State<Shared>,
+    Extension(connection): Extension<Connection>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
+    let common = shared.common.clone();
+    common
+        .respond("create_webhook", &connection, async move {
+            let (resource, target, filters, gid, secret, heartbeat) = {
+                let mut world = shared.world.lock().unwrap();
+                if !authorized(&world, &headers) {
+                return unauthorized();
+            }
+                let Ok(request) = serde_json::from_slice::<Value>(&body) else {
+                    return errors(StatusCode::BAD_REQUEST, "Could not parse request data, invalid JSON");
+                };
+                let data = &request["data"];
+                let (Some(resource), Some(target)) = (data["resource"].as_str(), data["target"].as_str()) else {
+                    return errors(StatusCode::BAD_REQUEST, "resource, target: Missing input");
+                };
+                if world.webhooks.values().any(|h| h.resource == resource && h.target == target) {
+                    return errors(
+                        StatusCode::FORBIDDEN,
+                        "Duplicated webhook. You already have an existing webhook for the given resource and target. Delete the old one before creating another.",
+                    );
+                }
+                world.next_gid += 1;
+                (
+                    resource.to_string(),
+                    target.to_string(),
+                    data["filters"].clone(),
+                    world.next_gid.to_string(),
+                    random_secret(),
+                    world.heartbeat_after_create,
+                )
+            };
+
+            // The handshake happens while this request is still open, as at Asana.
+            let handshake = shared
+                .http
+                .post(&target)
+                .header("x-hook-secret", &secret)
+                .send()
+                .await;
+            let echoed = match &handshake {
+                Ok(response) if matches!(response.status().as_u16(), 200 | 204) => {
+                    response.headers().get("x-hook-secret").and_then(|v| v.to_str().ok()) == Some(secret.as_str())
+                }
+                _ => false,
+            };
+            if !echoed {
+                return errors(
+                    StatusCode::BAD_REQUEST,
+                    "The remote server did not respond with the handshake secret.",
+                );
+            }
+
+            let (hook, secret_in_body) = {
+                let mut world = shared.world.lock().unwrap();
+                let hook = FakeWebhook {
+                    gid: gid.clone(),
+                    resource,
+                    target,
+                    secret: secret.clone(),
+                    filters,
+                    active: true,
+                    created_at: now_rfc3339(),
+                    last_success_at: None,
+                    last_failure_at: None,
+                    last_failure_content: None,
+                    delivery_retry_count: 0,
+                };
+                world.webhooks.insert(gid, hook.clone());
+                let secret_in_body = world.secret_in_body_override.take().unwrap_or(secret);
+                (hook, secret_in_body)
+            };
+            if heartbeat {
+                let shared = shared.clone();
+                let hook = hook.clone();
+                tokio::spawn(async move {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    let _ = deliver(&shared, &hook, r#"{"events":[]}"#.to_string()).await;
+                    shared.common.notify();
+                });
+            }
+            (
+                StatusCode::CREATED,
+                Json(json!({"data": render_webhook(&hook), "X-Hook-Secret": secret_in_body})),
+            )
+                .into_response()
+        })
+        .await
+}
+
+async fn list_webhooks(
+    State(shared): State<Shared>,
+    Extension(connection): Extension<Connection>,
+    headers: HeaderMap,
+    Query(query): Query<HashMap<String, String>>,
+) -> Response {
+    let common = shared.common.clone();
+    common
+        .respond("list_webhooks", &connection, async move {
+            let world = shared.world.lock().unwrap();
+            if !authorized(&world, &headers) {
+                return unauthorized();
+            }
+            let Some(workspace) = query.get("workspace") else {
+                return errors(StatusCode::BAD_REQUEST, "workspace: Missing input");
+            };
+            if !world.workspaces.iter().any(|(gid, _)| gid == workspace) {
+                return errors(
+                    StatusCode::NOT_FOUND,
+                    &format!("workspace: Unknown object: {workspace}"),
+                );
+            }
+            let data: Vec<Value> = world.webhooks.values().map(render_webhook).collect();
+            Json(json!({"data": data, "next_page": null})).into_response()
+        })
+        .await
+}
+
+async fn get_webhook(
+    State(shared): State<Shared>,
+    Extension(connection): Extension<Connection>,
+    headers: HeaderMap,
+    Path(gid): Path<String>,
+) -> Response {
+    let common = shared.common.clone();
+    common
+        .respond("get_webhook", &connection, async move {
+            let world = shared.world.lock().unwrap();
+            if !authorized(&world, &headers) {
+                return unauthorized();
+            }
+            match world.webhooks.get(&gid) {
+                Some(hook) => Json(json!({"data": render_webhook(hook)})).into_response(),
+                None => errors(
+                    StatusCode::NOT_FOUND,
+                    &format!("webhook: Unknown object: {gid}"),
+                ),
+            }
+        })
+        .await
+}
+
+async fn delete_webhook(
+    State(shared): State<Shared>,
+    Extension(connection): Extension<Connection>,
+    headers: HeaderMap,
+    Path(gid): Path<String>,
+) -> Response {
+    let common = shared.common.clone();
+    common
+        .respond("delete_webhook", &connection, async move {
+            let mut world = shared.world.lock().unwrap();
+            if !authorized(&world, &headers) {
+                return unauthorized();
+            }
+            match world.webhooks.remove(&gid) {
+                Some(_) => Json(json!({"data": {}})).into_response(),
+                None => errors(
+                    StatusCode::NOT_FOUND,
+                    &format!("webhook: Unknown object: {gid}"),
+                ),
+            }
+        })
+        .await
+}

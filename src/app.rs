@@ -1,0 +1,193 @@
+//! Wiring: settings → store, clients, worker and router; binding; running until told to stop.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use tokio::net::TcpListener;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+use crate::http::{AppState, router};
+use crate::settings::Settings;
+use crate::store::{BackendKind, Store, StoreOptions};
+use crate::upstream::{AsanaClient, DocSpaceClient};
+use crate::worker::{InviteRules, Inviter, RetryPolicy, Worker};
+
+/// The service, bound and ready to run.
+pub struct Application {
+    listener: TcpListener,
+    local_addr: SocketAddr,
+    router: axum::Router,
+    worker: Worker,
+    store: Store,
+}
+
+impl Application {
+    /// Opens the store (applying migrations), builds the clients and binds the listener. Port 0
+    /// binds a free port; `port()` tells which.
+    pub async fn build(settings: Settings) -> anyhow::Result<Application> {
+        let store = Store::connect(&settings.database.url, &StoreOptions::default())
+            .await
+            .with_context(|| {
+                format!(
+                    "opening the store at {}",
+                    redact_url(&settings.database.url)
+                )
+            })?;
+        if store.kind() == BackendKind::Sqlite {
+            // One process owns a SQLite store: whatever it left running died with it.
+            let requeued = store.requeue_abandoned_jobs().await?;
+            if requeued > 0 {
+                tracing::info!(
+                    jobs = requeued,
+                    "jobs interrupted by the previous run are due again"
+                );
+            }
+        }
+        let inviter = inviter(&settings, store.clone())?;
+        let wake = Arc::new(Notify::new());
+        let worker = Worker::new(
+            store.clone(),
+            inviter,
+            settings.worker.clone(),
+            wake.clone(),
+        );
+        let state = AppState {
+            store: store.clone(),
+            handshake: settings.webhooks.handshake,
+            max_body_bytes: settings.server.max_body_bytes,
+            request_timeout: Duration::from_millis(settings.server.request_timeout_ms),
+            wake_worker: wake,
+            worker: worker.status(),
+        };
+
+        let address = format!("{}:{}", settings.server.host, settings.server.port);
+        let listener = TcpListener::bind(&address)
+            .await
+            .with_context(|| format!("binding {address}"))?;
+        let local_addr = listener.local_addr()?;
+        Ok(Application {
+            listener,
+            local_addr,
+            router: router(state),
+            worker,
+            store,
+        })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.local_addr.port()
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// Serves until `shutdown` completes, then stops accepting, finishes in-flight requests,
+    /// gives running jobs their grace period and returns.
+    pub async fn run_until_stopped(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        let stop = CancellationToken::new();
+        let worker = tokio::spawn(self.worker.run(stop.child_token()));
+        tracing::info!(address = %self.local_addr, "listening");
+        let server_stop = stop.clone();
+        let served = axum::serve(self.listener, self.router)
+            .with_graceful_shutdown(async move {
+                tokio::select! {
+                    _ = shutdown => tracing::info!("shutting down"),
+                    _ = server_stop.cancelled() => {}
+                }
+                server_stop.cancel();
+            })
+            .await;
+        stop.cancel();
+        if let Err(err) = worker.await {
+            tracing::error!(error = %err, "the worker ended abnormally");
+        }
+        self.store.close().await;
+        served.context("serving HTTP")?;
+        tracing::info!("stopped");
+        Ok(())
+    }
+}
+
+fn inviter(settings: &Settings, store: Store) -> anyhow::Result<Inviter> {
+    let timeout = settings.request_timeout();
+    let asana = AsanaClient::new(
+        &settings.asana.base_url,
+        settings.asana.token.clone(),
+        timeout,
+    )
+    .context("asana.base_url")?;
+    let docspace = DocSpaceClient::new(
+        &settings.docspace.base_url,
+        settings.docspace.api_key.clone(),
+        timeout,
+    )
+    .context("docspace.base_url")?;
+    let rules = InviteRules {
+        allowed_domains: settings.invite.allowed_domains.clone(),
+        invite_type: settings.docspace.invite_type,
+    };
+    let retry = RetryPolicy {
+        max_attempts: settings.worker.max_attempts,
+        backoff_base: Duration::from_millis(settings.worker.backoff_base_ms),
+        backoff_max: Duration::from_millis(settings.worker.backoff_max_ms),
+    };
+    Ok(Inviter::new(store, asana, docspace, rules, retry))
+}
+
+/// A database URL without its password, for messages.
+pub fn redact_url(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut parsed) if parsed.password().is_some() => {
+            let _ = parsed.set_password(Some("***"));
+            parsed.to_string()
+        }
+        _ => url.to_string(),
+    }
+}
+
+/// Completes on ctrl-c or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = terminate => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwords_are_redacted() {
+        assert_eq!(
+            redact_url("postgres://bridge:hunter2@db:5432/bridge"),
+            "postgres://bridge:***@db:5432/bridge"
+        );
+        assert_eq!(
+            redact_url("sqlite://data/bridge.db"),
+            "sqlite://data/bridge.db"
+        );
+    }
+}

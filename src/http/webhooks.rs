@@ -1,0 +1,253 @@
+//! Asana webhook ingress: handshakes store a secret, deliveries are verified on their raw bytes,
+//! parsed, and recorded as jobs before they are acknowledged. No upstream call happens here.
+
+use axum::Json;
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::extract::rejection::PathRejection;
+use axum::extract::{Path, State};
+use axum::http::header::CONTENT_LENGTH;
+use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use secrecy::ExposeSecret;
+use serde_json::json;
+
+use super::AppState;
+use super::error::ApiError;
+use crate::settings::HandshakeMode;
+use crate::store::NewJob;
+use crate::webhook::{SignatureError, parse_delivery, verify_signature};
+
+pub const HOOK_SECRET: HeaderName = HeaderName::from_static("x-hook-secret");
+pub const HOOK_SIGNATURE: HeaderName = HeaderName::from_static("x-hook-signature");
+
+/// The webhook name used by `POST /webhooks/asana`.
+pub const DEFAULT_NAME: &str = "default";
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/webhooks/asana", post(receive_default))
+        .route("/webhooks/asana/{name}", post(receive_named))
+}
+
+async fn receive_default(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    receive(app, DEFAULT_NAME.to_string(), headers, body).await
+}
+
+async fn receive_named(
+    State(app): State<AppState>,
+    name: Result<Path<String>, PathRejection>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let Path(name) =
+        name.map_err(|e| ApiError::BadRequest(format!("invalid webhook name: {e}")))?;
+    receive(app, name, headers, body).await
+}
+
+#[tracing::instrument(name = "webhook", skip_all, fields(webhook = %name))]
+async fn receive(
+    app: AppState,
+    name: String,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    if !is_valid_name(&name) {
+        return Err(ApiError::BadRequest(
+            "invalid webhook name: use 1 to 64 letters, digits, '-' or '_'".into(),
+        ));
+    }
+    let secret = single_header(&headers, &HOOK_SECRET)?;
+    let signature = single_header(&headers, &HOOK_SIGNATURE)?;
+    let body = read_body(&app, &headers, body).await?;
+    match (secret, signature) {
+        (Some(secret), _) => handshake(&app, &name, secret).await,
+        (None, Some(signature)) => deliver(&app, &name, signature, &body).await,
+        (None, None) => {
+            // A name with a secret expects deliveries: the signature is what is missing.
+            if app.store.webhook_secret(&name).await?.is_some() {
+                Err(ApiError::Unauthorized("missing X-Hook-Signature".into()))
+            } else {
+                Err(ApiError::BadRequest(
+                    "expected an X-Hook-Secret header (handshake) or an X-Hook-Signature header (delivery)".into(),
+                ))
+            }
+        }
+    }
+}
+
+async fn handshake(app: &AppState, name: &str, secret: &str) -> Result<Response, ApiError> {
+    if secret.is_empty() || secret.len() > 256 || !secret.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(ApiError::BadRequest(
+            "X-Hook-Secret must be 1 to 256 printable ASCII characters".into(),
+        ));
+    }
+    match app.handshake {
+        HandshakeMode::FirstUse => {}
+    }
+    if app.store.store_secret_if_absent(name, secret).await? {
+        tracing::info!("handshake accepted; webhook secret stored");
+        let mut response = (
+            StatusCode::OK,
+            Json(json!({ "status": "handshake accepted" })),
+        )
+            .into_response();
+        let echo = HeaderValue::from_str(secret)
+            .map_err(|_| ApiError::BadRequest("invalid X-Hook-Secret".into()))?;
+        response.headers_mut().insert(HOOK_SECRET, echo);
+        Ok(response)
+    } else {
+        tracing::warn!(
+            "refused a handshake for webhook {name:?}: it already has a secret, which is kept. \
+             If you re-created this webhook at Asana, remove the old registration here first, \
+             or register the new webhook under another name (/webhooks/asana/<new-name>)"
+        );
+        Err(ApiError::Conflict(format!(
+            "webhook {name:?} already has a secret; it is never overwritten. Register the new webhook under another name"
+        )))
+    }
+}
+
+async fn deliver(
+    app: &AppState,
+    name: &str,
+    signature: &str,
+    body: &[u8],
+) -> Result<Response, ApiError> {
+    let Some(secret) = app.store.webhook_secret(name).await? else {
+        return Err(ApiError::Unauthorized(format!(
+            "unknown webhook {name:?}: no handshake has stored a secret for it"
+        )));
+    };
+    verify_signature(secret.expose_secret().as_bytes(), body, signature).map_err(
+        |err| match err {
+            SignatureError::NotHex => ApiError::Unauthorized("X-Hook-Signature is not hex".into()),
+            SignatureError::Mismatch => {
+                ApiError::Unauthorized("X-Hook-Signature does not match the body".into())
+            }
+        },
+    )?;
+    let delivery = parse_delivery(body).map_err(|e| ApiError::BadRequest(e.to_string()))?;
+    let jobs: Vec<NewJob> = delivery
+        .relevant
+        .iter()
+        .map(|event| NewJob {
+            dedupe_key: event.dedupe_key.clone(),
+            task_gid: event.task_gid.clone(),
+            kind: event.kind.as_str().to_string(),
+        })
+        .collect();
+    let queued = app.store.enqueue(name, &jobs).await?;
+    if queued.created > 0 {
+        app.wake_worker.notify_one();
+    }
+    tracing::info!(
+        relevant = jobs.len(),
+        queued = queued.created,
+        duplicates = queued.duplicates,
+        ignored = delivery.ignored,
+        "delivery accepted"
+    );
+    Ok(Json(json!({
+        "status": "accepted",
+        "queued": queued.created,
+        "duplicates": queued.duplicates,
+        "ignored": delivery.ignored,
+    }))
+    .into_response())
+}
+
+fn is_valid_name(name: &str) -> bool {
+    (1..=64).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+/// A header that must appear at most once; a repeated one is ambiguous and refused.
+fn single_header<'h>(
+    headers: &'h HeaderMap,
+    name: &HeaderName,
+) -> Result<Option<&'h str>, ApiError> {
+    let mut values = headers.get_all(name).iter();
+    let Some(first) = values.next() else {
+        return Ok(None);
+    };
+    if values.next().is_some() {
+        return Err(ApiError::BadRequest(format!(
+            "{name} must appear only once"
+        )));
+    }
+    first
+        .to_str()
+        .map(|v| Some(v.trim()))
+        .map_err(|_| ApiError::BadRequest(format!("{name} must be ASCII")))
+}
+
+/// The raw body, bounded in size and in time.
+async fn read_body(app: &AppState, headers: &HeaderMap, body: Body) -> Result<Bytes, ApiError> {
+    let limit = app.max_body_bytes;
+    let too_large = || ApiError::PayloadTooLarge(format!("the body is larger than {limit} bytes"));
+    let declared = headers
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|len| len > limit as u64) {
+        return Err(too_large());
+    }
+    match tokio::time::timeout(app.request_timeout, axum::body::to_bytes(body, limit)).await {
+        Err(_) => Err(ApiError::RequestTimeout(format!(
+            "the body did not arrive within {} ms",
+            app.request_timeout.as_millis()
+        ))),
+        Ok(Ok(bytes)) => Ok(bytes),
+        Ok(Err(err)) if is_length_limit(&err) => Err(too_large()),
+        Ok(Err(err)) => Err(ApiError::BadRequest(format!(
+            "could not read the body: {err}"
+        ))),
+    }
+}
+
+fn is_length_limit(err: &axum::Error) -> bool {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(err);
+    while let Some(e) = source {
+        if e.is::<http_body_util::LengthLimitError>() {
+            return true;
+        }
+        source = e.source();
+    }
+    false
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_restricted_to_a_safe_alphabet() {
+        assert!(is_valid_name("default"));
+        assert!(is_valid_name("proj-42_A"));
+        assert!(!is_valid_name(""));
+        assert!(!is_valid_name("a b"));
+        assert!(!is_valid_name("é"));
+        assert!(!is_valid_name(&"x".repeat(65)));
+    }
+
+    #[test]
+    fn repeated_headers_are_refused() {
+        let mut headers = HeaderMap::new();
+        headers.append(HOOK_SIGNATURE, HeaderValue::from_static("aa"));
+        assert_eq!(
+            single_header(&headers, &HOOK_SIGNATURE).unwrap(),
+            Some("aa")
+        );
+        headers.append(HOOK_SIGNATURE, HeaderValue::from_static("bb"));
+        assert!(single_header(&headers, &HOOK_SIGNATURE).is_err());
+        assert_eq!(single_header(&headers, &HOOK_SECRET).unwrap(), None);
+    }
+}

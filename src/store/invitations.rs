@@ -1,0 +1,157 @@
+//! The invitations ledger: at most one row per email, so at most one invitation per person,
+//! whatever the number of jobs, workers or replicas racing for them.
+//!
+//! A job reserves the email (`sending`) before it calls DocSpace and confirms it (`sent`) in the
+//! same transaction that finishes the job. A job that died between the two finds its own
+//! reservation when it runs again and checks DocSpace instead of inviting twice.
+
+use super::{Store, StoreResult, now_ms, on_db};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InvitationState {
+    /// Reserved by a job that has called, or is about to call, DocSpace.
+    Sending,
+    /// DocSpace accepted the invitation.
+    Sent,
+}
+
+/// What the ledger says about an email, as seen by one job.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reservation {
+    /// This job holds the email: it may invite (and may already have, if `state` is `Sending`
+    /// from an earlier attempt, or `Sent`).
+    Mine(InvitationState),
+    /// Another job invited this email, or is inviting it.
+    Theirs { job_id: i64, state: InvitationState },
+}
+
+impl Store {
+    /// The ledger row for `email`, as seen by job `job_id`; `None` when nobody holds it.
+    pub async fn invitation(&self, email: &str, job_id: i64) -> StoreResult<Option<Reservation>> {
+        let row: Option<(String, i64)> = on_db!(self, read, |pool| {
+            sqlx::query_as("SELECT state, job_id FROM invitations WHERE email = $1")
+                .bind(email)
+                .fetch_optional(pool)
+                .await
+        })?;
+        row.map(|(state, holder)| to_reservation(&state, holder, job_id))
+            .transpose()
+    }
+
+    /// Reserves `email` for job `job_id` unless another job holds it.
+    pub async fn reserve_invitation(
+        &self,
+        email: &str,
+        job_id: i64,
+        task_gid: &str,
+        invite_type: &str,
+    ) -> StoreResult<Reservation> {
+        let row: (String, i64) = on_db!(self, write, |pool| {
+            let mut tx = pool.begin().await?;
+            sqlx::query(
+                "INSERT INTO invitations (email, state, job_id, task_gid, invite_type, created_at) \
+                 VALUES ($1, 'sending', $2, $3, $4, $5) ON CONFLICT (email) DO NOTHING",
+            )
+            .bind(email)
+            .bind(job_id)
+            .bind(task_gid)
+            .bind(invite_type)
+            .bind(now_ms())
+            .execute(&mut *tx)
+            .await?;
+            let row = sqlx::query_as("SELECT state, job_id FROM invitations WHERE email = $1")
+                .bind(email)
+                .fetch_one(&mut *tx)
+                .await?;
+            tx.commit().await?;
+            Ok::<_, sqlx::Error>(row)
+        })?;
+        to_reservation(&row.0, row.1, job_id)
+    }
+
+    /// Records that DocSpace accepted the invitation and finishes the job as `invited`, in one
+    /// transaction. Returns false when the job's lease was lost meanwhile (the ledger is still
+    /// updated: the invitation did go out).
+    pub async fn confirm_invitation(
+        &self,
+        job_id: i64,
+        owner: &str,
+        email: &str,
+    ) -> StoreResult<bool> {
+        let now = now_ms();
+        let finished = on_db!(self, write, |pool| {
+            let mut tx = pool.begin().await?;
+            sqlx::query(
+                "UPDATE invitations SET state = 'sent', sent_at = $1 WHERE email = $2 AND job_id = $3",
+            )
+            .bind(now)
+            .bind(email)
+            .bind(job_id)
+            .execute(&mut *tx)
+            .await?;
+            let finished = sqlx::query(
+                "UPDATE jobs SET status = 'done', outcome = 'invited', email = $1, last_error = NULL, \
+                 lease_owner = NULL, lease_until = NULL, updated_at = $2 \
+                 WHERE id = $3 AND lease_owner = $4 AND status = 'running'",
+            )
+            .bind(email)
+            .bind(now)
+            .bind(job_id)
+            .bind(owner)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            tx.commit().await?;
+            Ok::<bool, sqlx::Error>(finished == 1)
+        })?;
+        Ok(finished)
+    }
+
+    /// Gives up job `job_id`'s unconfirmed reservation of `email` (DocSpace already knew the
+    /// person, so there is nothing of ours to remember).
+    pub async fn release_invitation(&self, email: &str, job_id: i64) -> StoreResult<()> {
+        on_db!(self, write, |pool| {
+            sqlx::query(
+                "DELETE FROM invitations WHERE email = $1 AND job_id = $2 AND state = 'sending'",
+            )
+            .bind(email)
+            .bind(job_id)
+            .execute(pool)
+            .await
+            .map(|r| r.rows_affected())
+        })?;
+        Ok(())
+    }
+
+    /// Emails this service invited, oldest first.
+    pub async fn sent_invitations(&self) -> StoreResult<Vec<String>> {
+        let emails = on_db!(self, read, |pool| {
+            sqlx::query_scalar(
+                "SELECT email FROM invitations WHERE state = 'sent' ORDER BY sent_at, email",
+            )
+            .fetch_all(pool)
+            .await
+        })?;
+        Ok(emails)
+    }
+}
+
+fn to_reservation(state: &str, holder: i64, job_id: i64) -> StoreResult<Reservation> {
+    let state = match state {
+        "sending" => InvitationState::Sending,
+        "sent" => InvitationState::Sent,
+        other => {
+            return Err(super::StoreError::Corrupt(format!(
+                "unknown invitation state {other:?}"
+            )));
+        }
+    };
+    Ok(if holder == job_id {
+        Reservation::Mine(state)
+    } else {
+        Reservation::Theirs {
+            job_id: holder,
+            state,
+        }
+    })
+}

@@ -1,0 +1,442 @@
+//! The job queue: one row per relevant event, claimed with a lease so a job never runs twice at
+//! once and a job whose process died is taken again once its lease runs out.
+
+use std::fmt;
+use std::str::FromStr;
+use std::time::Duration;
+
+use super::{Backend, Store, StoreError, StoreResult, duration_ms, now_ms, on_db};
+
+/// A job to create; `dedupe_key` makes creating it twice a no-op.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewJob {
+    pub dedupe_key: String,
+    pub task_gid: String,
+    pub kind: String,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct EnqueueOutcome {
+    pub created: u64,
+    pub duplicates: u64,
+}
+
+/// A job this worker holds the lease on.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct ClaimedJob {
+    pub id: i64,
+    pub task_gid: String,
+    #[sqlx(rename = "event_kind")]
+    pub kind: String,
+    pub source: String,
+    /// Including this one.
+    pub attempts: i64,
+}
+
+/// A job as stored, for operators and tests.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct JobRecord {
+    pub id: i64,
+    pub source: String,
+    pub task_gid: String,
+    pub event_kind: String,
+    pub status: String,
+    pub attempts: i64,
+    pub run_at: i64,
+    pub outcome: Option<String>,
+    pub email: Option<String>,
+    pub last_error: Option<String>,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+impl JobRecord {
+    pub fn status(&self) -> StoreResult<JobStatus> {
+        self.status.parse()
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JobStatus {
+    Pending,
+    Running,
+    Done,
+    Failed,
+}
+
+impl JobStatus {
+    pub const ALL: [JobStatus; 4] = [
+        JobStatus::Pending,
+        JobStatus::Running,
+        JobStatus::Done,
+        JobStatus::Failed,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobStatus::Pending => "pending",
+            JobStatus::Running => "running",
+            JobStatus::Done => "done",
+            JobStatus::Failed => "failed",
+        }
+    }
+}
+
+impl FromStr for JobStatus {
+    type Err = StoreError;
+    fn from_str(s: &str) -> StoreResult<JobStatus> {
+        JobStatus::ALL
+            .into_iter()
+            .find(|status| status.as_str() == s)
+            .ok_or_else(|| StoreError::Corrupt(format!("unknown job status {s:?}")))
+    }
+}
+
+impl fmt::Display for JobStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// How a finished job ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Invited,
+    AlreadyMember,
+    AlreadyInvited,
+    NoAssignee,
+    NoEmail,
+    DomainNotAllowed,
+    Failed,
+}
+
+impl Outcome {
+    pub const ALL: [Outcome; 7] = [
+        Outcome::Invited,
+        Outcome::AlreadyMember,
+        Outcome::AlreadyInvited,
+        Outcome::NoAssignee,
+        Outcome::NoEmail,
+        Outcome::DomainNotAllowed,
+        Outcome::Failed,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Invited => "invited",
+            Outcome::AlreadyMember => "already_member",
+            Outcome::AlreadyInvited => "already_invited",
+            Outcome::NoAssignee => "no_assignee",
+            Outcome::NoEmail => "no_email",
+            Outcome::DomainNotAllowed => "domain_not_allowed",
+            Outcome::Failed => "failed",
+        }
+    }
+}
+
+impl FromStr for Outcome {
+    type Err = StoreError;
+    fn from_str(s: &str) -> StoreResult<Outcome> {
+        Outcome::ALL
+            .into_iter()
+            .find(|outcome| outcome.as_str() == s)
+            .ok_or_else(|| StoreError::Corrupt(format!("unknown job outcome {s:?}")))
+    }
+}
+
+impl fmt::Display for Outcome {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Jobs per status.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct QueueCounts {
+    pub pending: i64,
+    pub running: i64,
+    pub done: i64,
+    pub failed: i64,
+}
+
+const CLAIM_SQLITE: &str = "UPDATE jobs SET status = 'running', attempts = attempts + 1, \
+     lease_owner = $1, lease_until = $2, updated_at = $3 \
+     WHERE id IN (SELECT id FROM jobs \
+        WHERE (status = 'pending' AND run_at <= $3) OR (status = 'running' AND lease_until < $3) \
+        ORDER BY run_at, id LIMIT $4) \
+     RETURNING id, task_gid, event_kind, source, attempts";
+
+const CLAIM_POSTGRES: &str = "UPDATE jobs SET status = 'running', attempts = attempts + 1, \
+     lease_owner = $1, lease_until = $2, updated_at = $3 \
+     WHERE id IN (SELECT id FROM jobs \
+        WHERE (status = 'pending' AND run_at <= $3) OR (status = 'running' AND lease_until < $3) \
+        ORDER BY run_at, id LIMIT $4 FOR UPDATE SKIP LOCKED) \
+     RETURNING id, task_gid, event_kind, source, attempts";
+
+const JOB_COLUMNS: &str = "id, source, task_gid, event_kind, status, attempts, run_at, outcome, \
+     email, last_error, created_at, updated_at";
+
+impl Store {
+    /// Records `jobs` from `source` (a webhook name, or a command) in one transaction. Jobs whose
+    /// dedupe key exists are counted as duplicates and not created again.
+    pub async fn enqueue(&self, source: &str, jobs: &[NewJob]) -> StoreResult<EnqueueOutcome> {
+        if jobs.is_empty() {
+            return Ok(EnqueueOutcome::default());
+        }
+        let now = now_ms();
+        let created = on_db!(self, write, |pool| {
+            let mut tx = pool.begin().await?;
+            let mut created = 0;
+            for job in jobs {
+                created += sqlx::query(
+                    "INSERT INTO jobs (dedupe_key, source, task_gid, event_kind, status, run_at, \
+                     created_at, updated_at) VALUES ($1, $2, $3, $4, 'pending', $5, $5, $5) \
+                     ON CONFLICT (dedupe_key) DO NOTHING",
+                )
+                .bind(&job.dedupe_key)
+                .bind(source)
+                .bind(&job.task_gid)
+                .bind(&job.kind)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+            }
+            tx.commit().await?;
+            Ok::<u64, sqlx::Error>(created)
+        })?;
+        Ok(EnqueueOutcome {
+            created,
+            duplicates: jobs.len() as u64 - created,
+        })
+    }
+
+    /// Leases up to `limit` due jobs to `owner`: pending ones whose time has come, and running
+    /// ones whose lease expired (their worker died).
+    pub async fn claim_due_jobs(
+        &self,
+        owner: &str,
+        limit: usize,
+        lease: Duration,
+    ) -> StoreResult<Vec<ClaimedJob>> {
+        let now = now_ms();
+        let lease_until = now.saturating_add(duration_ms(lease));
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let jobs = match &self.backend {
+            Backend::Sqlite { writer, .. } => {
+                sqlx::query_as(CLAIM_SQLITE)
+                    .bind(owner)
+                    .bind(lease_until)
+                    .bind(now)
+                    .bind(limit)
+                    .fetch_all(writer)
+                    .await?
+            }
+            Backend::Postgres { pool } => {
+                sqlx::query_as(CLAIM_POSTGRES)
+                    .bind(owner)
+                    .bind(lease_until)
+                    .bind(now)
+                    .bind(limit)
+                    .fetch_all(pool)
+                    .await?
+            }
+        };
+        Ok(jobs)
+    }
+
+    /// Extends the lease of every job `owner` is running.
+    pub async fn renew_leases(&self, owner: &str, lease: Duration) -> StoreResult<u64> {
+        let now = now_ms();
+        let renewed = on_db!(self, write, |pool| {
+            sqlx::query(
+                "UPDATE jobs SET lease_until = $1 WHERE lease_owner = $2 AND status = 'running'",
+            )
+            .bind(now.saturating_add(duration_ms(lease)))
+            .bind(owner)
+            .execute(pool)
+            .await
+            .map(|r| r.rows_affected())
+        })?;
+        Ok(renewed)
+    }
+
+    /// Marks a job `owner` holds as done. Returns false when the lease was lost meanwhile.
+    pub async fn finish_job(
+        &self,
+        id: i64,
+        owner: &str,
+        outcome: Outcome,
+        email: Option<&str>,
+        note: Option<&str>,
+    ) -> StoreResult<bool> {
+        let result = on_db!(self, write, |pool| {
+            sqlx::query(
+                "UPDATE jobs SET status = 'done', outcome = $1, email = $2, last_error = $3, \
+                 lease_owner = NULL, lease_until = NULL, updated_at = $4 \
+                 WHERE id = $5 AND lease_owner = $6 AND status = 'running'",
+            )
+            .bind(outcome.as_str())
+            .bind(email)
+            .bind(note)
+            .bind(now_ms())
+            .bind(id)
+            .bind(owner)
+            .execute(pool)
+            .await
+            .map(|r| r.rows_affected())
+        })?;
+        Ok(result == 1)
+    }
+
+    /// Puts a job back in the queue, due at `run_at_ms`, remembering why.
+    pub async fn retry_job_later(
+        &self,
+        id: i64,
+        owner: &str,
+        run_at_ms: i64,
+        error: &str,
+        email: Option<&str>,
+    ) -> StoreResult<bool> {
+        let result = on_db!(self, write, |pool| {
+            sqlx::query(
+                "UPDATE jobs SET status = 'pending', run_at = $1, last_error = $2, \
+                 email = COALESCE($3, email), lease_owner = NULL, lease_until = NULL, updated_at = $4 \
+                 WHERE id = $5 AND lease_owner = $6 AND status = 'running'",
+            )
+            .bind(run_at_ms)
+            .bind(error)
+            .bind(email)
+            .bind(now_ms())
+            .bind(id)
+            .bind(owner)
+            .execute(pool)
+            .await
+            .map(|r| r.rows_affected())
+        })?;
+        Ok(result == 1)
+    }
+
+    /// Marks a job `failed` for good and gives up any invitation it had reserved but not
+    /// confirmed, so a later job may try that person again.
+    pub async fn fail_job(
+        &self,
+        id: i64,
+        owner: &str,
+        error: &str,
+        email: Option<&str>,
+    ) -> StoreResult<bool> {
+        let now = now_ms();
+        let updated = on_db!(self, write, |pool| {
+            let mut tx = pool.begin().await?;
+            let updated = sqlx::query(
+                "UPDATE jobs SET status = 'failed', outcome = 'failed', last_error = $1, \
+                 email = COALESCE($2, email), lease_owner = NULL, lease_until = NULL, updated_at = $3 \
+                 WHERE id = $4 AND lease_owner = $5 AND status = 'running'",
+            )
+            .bind(error)
+            .bind(email)
+            .bind(now)
+            .bind(id)
+            .bind(owner)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            if updated == 1 {
+                sqlx::query("DELETE FROM invitations WHERE job_id = $1 AND state = 'sending'")
+                    .bind(id)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            tx.commit().await?;
+            Ok::<bool, sqlx::Error>(updated == 1)
+        })?;
+        Ok(updated)
+    }
+
+    /// Hands back every job `owner` still runs (at shutdown): they are due again at once, and
+    /// the interrupted attempt does not count.
+    pub async fn release_leases(&self, owner: &str) -> StoreResult<u64> {
+        let now = now_ms();
+        let released = on_db!(self, write, |pool| {
+            sqlx::query(
+                "UPDATE jobs SET status = 'pending', run_at = $1, lease_owner = NULL, \
+                 lease_until = NULL, attempts = CASE WHEN attempts > 0 THEN attempts - 1 ELSE 0 END, \
+                 updated_at = $1 WHERE lease_owner = $2 AND status = 'running'",
+            )
+            .bind(now)
+            .bind(owner)
+            .execute(pool)
+            .await
+            .map(|r| r.rows_affected())
+        })?;
+        Ok(released)
+    }
+
+    /// Makes jobs a previous process left running due again. Only for a store no other process
+    /// works on (SQLite): with shared stores, leases decide.
+    pub async fn requeue_abandoned_jobs(&self) -> StoreResult<u64> {
+        let now = now_ms();
+        let requeued = on_db!(self, write, |pool| {
+            sqlx::query(
+                "UPDATE jobs SET status = 'pending', run_at = $1, lease_owner = NULL, \
+                 lease_until = NULL, updated_at = $1 WHERE status = 'running'",
+            )
+            .bind(now)
+            .execute(pool)
+            .await
+            .map(|r| r.rows_affected())
+        })?;
+        Ok(requeued)
+    }
+
+    pub async fn job(&self, id: i64) -> StoreResult<Option<JobRecord>> {
+        let job = on_db!(self, read, |pool| {
+            sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                "SELECT {JOB_COLUMNS} FROM jobs WHERE id = $1"
+            )))
+            .bind(id)
+            .fetch_optional(pool)
+            .await
+        })?;
+        Ok(job)
+    }
+
+    /// The newest jobs first, optionally only those with `status`.
+    pub async fn list_jobs(
+        &self,
+        status: Option<JobStatus>,
+        limit: usize,
+    ) -> StoreResult<Vec<JobRecord>> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let jobs = on_db!(self, read, |pool| {
+            sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                "SELECT {JOB_COLUMNS} FROM jobs WHERE ($1 IS NULL OR status = $1) \
+                 ORDER BY id DESC LIMIT $2"
+            )))
+            .bind(status.map(JobStatus::as_str))
+            .bind(limit)
+            .fetch_all(pool)
+            .await
+        })?;
+        Ok(jobs)
+    }
+
+    pub async fn queue_counts(&self) -> StoreResult<QueueCounts> {
+        let rows: Vec<(String, i64)> = on_db!(self, read, |pool| {
+            sqlx::query_as("SELECT status, COUNT(*) FROM jobs GROUP BY status")
+                .fetch_all(pool)
+                .await
+        })?;
+        let mut counts = QueueCounts::default();
+        for (status, count) in rows {
+            match status.parse()? {
+                JobStatus::Pending => counts.pending = count,
+                JobStatus::Running => counts.running = count,
+                JobStatus::Done => counts.done = count,
+                JobStatus::Failed => counts.failed = count,
+            }
+        }
+        Ok(counts)
+    }
+}

@@ -1,0 +1,213 @@
+//! The durable state: webhook secrets, the job queue and the invitations ledger, on SQLite (the
+//! embedded default) or PostgreSQL (several replicas). Both speak the same SQL where they can; the
+//! `on_db!` macro runs one query body against whichever pool is configured.
+
+mod invitations;
+mod jobs;
+mod webhooks;
+
+use std::path::Path;
+use std::str::FromStr;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
+
+pub use invitations::{InvitationState, Reservation};
+pub use jobs::{ClaimedJob, EnqueueOutcome, JobRecord, JobStatus, NewJob, Outcome, QueueCounts};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("database migration failed: {0}")]
+    Migration(#[from] sqlx::migrate::MigrateError),
+    #[error("database url {0:?} is neither sqlite:// nor postgres://")]
+    UnsupportedUrl(String),
+    #[error("could not create the database folder {path}: {source}")]
+    CreateDir {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("unexpected value in the database: {0}")]
+    Corrupt(String),
+}
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BackendKind {
+    Sqlite,
+    Postgres,
+}
+
+#[derive(Clone)]
+enum Backend {
+    /// One writer connection (SQLite allows one writer at a time; queueing in the pool beats
+    /// retrying on SQLITE_BUSY) and several readers, which WAL lets run beside it.
+    Sqlite {
+        writer: SqlitePool,
+        reader: SqlitePool,
+    },
+    Postgres {
+        pool: PgPool,
+    },
+}
+
+/// Runs `$body` with `$pool` bound to the pool for writes (or reads), whatever the backend.
+macro_rules! on_db {
+    ($store:expr, write, |$pool:ident| $body:expr) => {
+        match &$store.backend {
+            $crate::store::Backend::Sqlite { writer: $pool, .. } => $body,
+            $crate::store::Backend::Postgres { pool: $pool } => $body,
+        }
+    };
+    ($store:expr, read, |$pool:ident| $body:expr) => {
+        match &$store.backend {
+            $crate::store::Backend::Sqlite { reader: $pool, .. } => $body,
+            $crate::store::Backend::Postgres { pool: $pool } => $body,
+        }
+    };
+}
+pub(crate) use on_db;
+
+/// Pool sizes and timeouts.
+#[derive(Debug, Clone)]
+pub struct StoreOptions {
+    pub max_connections: u32,
+    pub acquire_timeout: Duration,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        StoreOptions {
+            max_connections: 8,
+            acquire_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct Store {
+    backend: Backend,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store")
+            .field("backend", &self.kind())
+            .finish()
+    }
+}
+
+impl Store {
+    /// Opens the database at `url` and applies the migrations.
+    pub async fn connect(url: &str, options: &StoreOptions) -> StoreResult<Store> {
+        let store = if url.starts_with("sqlite:") {
+            Store::connect_sqlite(url, options).await?
+        } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+            Store::connect_postgres(url, options).await?
+        } else {
+            return Err(StoreError::UnsupportedUrl(url.to_string()));
+        };
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    async fn connect_sqlite(url: &str, options: &StoreOptions) -> StoreResult<Store> {
+        let connect = SqliteConnectOptions::from_str(url)?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            // FULL: a commit is on disk before the delivery is acknowledged.
+            .synchronous(SqliteSynchronous::Full)
+            .busy_timeout(Duration::from_secs(5))
+            .foreign_keys(true);
+        let file = connect.get_filename();
+        if let Some(parent) = file.parent().filter(|p| !p.as_os_str().is_empty()) {
+            create_dir(parent)?;
+        }
+        let writer = SqlitePoolOptions::new()
+            .max_connections(1)
+            .acquire_timeout(options.acquire_timeout)
+            .connect_with(connect.clone())
+            .await?;
+        let reader = SqlitePoolOptions::new()
+            .max_connections(options.max_connections.max(1))
+            .acquire_timeout(options.acquire_timeout)
+            .connect_with(connect.read_only(true).create_if_missing(false))
+            .await?;
+        Ok(Store {
+            backend: Backend::Sqlite { writer, reader },
+        })
+    }
+
+    async fn connect_postgres(url: &str, options: &StoreOptions) -> StoreResult<Store> {
+        let connect = PgConnectOptions::from_str(url)?;
+        let pool = PgPoolOptions::new()
+            .max_connections(options.max_connections.max(1))
+            .acquire_timeout(options.acquire_timeout)
+            .connect_with(connect)
+            .await?;
+        Ok(Store {
+            backend: Backend::Postgres { pool },
+        })
+    }
+
+    async fn migrate(&self) -> StoreResult<()> {
+        // The PostgreSQL migrator holds an advisory lock, so replicas starting together are safe.
+        match &self.backend {
+            Backend::Sqlite { writer, .. } => {
+                sqlx::migrate!("./migrations/sqlite").run(writer).await?
+            }
+            Backend::Postgres { pool } => sqlx::migrate!("./migrations/postgres").run(pool).await?,
+        }
+        Ok(())
+    }
+
+    pub fn kind(&self) -> BackendKind {
+        match self.backend {
+            Backend::Sqlite { .. } => BackendKind::Sqlite,
+            Backend::Postgres { .. } => BackendKind::Postgres,
+        }
+    }
+
+    /// A cheap round trip, for readiness.
+    pub async fn ping(&self) -> StoreResult<()> {
+        on_db!(self, read, |pool| sqlx::query("SELECT 1")
+            .execute(pool)
+            .await
+            .map(|_| ()))?;
+        Ok(())
+    }
+
+    pub async fn close(&self) {
+        match &self.backend {
+            Backend::Sqlite { writer, reader } => {
+                reader.close().await;
+                writer.close().await;
+            }
+            Backend::Postgres { pool } => pool.close().await,
+        }
+    }
+}
+
+fn create_dir(path: &Path) -> StoreResult<()> {
+    std::fs::create_dir_all(path).map_err(|source| StoreError::CreateDir {
+        path: path.display().to_string(),
+        source,
+    })
+}
+
+/// Milliseconds since the Unix epoch: how every time is stored.
+pub fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+pub(crate) fn duration_ms(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}

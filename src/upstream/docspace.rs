@@ -1,0 +1,169 @@
+//! ONLYOFFICE DocSpace API client (`/api/2.0`), authenticated with an API key (`sk-...`).
+
+use std::time::Duration;
+
+use reqwest::{StatusCode, Url};
+use secrecy::{ExposeSecret, SecretString};
+use serde::Serialize;
+
+use super::{Service, UpstreamError, error_from_response, http_client};
+use crate::settings::InviteType;
+
+#[derive(Clone)]
+pub struct DocSpaceClient {
+    http: reqwest::Client,
+    base_url: Url,
+    api_key: SecretString,
+}
+
+impl std::fmt::Debug for DocSpaceClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DocSpaceClient")
+            .field("base_url", &self.base_url.as_str())
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(Serialize)]
+struct InviteRequest<'a> {
+    invitations: [Invitation<'a>; 1],
+}
+
+#[derive(Serialize)]
+struct Invitation<'a> {
+    email: &'a str,
+    #[serde(rename = "type")]
+    kind: &'a str,
+}
+
+impl DocSpaceClient {
+    /// `base_url` is the portal, e.g. `https://your-docspace.onlyoffice.com`.
+    pub fn new(
+        base_url: &str,
+        api_key: SecretString,
+        timeout: Duration,
+    ) -> Result<Self, url::ParseError> {
+        Ok(DocSpaceClient {
+            http: http_client(timeout),
+            base_url: Url::parse(base_url.trim_end_matches('/'))?,
+            api_key,
+        })
+    }
+
+    /// `GET /api/2.0/people/email?email=`: whether DocSpace knows this email (active, disabled
+    /// or with a pending invitation).
+    #[tracing::instrument(name = "docspace.find_user", skip_all, err(Display))]
+    pub async fn user_exists(&self, email: &str) -> Result<bool, UpstreamError> {
+        let mut url = self.url(&["api", "2.0", "people", "email"]);
+        url.query_pairs_mut().append_pair("email", email);
+        let response = self.send(self.http.get(url)).await?;
+        match response.status() {
+            StatusCode::NOT_FOUND => Ok(false),
+            status if status.is_success() => Ok(true),
+            _ => {
+                Err(error_from_response(Service::DocSpace, response, docspace_error_message).await)
+            }
+        }
+    }
+
+    /// `POST /api/2.0/people/invite` for one email: a batch is not transactional, so one per request.
+    #[tracing::instrument(name = "docspace.invite", skip_all, fields(invite_type = %invite_type), err(Display))]
+    pub async fn invite(&self, email: &str, invite_type: InviteType) -> Result<(), UpstreamError> {
+        let url = self.url(&["api", "2.0", "people", "invite"]);
+        let body = InviteRequest {
+            invitations: [Invitation {
+                email,
+                kind: invite_type.as_str(),
+            }],
+        };
+        let response = self.send(self.http.post(url).json(&body)).await?;
+        if response.status().is_success() {
+            Ok(())
+        } else {
+            Err(error_from_response(Service::DocSpace, response, docspace_error_message).await)
+        }
+    }
+
+    fn url(&self, segments: &[&str]) -> Url {
+        let mut url = self.base_url.clone();
+        url.path_segments_mut()
+            .expect("http(s) URLs have a path")
+            .pop_if_empty()
+            .extend(segments);
+        url
+    }
+
+    async fn send(
+        &self,
+        request: reqwest::RequestBuilder,
+    ) -> Result<reqwest::Response, UpstreamError> {
+        request
+            .bearer_auth(self.api_key.expose_secret())
+            .header(reqwest::header::ACCEPT, "application/json")
+            .send()
+            .await
+            .map_err(|e| UpstreamError::transport(Service::DocSpace, e))
+    }
+}
+
+/// `{"error":{"message":"..."}}`, or a validation problem (RFC 7807) inside `response`.
+fn docspace_error_message(body: &serde_json::Value) -> Option<String> {
+    if let Some(message) = body.pointer("/error/message").and_then(|m| m.as_str()) {
+        return Some(message.to_string());
+    }
+    let problem = body.get("response")?;
+    let title = problem.get("title").and_then(|t| t.as_str());
+    let details: Vec<String> = problem
+        .get("errors")
+        .and_then(|e| e.as_object())
+        .map(|errors| {
+            errors
+                .iter()
+                .map(|(field, messages)| format!("{field}: {messages}"))
+                .collect()
+        })
+        .unwrap_or_default();
+    match (title, details.is_empty()) {
+        (Some(title), true) => Some(title.to_string()),
+        (Some(title), false) => Some(format!("{title} ({})", details.join("; "))),
+        (None, false) => Some(details.join("; ")),
+        (None, true) => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn error_messages_from_both_shapes() {
+        let plain =
+            serde_json::json!({"error":{"message":"Incorrect email"},"status":1,"statusCode":400});
+        assert_eq!(
+            docspace_error_message(&plain).as_deref(),
+            Some("Incorrect email")
+        );
+        let problem = serde_json::json!({"response":{"title":"One or more validation errors occurred.","errors":{"Invitations[0].Type":["bad"]}}});
+        let text = docspace_error_message(&problem).unwrap();
+        assert!(
+            text.starts_with("One or more validation errors occurred."),
+            "{text}"
+        );
+        assert!(text.contains("Invitations[0].Type"), "{text}");
+        assert_eq!(docspace_error_message(&serde_json::json!({})), None);
+    }
+
+    #[test]
+    fn invite_body_has_the_wire_shape() {
+        let body = InviteRequest {
+            invitations: [Invitation {
+                email: "a@b.c",
+                kind: InviteType::User.as_str(),
+            }],
+        };
+        assert_eq!(
+            serde_json::to_value(&body).unwrap(),
+            serde_json::json!({"invitations":[{"email":"a@b.c","type":"User"}]})
+        );
+    }
+}

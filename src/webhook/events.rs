@@ -1,0 +1,274 @@
+//! A verified delivery body → the events worth a job. Only the fields the bridge acts on are typed;
+//! everything else in an event is ignored, so Asana adding fields never breaks ingestion.
+
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+
+/// What a delivery holds, after filtering.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Delivery {
+    pub relevant: Vec<RelevantEvent>,
+    /// Events acknowledged and ignored (other resources, actions or fields; unassignments).
+    pub ignored: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RelevantEvent {
+    pub kind: EventKind,
+    pub task_gid: String,
+    /// Identifies the event across redeliveries: Asana has no event id, so this hashes what the
+    /// event says (task, action, new assignee, time). Equal events collapse into one job.
+    pub dedupe_key: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventKind {
+    /// `changed` on `assignee` with a user as the new value.
+    AssigneeChanged,
+    /// A task `added` (to the project, or a section of it).
+    TaskAdded,
+}
+
+impl EventKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventKind::AssigneeChanged => "assignee_changed",
+            EventKind::TaskAdded => "task_added",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct DeliveryError(pub String);
+
+#[derive(Deserialize)]
+struct RawDelivery {
+    events: Vec<RawEvent>,
+}
+
+#[derive(Deserialize)]
+struct RawEvent {
+    action: String,
+    resource: RawResource,
+    #[serde(default)]
+    change: Option<RawChange>,
+    #[serde(default)]
+    created_at: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct RawResource {
+    gid: String,
+    resource_type: String,
+}
+
+#[derive(Deserialize)]
+struct RawChange {
+    field: String,
+    #[serde(default)]
+    new_value: Option<serde_json::Value>,
+}
+
+/// Parses a delivery whose signature was already verified.
+pub fn parse_delivery(body: &[u8]) -> Result<Delivery, DeliveryError> {
+    let mut de = serde_json::Deserializer::from_slice(body);
+    let raw: RawDelivery = serde_path_to_error::deserialize(&mut de).map_err(|err| {
+        let path = err.path().to_string();
+        let inner = err.into_inner();
+        if path == "." || path.is_empty() {
+            DeliveryError(format!("malformed delivery: {inner}"))
+        } else {
+            DeliveryError(format!("malformed delivery at {path}: {inner}"))
+        }
+    })?;
+    de.end()
+        .map_err(|err| DeliveryError(format!("malformed delivery: {err}")))?;
+
+    let mut relevant = Vec::new();
+    let mut ignored = 0;
+    for (index, event) in raw.events.into_iter().enumerate() {
+        match classify(&event) {
+            Some((kind, assignee_gid)) => {
+                if !is_valid_gid(&event.resource.gid) {
+                    return Err(DeliveryError(format!(
+                        "malformed delivery at events[{index}].resource.gid: not an Asana gid"
+                    )));
+                }
+                let dedupe_key = dedupe_key(
+                    &event.resource.gid,
+                    kind,
+                    assignee_gid.unwrap_or(""),
+                    event.created_at.as_deref().unwrap_or(""),
+                );
+                relevant.push(RelevantEvent {
+                    kind,
+                    task_gid: event.resource.gid,
+                    dedupe_key,
+                });
+            }
+            None => ignored += 1,
+        }
+    }
+    Ok(Delivery { relevant, ignored })
+}
+
+fn classify(event: &RawEvent) -> Option<(EventKind, Option<&str>)> {
+    if event.resource.resource_type != "task" {
+        return None;
+    }
+    match event.action.as_str() {
+        "added" => Some((EventKind::TaskAdded, None)),
+        "changed" => {
+            let change = event.change.as_ref()?;
+            if change.field != "assignee" {
+                return None;
+            }
+            let new_value = change.new_value.as_ref()?.as_object()?;
+            if let Some(kind) = new_value.get("resource_type")
+                && kind.as_str() != Some("user")
+            {
+                return None;
+            }
+            let gid = new_value.get("gid").and_then(|g| g.as_str());
+            Some((EventKind::AssigneeChanged, gid))
+        }
+        _ => None,
+    }
+}
+
+/// Asana gids are decimal strings today; allow a little more, but nothing that could smuggle
+/// path segments or control characters into an upstream URL or a log line.
+fn is_valid_gid(gid: &str) -> bool {
+    !gid.is_empty()
+        && gid.len() <= 64
+        && gid
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+fn dedupe_key(task_gid: &str, kind: EventKind, assignee_gid: &str, created_at: &str) -> String {
+    let mut hasher = Sha256::new();
+    for part in [task_gid, kind.as_str(), assignee_gid, created_at] {
+        hasher.update(part.as_bytes());
+        hasher.update([0x1f]);
+    }
+    hex::encode(hasher.finalize())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ASSIGNED: &str = r#"{"events":[{"user":{"gid":"1111","resource_type":"user"},"created_at":"2026-03-17T10:12:00.000Z",
+      "action":"changed","resource":{"gid":"2222","resource_type":"task","resource_subtype":"default_task"},
+      "parent":null,"change":{"field":"assignee","action":"changed","new_value":{"gid":"3333","resource_type":"user"}}}]}"#;
+
+    const ADDED: &str = r#"{"events":[
+      {"user":{"gid":"1","resource_type":"user"},"action":"added","created_at":"2026-03-17T10:11:06.474Z",
+       "parent":{"gid":"123","resource_type":"project"},"resource":{"gid":"456","resource_type":"task","resource_subtype":"default_task"}},
+      {"user":{"gid":"1","resource_type":"user"},"action":"added","created_at":"2026-03-17T10:11:06.474Z",
+       "parent":{"gid":"789","resource_type":"section"},"resource":{"gid":"456","resource_type":"task","resource_subtype":"default_task"}}]}"#;
+
+    #[test]
+    fn assignee_set_is_relevant() {
+        let d = parse_delivery(ASSIGNED.as_bytes()).unwrap();
+        assert_eq!(d.ignored, 0);
+        assert_eq!(d.relevant.len(), 1);
+        assert_eq!(d.relevant[0].kind, EventKind::AssigneeChanged);
+        assert_eq!(d.relevant[0].task_gid, "2222");
+    }
+
+    #[test]
+    fn task_added_to_project_and_section_share_a_key() {
+        let d = parse_delivery(ADDED.as_bytes()).unwrap();
+        assert_eq!(d.relevant.len(), 2);
+        assert!(d.relevant.iter().all(|e| e.kind == EventKind::TaskAdded));
+        assert_eq!(d.relevant[0].dedupe_key, d.relevant[1].dedupe_key);
+    }
+
+    #[test]
+    fn unassignment_is_ignored() {
+        for body in [
+            ASSIGNED.replace(r#","new_value":{"gid":"3333","resource_type":"user"}"#, ""),
+            ASSIGNED.replace(r#"{"gid":"3333","resource_type":"user"}"#, "null"),
+        ] {
+            let d = parse_delivery(body.as_bytes()).unwrap();
+            assert!(d.relevant.is_empty(), "{body}");
+            assert_eq!(d.ignored, 1);
+        }
+    }
+
+    #[test]
+    fn other_fields_resources_and_actions_are_ignored() {
+        for body in [
+            ASSIGNED.replace(r#""field":"assignee""#, r#""field":"name""#),
+            ASSIGNED.replace(r#""resource_type":"task""#, r#""resource_type":"story""#),
+            ASSIGNED.replace(
+                r#""action":"changed","resource""#,
+                r#""action":"removed","resource""#,
+            ),
+            ADDED.replace(r#""resource_type":"task""#, r#""resource_type":"project""#),
+        ] {
+            let d = parse_delivery(body.as_bytes()).unwrap();
+            assert!(d.relevant.is_empty(), "{body}");
+        }
+    }
+
+    #[test]
+    fn heartbeat_has_no_events() {
+        let d = parse_delivery(br#"{"events":[]}"#).unwrap();
+        assert_eq!(
+            d,
+            Delivery {
+                relevant: vec![],
+                ignored: 0
+            }
+        );
+    }
+
+    #[test]
+    fn the_same_event_twice_has_one_key_and_a_new_assignee_another() {
+        let a = parse_delivery(ASSIGNED.as_bytes()).unwrap();
+        let again = parse_delivery(ASSIGNED.as_bytes()).unwrap();
+        let other = parse_delivery(ASSIGNED.replace("3333", "4444").as_bytes()).unwrap();
+        assert_eq!(a.relevant[0].dedupe_key, again.relevant[0].dedupe_key);
+        assert_ne!(a.relevant[0].dedupe_key, other.relevant[0].dedupe_key);
+    }
+
+    #[test]
+    fn malformed_bodies_are_errors_naming_the_place() {
+        let cases = [
+            ("{", "malformed delivery"),
+            ("", "malformed delivery"),
+            (r#"{"events":{}}"#, "events"),
+            (r#"{"nothing":[]}"#, "missing field `events`"),
+            (
+                r#"{"events":[{"action":"added","resource":{"gid":5,"resource_type":"task"}}]}"#,
+                "events[0].resource.gid",
+            ),
+            (r#"{"events":[]} trailing"#, "trailing"),
+        ];
+        for (body, needle) in cases {
+            let err = parse_delivery(body.as_bytes()).unwrap_err();
+            assert!(err.0.contains(needle), "{body}: {err}");
+        }
+    }
+
+    #[test]
+    fn gids_that_could_reach_a_url_badly_are_refused() {
+        let body = ASSIGNED.replace(r#""gid":"2222""#, r#""gid":"22/../x\u0000""#);
+        let err = parse_delivery(body.as_bytes()).unwrap_err();
+        assert!(err.0.contains("resource.gid"), "{err}");
+    }
+
+    #[test]
+    fn deep_nesting_is_an_error_not_a_crash() {
+        let body = format!(
+            r#"{{"events":[{{"action":"added","x":{}{}}}]}}"#,
+            "[".repeat(10_000),
+            "]".repeat(10_000)
+        );
+        assert!(parse_delivery(body.as_bytes()).is_err());
+    }
+}

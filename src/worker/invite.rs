@@ -1,0 +1,303 @@
+//! One job, start to finish: read the task's current assignee from Asana, apply the invite rules,
+//! and invite the email to DocSpace at most once, recording how it ended.
+
+use std::time::Duration;
+
+use crate::settings::InviteType;
+use crate::store::{
+    ClaimedJob, InvitationState, Outcome, Reservation, Store, StoreError, duration_ms, now_ms,
+};
+use crate::telemetry::mask_email;
+use crate::upstream::{AsanaClient, DocSpaceClient, UpstreamError};
+
+use super::backoff::{backoff_delay, retry_after_delay};
+
+/// Who gets invited, and as what.
+#[derive(Debug, Clone)]
+pub struct InviteRules {
+    /// Lowercase domains; empty allows every domain.
+    pub allowed_domains: Vec<String>,
+    pub invite_type: InviteType,
+}
+
+impl InviteRules {
+    pub fn allows(&self, email: &str) -> bool {
+        if self.allowed_domains.is_empty() {
+            return true;
+        }
+        let domain = email.rsplit_once('@').map(|(_, d)| d).unwrap_or("");
+        self.allowed_domains.iter().any(|allowed| allowed == domain)
+    }
+}
+
+/// How failed attempts are retried.
+#[derive(Debug, Clone, Copy)]
+pub struct RetryPolicy {
+    pub max_attempts: u32,
+    pub backoff_base: Duration,
+    pub backoff_max: Duration,
+}
+
+/// What one attempt found.
+#[derive(Debug)]
+enum Attempt {
+    /// Nothing (more) to send.
+    Done {
+        outcome: Outcome,
+        email: Option<String>,
+        note: Option<String>,
+    },
+    /// DocSpace has the invitation from this job.
+    Invited { email: String },
+    /// An upstream call failed.
+    Upstream {
+        error: UpstreamError,
+        email: Option<String>,
+    },
+}
+
+/// How a job run ended, as recorded in the store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum JobEnd {
+    Done(Outcome),
+    RetryIn(Duration),
+    Failed(String),
+    /// The lease ran out before the result was written; whoever holds the job now finishes it.
+    LeaseLost,
+}
+
+#[derive(Debug, Clone)]
+pub struct Inviter {
+    store: Store,
+    asana: AsanaClient,
+    docspace: DocSpaceClient,
+    rules: InviteRules,
+    retry: RetryPolicy,
+}
+
+impl Inviter {
+    pub fn new(
+        store: Store,
+        asana: AsanaClient,
+        docspace: DocSpaceClient,
+        rules: InviteRules,
+        retry: RetryPolicy,
+    ) -> Self {
+        Inviter {
+            store,
+            asana,
+            docspace,
+            rules,
+            retry,
+        }
+    }
+
+    /// Runs one attempt of `job`, which `owner` has leased, and records the result.
+    pub async fn run(&self, job: &ClaimedJob, owner: &str) -> Result<JobEnd, StoreError> {
+        let attempt = self.attempt(job).await?;
+        self.record(job, owner, attempt).await
+    }
+
+    async fn attempt(&self, job: &ClaimedJob) -> Result<Attempt, StoreError> {
+        let task = match self.asana.get_task(&job.task_gid).await {
+            Ok(task) => task,
+            Err(error) => return Ok(Attempt::Upstream { error, email: None }),
+        };
+        let Some(assignee) = task.assignee else {
+            return Ok(done(Outcome::NoAssignee, None));
+        };
+        let Some(email) = assignee
+            .email
+            .map(|e| e.trim().to_lowercase())
+            .filter(|e| !e.is_empty())
+        else {
+            return Ok(done(Outcome::NoEmail, None));
+        };
+        if !self.rules.allows(&email) {
+            return Ok(done(Outcome::DomainNotAllowed, Some(email)));
+        }
+
+        // An earlier attempt of this very job may have reached DocSpace before it died.
+        let resuming = match self.store.invitation(&email, job.id).await? {
+            Some(Reservation::Theirs { job_id, state }) => {
+                return Ok(Attempt::Done {
+                    outcome: Outcome::AlreadyInvited,
+                    note: Some(already_invited_note(job_id, state)),
+                    email: Some(email),
+                });
+            }
+            Some(Reservation::Mine(InvitationState::Sent)) => {
+                return Ok(Attempt::Invited { email });
+            }
+            Some(Reservation::Mine(InvitationState::Sending)) => true,
+            None => false,
+        };
+
+        match self.docspace.user_exists(&email).await {
+            Err(error) => {
+                return Ok(Attempt::Upstream {
+                    error,
+                    email: Some(email),
+                });
+            }
+            Ok(true) if resuming => return Ok(Attempt::Invited { email }),
+            Ok(true) => return Ok(done(Outcome::AlreadyMember, Some(email))),
+            Ok(false) => {}
+        }
+
+        if !resuming {
+            match self
+                .store
+                .reserve_invitation(
+                    &email,
+                    job.id,
+                    &job.task_gid,
+                    self.rules.invite_type.as_str(),
+                )
+                .await?
+            {
+                Reservation::Theirs { job_id, state } => {
+                    return Ok(Attempt::Done {
+                        outcome: Outcome::AlreadyInvited,
+                        note: Some(already_invited_note(job_id, state)),
+                        email: Some(email),
+                    });
+                }
+                Reservation::Mine(InvitationState::Sent) => return Ok(Attempt::Invited { email }),
+                Reservation::Mine(InvitationState::Sending) => {}
+            }
+        }
+
+        match self.docspace.invite(&email, self.rules.invite_type).await {
+            Ok(()) => Ok(Attempt::Invited { email }),
+            Err(error) => Ok(Attempt::Upstream {
+                error,
+                email: Some(email),
+            }),
+        }
+    }
+
+    async fn record(
+        &self,
+        job: &ClaimedJob,
+        owner: &str,
+        attempt: Attempt,
+    ) -> Result<JobEnd, StoreError> {
+        let (recorded, end) = match attempt {
+            Attempt::Done {
+                outcome,
+                email,
+                note,
+            } => {
+                tracing::info!(
+                    outcome = outcome.as_str(),
+                    email = email.as_deref().map(mask_email),
+                    "job done"
+                );
+                let recorded = self
+                    .store
+                    .finish_job(job.id, owner, outcome, email.as_deref(), note.as_deref())
+                    .await?;
+                (recorded, JobEnd::Done(outcome))
+            }
+            Attempt::Invited { email } => {
+                tracing::info!(outcome = "invited", email = %mask_email(&email), "job done");
+                let recorded = self.store.confirm_invitation(job.id, owner, &email).await?;
+                (recorded, JobEnd::Done(Outcome::Invited))
+            }
+            Attempt::Upstream { error, email } => {
+                let attempts = u32::try_from(job.attempts).unwrap_or(u32::MAX);
+                if error.is_transient() && attempts < self.retry.max_attempts {
+                    let delay = match error.retry_after() {
+                        Some(wait) => retry_after_delay(wait, self.retry.backoff_base),
+                        None => backoff_delay(
+                            job.attempts,
+                            self.retry.backoff_base,
+                            self.retry.backoff_max,
+                        ),
+                    };
+                    tracing::warn!(
+                        error = %error,
+                        attempt = attempts,
+                        retry_in_ms = duration_ms(delay),
+                        "job attempt failed, will retry"
+                    );
+                    let run_at = now_ms().saturating_add(duration_ms(delay));
+                    let recorded = self
+                        .store
+                        .retry_job_later(
+                            job.id,
+                            owner,
+                            run_at,
+                            &error.to_string(),
+                            email.as_deref(),
+                        )
+                        .await?;
+                    (recorded, JobEnd::RetryIn(delay))
+                } else {
+                    let reason = if error.is_transient() {
+                        format!("gave up after {attempts} attempts: {error}")
+                    } else {
+                        error.to_string()
+                    };
+                    tracing::error!(error = %reason, attempt = attempts, "job failed");
+                    let recorded = self
+                        .store
+                        .fail_job(job.id, owner, &reason, email.as_deref())
+                        .await?;
+                    (recorded, JobEnd::Failed(reason))
+                }
+            }
+        };
+        if recorded {
+            Ok(end)
+        } else {
+            tracing::warn!(
+                "job lease was lost before its result was recorded; its new holder finishes it"
+            );
+            Ok(JobEnd::LeaseLost)
+        }
+    }
+}
+
+fn done(outcome: Outcome, email: Option<String>) -> Attempt {
+    Attempt::Done {
+        outcome,
+        email,
+        note: None,
+    }
+}
+
+fn already_invited_note(job_id: i64, state: InvitationState) -> String {
+    match state {
+        InvitationState::Sent => format!("invited by job {job_id}"),
+        InvitationState::Sending => format!("being invited by job {job_id}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rules(domains: &[&str]) -> InviteRules {
+        InviteRules {
+            allowed_domains: domains.iter().map(|d| d.to_string()).collect(),
+            invite_type: InviteType::User,
+        }
+    }
+
+    #[test]
+    fn empty_domain_list_allows_everyone() {
+        assert!(rules(&[]).allows("a@anything.org"));
+    }
+
+    #[test]
+    fn only_listed_domains_are_allowed_exactly() {
+        let r = rules(&["example.com"]);
+        assert!(r.allows("jane@example.com"));
+        assert!(!r.allows("jane@evil-example.com"));
+        assert!(!r.allows("jane@sub.example.com"));
+        assert!(!r.allows("jane@example.com.evil.org"));
+        assert!(!r.allows("no-at-sign"));
+    }
+}

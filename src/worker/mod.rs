@@ -1,0 +1,190 @@
+//! The background worker: claims due jobs with a lease, runs up to `concurrency` of them at once,
+//! keeps their leases alive, and on shutdown gives running jobs a bounded time to finish.
+
+mod backoff;
+mod invite;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use tokio::sync::Notify;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+
+use crate::settings::WorkerSettings;
+use crate::store::{ClaimedJob, Store};
+
+pub use backoff::{backoff_delay, retry_after_delay};
+pub use invite::{InviteRules, Inviter, JobEnd, RetryPolicy};
+
+/// Whether the worker loop is alive, for readiness.
+#[derive(Debug, Default)]
+pub struct WorkerStatus {
+    running: AtomicBool,
+}
+
+impl WorkerStatus {
+    pub fn is_running(&self) -> bool {
+        self.running.load(Ordering::Acquire)
+    }
+}
+
+/// Clears the running flag however the loop ends, panics included.
+struct RunningGuard(Arc<WorkerStatus>);
+
+impl Drop for RunningGuard {
+    fn drop(&mut self) {
+        self.0.running.store(false, Ordering::Release);
+    }
+}
+
+pub struct Worker {
+    store: Store,
+    inviter: Arc<Inviter>,
+    settings: WorkerSettings,
+    owner: String,
+    wake: Arc<Notify>,
+    status: Arc<WorkerStatus>,
+}
+
+impl Worker {
+    pub fn new(
+        store: Store,
+        inviter: Inviter,
+        settings: WorkerSettings,
+        wake: Arc<Notify>,
+    ) -> Self {
+        Worker {
+            store,
+            inviter: Arc::new(inviter),
+            settings,
+            owner: lease_owner_id(),
+            wake,
+            status: Arc::new(WorkerStatus::default()),
+        }
+    }
+
+    pub fn status(&self) -> Arc<WorkerStatus> {
+        self.status.clone()
+    }
+
+    /// Runs until `shutdown` is cancelled, then drains.
+    pub async fn run(self, shutdown: CancellationToken) {
+        self.status.running.store(true, Ordering::Release);
+        let _guard = RunningGuard(self.status.clone());
+        let lease = Duration::from_millis(self.settings.lease_ms);
+        let poll = Duration::from_millis(self.settings.poll_interval_ms);
+        let mut renew = tokio::time::interval(lease / 3);
+        renew.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        renew.reset();
+        let mut in_flight: JoinSet<()> = JoinSet::new();
+        tracing::info!(owner = %self.owner, concurrency = self.settings.concurrency, "worker started");
+
+        while !shutdown.is_cancelled() {
+            let free = self.settings.concurrency.saturating_sub(in_flight.len());
+            let mut store_failed = false;
+            if free > 0 {
+                match self.store.claim_due_jobs(&self.owner, free, lease).await {
+                    Ok(jobs) => {
+                        for job in jobs {
+                            self.spawn_job(&mut in_flight, job);
+                        }
+                    }
+                    Err(err) => {
+                        tracing::error!(error = %err, "could not claim jobs");
+                        store_failed = true;
+                    }
+                }
+            }
+            let has_free_slot = self.settings.concurrency > in_flight.len() && !store_failed;
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                Some(result) = in_flight.join_next(), if !in_flight.is_empty() => log_panic(result),
+                _ = self.wake.notified(), if has_free_slot => {}
+                _ = tokio::time::sleep(poll) => {}
+                _ = renew.tick(), if !in_flight.is_empty() => self.renew_leases(lease).await,
+            }
+        }
+        self.drain(in_flight, lease).await;
+        tracing::info!("worker stopped");
+    }
+
+    fn spawn_job(&self, in_flight: &mut JoinSet<()>, job: ClaimedJob) {
+        let inviter = self.inviter.clone();
+        let owner = self.owner.clone();
+        let wake = self.wake.clone();
+        let span = tracing::info_span!("job", job_id = job.id, task_gid = %job.task_gid, attempt = job.attempts);
+        in_flight.spawn(
+            async move {
+                match inviter.run(&job, &owner).await {
+                    // Wake the loop when the retry is due rather than at the next poll.
+                    Ok(JobEnd::RetryIn(delay)) => {
+                        tokio::spawn(async move {
+                            tokio::time::sleep(delay).await;
+                            wake.notify_one();
+                        });
+                    }
+                    Ok(_) => {}
+                    // The lease runs out and the job is taken again: nothing is lost.
+                    Err(err) => tracing::error!(error = %err, "could not record the job's result"),
+                }
+            }
+            .instrument(span),
+        );
+    }
+
+    async fn renew_leases(&self, lease: Duration) {
+        if let Err(err) = self.store.renew_leases(&self.owner, lease).await {
+            tracing::warn!(error = %err, "could not renew job leases");
+        }
+    }
+
+    /// Lets running jobs finish within the grace period, then hands the rest back to the queue.
+    async fn drain(&self, mut in_flight: JoinSet<()>, lease: Duration) {
+        if in_flight.is_empty() {
+            return;
+        }
+        let grace = Duration::from_millis(self.settings.shutdown_grace_ms);
+        tracing::info!(
+            jobs = in_flight.len(),
+            grace_ms = self.settings.shutdown_grace_ms,
+            "waiting for running jobs"
+        );
+        let deadline = tokio::time::sleep(grace);
+        tokio::pin!(deadline);
+        let mut renew = tokio::time::interval(lease / 3);
+        renew.reset();
+        loop {
+            tokio::select! {
+                next = in_flight.join_next() => match next {
+                    Some(result) => log_panic(result),
+                    None => return,
+                },
+                _ = renew.tick() => self.renew_leases(lease).await,
+                _ = &mut deadline => break,
+            }
+        }
+        in_flight.shutdown().await;
+        match self.store.release_leases(&self.owner).await {
+            Ok(n) => tracing::info!(jobs = n, "unfinished jobs handed back to the queue"),
+            Err(err) => {
+                tracing::warn!(error = %err, "could not hand back unfinished jobs; their leases will expire")
+            }
+        }
+    }
+}
+
+fn log_panic(result: Result<(), tokio::task::JoinError>) {
+    if let Err(err) = result
+        && err.is_panic()
+    {
+        tracing::error!(error = %err, "a job panicked; its lease will expire and it will run again");
+    }
+}
+
+/// Unique per process, so a lease names the process that holds it.
+fn lease_owner_id() -> String {
+    format!("{}-{:08x}", std::process::id(), rand::random::<u32>())
+}

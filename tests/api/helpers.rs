@@ -1,0 +1,340 @@
+//! Starting the bridge against the fakes, in-process or as a real process, and awaiting what it does.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::ops::Deref;
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::Duration;
+
+use asana_docspace_bridge::Application;
+use asana_docspace_bridge::settings::{Settings, Sources};
+use asana_docspace_bridge::store::{JobRecord, Store, StoreOptions};
+use asana_docspace_fakes::{
+    AsanaFake, DocSpaceFake, FakeUser, assignment_delivery, random_secret, sign,
+};
+use serde_json::Value;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+pub const ASANA_TOKEN: &str = "1/1200000000000000:test-token";
+pub const DOCSPACE_KEY: &str = "sk-test-docspace-key";
+pub const PROJECT: &str = "1200000000000100";
+pub const WAIT: Duration = Duration::from_secs(20);
+
+/// The bridge's environment for a test: fakes, a fresh database, fast retries.
+pub struct Env {
+    pub asana: AsanaFake,
+    pub docspace: DocSpaceFake,
+    pub database_url: String,
+    pub vars: HashMap<String, String>,
+    _dir: tempfile::TempDir,
+}
+
+impl Env {
+    pub async fn new() -> Env {
+        let asana = AsanaFake::start(ASANA_TOKEN).await;
+        let docspace = DocSpaceFake::start(DOCSPACE_KEY).await;
+        let dir = tempfile::tempdir().expect("temp dir");
+        let database_url = format!(
+            "sqlite://{}",
+            dir.path().join("data").join("bridge.db").display()
+        );
+        let mut vars = HashMap::new();
+        for (key, value) in [
+            ("BRIDGE__SERVER__HOST", "127.0.0.1".to_string()),
+            ("BRIDGE__SERVER__PORT", "0".to_string()),
+            ("BRIDGE__ASANA__BASE_URL", asana.url()),
+            ("BRIDGE__ASANA__TOKEN", ASANA_TOKEN.to_string()),
+            ("BRIDGE__DOCSPACE__BASE_URL", docspace.url()),
+            ("BRIDGE__DOCSPACE__API_KEY", DOCSPACE_KEY.to_string()),
+            ("BRIDGE__DOCSPACE__INVITE_TYPE", "User".to_string()),
+            ("BRIDGE__DATABASE__URL", database_url.clone()),
+            ("BRIDGE__WORKER__BACKOFF_BASE_MS", "20".to_string()),
+            ("BRIDGE__WORKER__BACKOFF_MAX_MS", "200".to_string()),
+            ("BRIDGE__WORKER__POLL_INTERVAL_MS", "100".to_string()),
+            ("BRIDGE__WORKER__REQUEST_TIMEOUT_MS", "2000".to_string()),
+            ("BRIDGE__WORKER__LEASE_MS", "5000".to_string()),
+        ] {
+            vars.insert(key.to_string(), value);
+        }
+        Env {
+            asana,
+            docspace,
+            database_url,
+            vars,
+            _dir: dir,
+        }
+    }
+
+    pub fn set(&mut self, key: &str, value: &str) -> &mut Env {
+        self.vars.insert(key.to_string(), value.to_string());
+        self
+    }
+
+    pub fn settings(&self) -> Settings {
+        Settings::load_from(Sources {
+            file: None,
+            env: Some(self.vars.clone()),
+        })
+        .expect("valid test settings")
+    }
+
+    /// The same database the bridge uses, opened beside it.
+    pub async fn store(&self) -> Store {
+        Store::connect(&self.database_url, &StoreOptions::default())
+            .await
+            .expect("open store")
+    }
+
+    /// A task in the test project assigned to `email`.
+    pub fn assign(&self, task_gid: &str, user_gid: &str, email: &str) {
+        self.asana
+            .assign(task_gid, PROJECT, Some(FakeUser::new(user_gid, email)));
+    }
+}
+
+/// The bridge running in this test process.
+pub struct TestApp {
+    pub bridge: Bridge,
+    stop: oneshot::Sender<()>,
+    handle: JoinHandle<anyhow::Result<()>>,
+}
+
+impl TestApp {
+    pub async fn spawn(env: &Env) -> TestApp {
+        let app = Application::build(env.settings())
+            .await
+            .expect("the app builds");
+        let bridge = Bridge::at(&format!("http://127.0.0.1:{}", app.port()));
+        let (stop, stopped) = oneshot::channel::<()>();
+        let handle = tokio::spawn(app.run_until_stopped(async {
+            let _ = stopped.await;
+        }));
+        TestApp {
+            bridge,
+            stop,
+            handle,
+        }
+    }
+
+    /// Graceful stop, as on SIGTERM; returns what `run_until_stopped` returned.
+    pub async fn stop(self) -> anyhow::Result<()> {
+        let _ = self.stop.send(());
+        self.handle.await.expect("the app task")
+    }
+}
+
+impl Deref for TestApp {
+    type Target = Bridge;
+    fn deref(&self) -> &Bridge {
+        &self.bridge
+    }
+}
+
+/// Talks to a running bridge over HTTP, as Asana and operators do.
+pub struct Bridge {
+    pub address: String,
+    pub client: reqwest::Client,
+}
+
+impl Bridge {
+    pub fn at(address: &str) -> Bridge {
+        Bridge {
+            address: address.to_string(),
+            client: reqwest::Client::new(),
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.address)
+    }
+
+    pub async fn handshake(&self, name: &str, secret: &str) -> reqwest::Response {
+        self.client
+            .post(self.url(&format!("/webhooks/asana/{name}")))
+            .header("X-Hook-Secret", secret)
+            .send()
+            .await
+            .expect("handshake request")
+    }
+
+    /// Registers `name` with a fresh secret and returns the secret.
+    pub async fn register(&self, name: &str) -> String {
+        let secret = random_secret();
+        let response = self.handshake(name, &secret).await;
+        assert_eq!(response.status(), 200, "handshake for {name}");
+        secret
+    }
+
+    pub async fn deliver_raw(
+        &self,
+        name: &str,
+        signature: Option<&str>,
+        body: impl Into<reqwest::Body>,
+    ) -> reqwest::Response {
+        let mut request = self
+            .client
+            .post(self.url(&format!("/webhooks/asana/{name}")))
+            .header("content-type", "application/json");
+        if let Some(signature) = signature {
+            request = request.header("X-Hook-Signature", signature);
+        }
+        request.body(body).send().await.expect("delivery request")
+    }
+
+    /// A correctly signed delivery of `body`.
+    pub async fn deliver(&self, name: &str, secret: &str, body: &Value) -> reqwest::Response {
+        let body = body.to_string();
+        let signature = sign(secret, body.as_bytes());
+        self.deliver_raw(name, Some(&signature), body).await
+    }
+
+    /// Delivers an assignment of `task_gid` to `user_gid` and expects it accepted.
+    pub async fn deliver_assignment(
+        &self,
+        name: &str,
+        secret: &str,
+        task_gid: &str,
+        user_gid: &str,
+    ) {
+        let response = self
+            .deliver(name, secret, &assignment_delivery(task_gid, user_gid))
+            .await;
+        assert_eq!(response.status(), 200, "delivery accepted");
+    }
+}
+
+/// Polls `check` until it yields a value, or panics after `timeout` naming `what`.
+pub async fn eventually<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            panic!("timed out waiting for {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Waits until no job is pending or running and returns them all.
+pub async fn settled_jobs(store: &Store) -> Vec<JobRecord> {
+    eventually("every job to settle", WAIT, || async {
+        let jobs = store.list_jobs(None, 100_000).await.expect("list jobs");
+        jobs.iter()
+            .all(|j| j.status == "done" || j.status == "failed")
+            .then_some(jobs)
+    })
+    .await
+}
+
+/// Waits until job `id` reached `status`.
+pub async fn job_with_status(store: &Store, id: i64, status: &str) -> JobRecord {
+    eventually(&format!("job {id} to be {status}"), WAIT, || async {
+        store
+            .job(id)
+            .await
+            .expect("read job")
+            .filter(|j| j.status == status)
+    })
+    .await
+}
+
+/// The bridge as a separate process (for signals and kill -9).
+pub struct BridgeProcess {
+    pub child: tokio::process::Child,
+    pub bridge: Bridge,
+}
+
+impl Deref for BridgeProcess {
+    type Target = Bridge;
+    fn deref(&self) -> &Bridge {
+        &self.bridge
+    }
+}
+
+impl BridgeProcess {
+    /// Starts the binary with `env`'s settings and waits until it listens.
+    pub async fn start(env: &Env) -> BridgeProcess {
+        let mut command = tokio::process::Command::new(binary());
+        command
+            .arg("serve")
+            .env_clear()
+            .envs(&env.vars)
+            .env("BRIDGE__LOG__FORMAT", "json")
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .kill_on_drop(true);
+        let mut child = command.spawn().expect("start the bridge");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut lines = BufReader::new(stdout).lines();
+        let address = tokio::time::timeout(WAIT, async {
+            while let Some(line) = lines.next_line().await.expect("read log") {
+                let Ok(entry) = serde_json::from_str::<Value>(&line) else {
+                    continue;
+                };
+                if entry["message"] == "listening" {
+                    return entry["address"]
+                        .as_str()
+                        .expect("address field")
+                        .to_string();
+                }
+            }
+            panic!("the bridge exited before listening");
+        })
+        .await
+        .expect("the bridge starts listening");
+        // Keep draining the log so the process never blocks on a full pipe.
+        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        BridgeProcess {
+            child,
+            bridge: Bridge::at(&format!("http://{address}")),
+        }
+    }
+
+    pub async fn kill9(mut self) {
+        self.child.kill().await.expect("kill -9");
+    }
+
+    /// Sends SIGTERM and returns the exit status.
+    pub async fn terminate(mut self) -> std::process::ExitStatus {
+        let pid = self.child.id().expect("running");
+        let status = std::process::Command::new("kill")
+            .args(["-TERM", &pid.to_string()])
+            .status()
+            .expect("kill -TERM");
+        assert!(status.success());
+        tokio::time::timeout(WAIT, self.child.wait())
+            .await
+            .expect("exits after SIGTERM")
+            .expect("wait")
+    }
+}
+
+pub fn binary() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_asana-docspace-bridge"))
+}
+
+/// Writes `request` to the bridge over a plain TCP connection and returns everything it answers
+/// until it closes the connection.
+pub async fn raw_request(address: &str, request: &[u8]) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let host = address.trim_start_matches("http://");
+    let mut stream = tokio::net::TcpStream::connect(host).await.expect("connect");
+    stream.write_all(request).await.expect("write request");
+    let mut answer = Vec::new();
+    tokio::time::timeout(WAIT, stream.read_to_end(&mut answer))
+        .await
+        .expect("the bridge answers and closes")
+        .expect("read answer");
+    String::from_utf8_lossy(&answer).into_owned()
+}

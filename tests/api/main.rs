@@ -1,0 +1,8 @@
+//! Black-box tests: the bridge on port 0 with a temporary database, against the Asana and
+//! DocSpace fakes on loopback.
+
+mod health;
+mod helpers;
+mod lifecycle;
+mod webhooks;
+mod worker;
