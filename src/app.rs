@@ -13,8 +13,9 @@ use tokio_util::sync::CancellationToken;
 use crate::http::{AppState, router};
 use crate::settings::Settings;
 use crate::store::{BackendKind, Store, StoreOptions};
-use crate::upstream::{AsanaClient, DocSpaceClient};
-use crate::worker::{InviteRules, Inviter, RetryPolicy, Worker};
+use crate::upstream::AsanaClient;
+use crate::webhook_health::WebhookHealth;
+use crate::worker::{Inviter, Worker};
 
 /// The service, bound and ready to run.
 pub struct Application {
@@ -23,6 +24,9 @@ pub struct Application {
     router: axum::Router,
     worker: Worker,
     store: Store,
+    health: Arc<WebhookHealth>,
+    asana: AsanaClient,
+    watch_interval: Duration,
 }
 
 impl Application {
@@ -47,7 +51,7 @@ impl Application {
                 );
             }
         }
-        let inviter = inviter(&settings, store.clone())?;
+        let inviter = Inviter::from_settings(&settings, store.clone())?;
         let wake = Arc::new(Notify::new());
         let worker = Worker::new(
             store.clone(),
@@ -62,6 +66,7 @@ impl Application {
             request_timeout: Duration::from_millis(settings.server.request_timeout_ms),
             wake_worker: wake,
             worker: worker.status(),
+            health: Arc::new(WebhookHealth::default()),
         };
 
         let address = format!("{}:{}", settings.server.host, settings.server.port);
@@ -69,12 +74,16 @@ impl Application {
             .await
             .with_context(|| format!("binding {address}"))?;
         let local_addr = listener.local_addr()?;
+        let health = state.health.clone();
         Ok(Application {
             listener,
             local_addr,
             router: router(state),
             worker,
             store,
+            health,
+            asana: AsanaClient::from_settings(&settings)?,
+            watch_interval: Duration::from_secs(settings.webhooks.watch_interval_secs),
         })
     }
 
@@ -94,6 +103,12 @@ impl Application {
     ) -> anyhow::Result<()> {
         let stop = CancellationToken::new();
         let worker = tokio::spawn(self.worker.run(stop.child_token()));
+        let watcher = tokio::spawn(self.health.watch(
+            self.store.clone(),
+            self.asana,
+            self.watch_interval,
+            stop.child_token(),
+        ));
         tracing::info!(address = %self.local_addr, "listening");
         let server_stop = stop.clone();
         let served = axum::serve(self.listener, self.router)
@@ -109,37 +124,14 @@ impl Application {
         if let Err(err) = worker.await {
             tracing::error!(error = %err, "the worker ended abnormally");
         }
+        if let Err(err) = watcher.await {
+            tracing::error!(error = %err, "the webhook watcher ended abnormally");
+        }
         self.store.close().await;
         served.context("serving HTTP")?;
         tracing::info!("stopped");
         Ok(())
     }
-}
-
-fn inviter(settings: &Settings, store: Store) -> anyhow::Result<Inviter> {
-    let timeout = settings.request_timeout();
-    let asana = AsanaClient::new(
-        &settings.asana.base_url,
-        settings.asana.token.clone(),
-        timeout,
-    )
-    .context("asana.base_url")?;
-    let docspace = DocSpaceClient::new(
-        &settings.docspace.base_url,
-        settings.docspace.api_key.clone(),
-        timeout,
-    )
-    .context("docspace.base_url")?;
-    let rules = InviteRules {
-        allowed_domains: settings.invite.allowed_domains.clone(),
-        invite_type: settings.docspace.invite_type,
-    };
-    let retry = RetryPolicy {
-        max_attempts: settings.worker.max_attempts,
-        backoff_base: Duration::from_millis(settings.worker.backoff_base_ms),
-        backoff_max: Duration::from_millis(settings.worker.backoff_max_ms),
-    };
-    Ok(Inviter::new(store, asana, docspace, rules, retry))
 }
 
 /// A database URL without its password, for messages.

@@ -1,14 +1,14 @@
-//! The command line: `serve` (the default) and, later, the operator commands.
+//! The command line: `serve` (the default) and the commands an operator reaches for.
 
 use std::path::PathBuf;
 
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 
 #[derive(Debug, Parser)]
 #[command(
     name = "asana-docspace-bridge",
     version,
-    about = "Invites Asana task assignees to ONLYOFFICE DocSpace"
+    about = "Invites Asana task assignees to ONLYOFFICE DocSpace, exactly once"
 )]
 pub struct Cli {
     /// A settings file (TOML) layered over the built-in defaults; BRIDGE__* variables override both.
@@ -22,4 +22,87 @@ pub struct Cli {
 pub enum Command {
     /// Run the service: receive Asana webhooks and invite assignees (the default).
     Serve,
+    /// Register, list and delete Asana webhooks that point at this service.
+    #[command(subcommand)]
+    Webhooks(WebhooksCommand),
+    /// See queued, finished and failed jobs; retry failed ones.
+    #[command(subcommand)]
+    Jobs(JobsCommand),
+    /// Invite the assignee of one task now, through the same rules as the service.
+    InviteTask {
+        /// The Asana task gid.
+        task_gid: String,
+    },
+    /// Queue the assignees of every incomplete task in a project (people assigned before the webhook existed).
+    Backfill(BackfillArgs),
+    /// Validate the settings and check the Asana token, the DocSpace key and the database.
+    CheckConfig,
+    /// Exit 0 when the running service answers /healthz (the container's health check).
+    Healthcheck {
+        /// The service's base URL; default http://127.0.0.1:<server.port>.
+        #[arg(long)]
+        url: Option<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum WebhooksCommand {
+    /// Create an Asana webhook for a project, with the handshake answered by the running service.
+    Create {
+        /// The Asana project gid.
+        #[arg(long)]
+        project: String,
+        /// The webhook's name in /webhooks/asana/<name>; an unguessable random one by default.
+        #[arg(long)]
+        name: Option<String>,
+    },
+    /// Registered webhooks with Asana's view of each.
+    List {
+        /// The Asana workspace gid; default: the token user's only workspace.
+        #[arg(long)]
+        workspace: Option<String>,
+    },
+    /// Delete a webhook at Asana and forget its secret here.
+    Delete {
+        /// The webhook's name here, or its Asana gid.
+        name_or_gid: String,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum StatusFilter {
+    Pending,
+    Running,
+    Done,
+    Failed,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum JobsCommand {
+    /// The newest jobs first.
+    List {
+        #[arg(long, value_enum)]
+        status: Option<StatusFilter>,
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+    },
+    /// Make a failed job (or every failed job) due again.
+    Retry {
+        /// The job id.
+        #[arg(required_unless_present = "failed", conflicts_with = "failed")]
+        id: Option<i64>,
+        /// Retry every failed job.
+        #[arg(long)]
+        failed: bool,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct BackfillArgs {
+    /// The Asana project gid.
+    #[arg(long)]
+    pub project: String,
+    /// Only list who would be invited; queue nothing.
+    #[arg(long)]
+    pub dry_run: bool,
 }

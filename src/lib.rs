@@ -10,12 +10,15 @@
 
 pub mod app;
 pub mod cli;
+pub mod commands;
 pub mod http;
+pub mod registration;
 pub mod settings;
 pub mod store;
 pub mod telemetry;
 pub mod upstream;
 pub mod webhook;
+pub mod webhook_health;
 pub mod worker;
 
 pub use app::Application;

@@ -91,6 +91,8 @@ fn list_or_comma_separated<'de, D: serde::Deserializer<'de>>(
 #[derive(Debug, Clone, Deserialize)]
 pub struct WebhookSettings {
     pub handshake: HandshakeMode,
+    /// How often registered webhooks are checked at Asana.
+    pub watch_interval_secs: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -137,7 +139,10 @@ impl fmt::Display for InviteType {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum HandshakeMode {
-    /// The first handshake on a name without a secret is accepted.
+    /// Only a handshake for a name that `webhooks create` opened a registration for, in the last
+    /// 60 seconds, is accepted.
+    Registration,
+    /// The first handshake on a name without a secret is accepted (webhooks created by hand).
     FirstUse,
 }
 
@@ -171,6 +176,12 @@ impl Settings {
     }
 
     pub fn load_from(sources: Sources<'_>) -> Result<Settings, SettingsError> {
+        Settings::load_unvalidated(sources)?.validated()
+    }
+
+    /// The layered settings without the checks: for commands that need only a few keys (the
+    /// container health check must work even where, say, the API keys are not set).
+    pub fn load_unvalidated(sources: Sources<'_>) -> Result<Settings, SettingsError> {
         let mut builder = Config::builder().add_source(File::from_str(DEFAULTS, FileFormat::Toml));
         if let Some(path) = sources.file {
             builder = builder.add_source(File::from(path).required(true));
@@ -180,8 +191,7 @@ impl Settings {
         let env = Environment::with_prefix(ENV_PREFIX)
             .separator(ENV_SEPARATOR)
             .source(sources.env);
-        let settings: Settings = builder.add_source(env).build()?.try_deserialize()?;
-        settings.validated()
+        Ok(builder.add_source(env).build()?.try_deserialize()?)
     }
 
     fn validated(mut self) -> Result<Settings, SettingsError> {
@@ -245,6 +255,10 @@ impl Settings {
             ("worker.request_timeout_ms", self.worker.request_timeout_ms),
             ("worker.lease_ms", self.worker.lease_ms),
             ("worker.poll_interval_ms", self.worker.poll_interval_ms),
+            (
+                "webhooks.watch_interval_secs",
+                self.webhooks.watch_interval_secs,
+            ),
         ] {
             if value == 0 {
                 problems.push(format!(
@@ -349,7 +363,7 @@ mod tests {
         assert_eq!(s.worker.max_attempts, 12);
         assert_eq!(s.database.url, "sqlite://data/bridge.db");
         assert_eq!(s.invite.allowed_domains, vec!["corp.io", "example.com"]);
-        assert_eq!(s.webhooks.handshake, HandshakeMode::FirstUse);
+        assert_eq!(s.webhooks.handshake, HandshakeMode::Registration);
     }
 
     #[test]

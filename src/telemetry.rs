@@ -6,11 +6,33 @@ use tracing_subscriber::prelude::*;
 
 use crate::settings::LogFormat;
 
-/// Installs the global subscriber: `RUST_LOG` decides the level (default `info`). Safe to call
-/// more than once; later calls do nothing.
-pub fn init_logging(format: LogFormat) {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+/// Who the logs are for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogTarget {
+    /// The service: stdout, `info` unless `RUST_LOG` says otherwise.
+    Service,
+    /// An operator command: stderr (stdout is the command's output), `warn` by default.
+    Command,
+}
+
+/// Installs the global subscriber; `RUST_LOG` overrides the default level. Safe to call more
+/// than once; later calls do nothing.
+pub fn init_logging(format: LogFormat, target: LogTarget) {
+    let default_level = match target {
+        LogTarget::Service => "info",
+        LogTarget::Command => "warn",
+    };
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_level));
     let registry = tracing_subscriber::registry().with(filter);
+    let to_stderr = target == LogTarget::Command;
+    let writer = move || -> Box<dyn std::io::Write> {
+        if to_stderr {
+            Box::new(std::io::stderr())
+        } else {
+            Box::new(std::io::stdout())
+        }
+    };
     let _ = match format {
         LogFormat::Json => registry
             .with(
@@ -18,10 +40,13 @@ pub fn init_logging(format: LogFormat) {
                     .json()
                     .flatten_event(true)
                     .with_current_span(true)
-                    .with_span_list(false),
+                    .with_span_list(false)
+                    .with_writer(writer),
             )
             .try_init(),
-        LogFormat::Pretty => registry.with(fmt::layer().with_target(false)).try_init(),
+        LogFormat::Pretty => registry
+            .with(fmt::layer().with_target(false).with_writer(writer))
+            .try_init(),
     };
 }
 

@@ -1,10 +1,22 @@
 -- Times are milliseconds since the Unix epoch.
 
+-- One row per webhook name: its secret (stored once, never overwritten) and, when it was made by
+-- `webhooks create`, what Asana knows it by.
 CREATE TABLE webhooks (
     name TEXT PRIMARY KEY,
     secret TEXT NOT NULL,
     created_at BIGINT NOT NULL,
-    last_delivery_at BIGINT
+    last_delivery_at BIGINT,
+    webhook_gid TEXT,
+    project_gid TEXT,
+    target TEXT,
+    registered_at BIGINT
+);
+
+-- Registration windows opened by `webhooks create`: a handshake is accepted only inside one.
+CREATE TABLE pending_registrations (
+    name TEXT PRIMARY KEY,
+    opened_at BIGINT NOT NULL
 );
 
 CREATE TABLE jobs (

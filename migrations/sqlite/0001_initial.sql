@@ -1,10 +1,22 @@
 -- Times are milliseconds since the Unix epoch.
 
+-- One row per webhook name: its secret (stored once, never overwritten) and, when it was made by
+-- `webhooks create`, what Asana knows it by.
 CREATE TABLE webhooks (
     name TEXT PRIMARY KEY NOT NULL,
     secret TEXT NOT NULL,
     created_at INTEGER NOT NULL,
-    last_delivery_at INTEGER
+    last_delivery_at INTEGER,
+    webhook_gid TEXT,
+    project_gid TEXT,
+    target TEXT,
+    registered_at INTEGER
+);
+
+-- Registration windows opened by `webhooks create`: a handshake is accepted only inside one.
+CREATE TABLE pending_registrations (
+    name TEXT PRIMARY KEY NOT NULL,
+    opened_at INTEGER NOT NULL
 );
 
 CREATE TABLE jobs (

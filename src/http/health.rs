@@ -1,5 +1,6 @@
 //! `/healthz` (the process answers) and `/readyz` (the store answers and the worker runs).
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use axum::extract::State;
@@ -44,7 +45,17 @@ async fn readyz(State(app): State<AppState>) -> Response {
     };
     let checks = json!({ "store": store, "worker": worker });
     if down.is_empty() {
-        Json(json!({ "status": "ready", "checks": checks })).into_response()
+        // Webhook trouble does not stop this replica from serving: report it, stay ready.
+        let degraded = match app.health.degraded(&app.store).await {
+            Ok(degraded) => degraded,
+            Err(err) => BTreeMap::from([("*".to_string(), format!("could not check: {err}"))]),
+        };
+        if degraded.is_empty() {
+            Json(json!({ "status": "ready", "checks": checks })).into_response()
+        } else {
+            Json(json!({ "status": "degraded", "checks": checks, "degraded": { "webhooks": degraded } }))
+                .into_response()
+        }
     } else {
         let body = json!({
             "status": "unavailable",

@@ -16,6 +16,7 @@ use tower_http::trace::TraceLayer;
 
 use crate::settings::HandshakeMode;
 use crate::store::Store;
+use crate::webhook_health::WebhookHealth;
 use crate::worker::WorkerStatus;
 use error::ApiError;
 
@@ -31,6 +32,7 @@ pub struct AppState {
     /// Nudges the worker when new jobs are queued.
     pub wake_worker: Arc<Notify>,
     pub worker: Arc<WorkerStatus>,
+    pub health: Arc<WebhookHealth>,
 }
 
 pub fn router(state: AppState) -> Router {

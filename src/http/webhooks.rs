@@ -1,6 +1,8 @@
 //! Asana webhook ingress: handshakes store a secret, deliveries are verified on their raw bytes,
 //! parsed, and recorded as jobs before they are acknowledged. No upstream call happens here.
 
+use std::time::Duration;
+
 use axum::Json;
 use axum::Router;
 use axum::body::{Body, Bytes};
@@ -16,11 +18,14 @@ use serde_json::json;
 use super::AppState;
 use super::error::ApiError;
 use crate::settings::HandshakeMode;
-use crate::store::NewJob;
-use crate::webhook::{SignatureError, parse_delivery, verify_signature};
+use crate::store::{HandshakeOutcome, NewJob};
+use crate::webhook::{SignatureError, is_valid_webhook_name, parse_delivery, verify_signature};
 
 pub const HOOK_SECRET: HeaderName = HeaderName::from_static("x-hook-secret");
 pub const HOOK_SIGNATURE: HeaderName = HeaderName::from_static("x-hook-signature");
+
+/// How long after `webhooks create` opens a registration its handshake is accepted.
+pub const REGISTRATION_WINDOW: Duration = Duration::from_secs(60);
 
 /// The webhook name used by `POST /webhooks/asana`.
 pub const DEFAULT_NAME: &str = "default";
@@ -57,7 +62,7 @@ async fn receive(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    if !is_valid_name(&name) {
+    if !is_valid_webhook_name(&name) {
         return Err(ApiError::BadRequest(
             "invalid webhook name: use 1 to 64 letters, digits, '-' or '_'".into(),
         ));
@@ -87,29 +92,47 @@ async fn handshake(app: &AppState, name: &str, secret: &str) -> Result<Response,
             "X-Hook-Secret must be 1 to 256 printable ASCII characters".into(),
         ));
     }
-    match app.handshake {
-        HandshakeMode::FirstUse => {}
-    }
-    if app.store.store_secret_if_absent(name, secret).await? {
-        tracing::info!("handshake accepted; webhook secret stored");
-        let mut response = (
-            StatusCode::OK,
-            Json(json!({ "status": "handshake accepted" })),
-        )
-            .into_response();
-        let echo = HeaderValue::from_str(secret)
-            .map_err(|_| ApiError::BadRequest("invalid X-Hook-Secret".into()))?;
-        response.headers_mut().insert(HOOK_SECRET, echo);
-        Ok(response)
-    } else {
-        tracing::warn!(
-            "refused a handshake for webhook {name:?}: it already has a secret, which is kept. \
-             If you re-created this webhook at Asana, remove the old registration here first, \
-             or register the new webhook under another name (/webhooks/asana/<new-name>)"
-        );
-        Err(ApiError::Conflict(format!(
-            "webhook {name:?} already has a secret; it is never overwritten. Register the new webhook under another name"
-        )))
+    let outcome = match app.handshake {
+        HandshakeMode::Registration => {
+            app.store
+                .store_secret_in_window(name, secret, REGISTRATION_WINDOW)
+                .await?
+        }
+        HandshakeMode::FirstUse => app.store.store_secret_if_absent(name, secret).await?,
+    };
+    match outcome {
+        HandshakeOutcome::Stored => {
+            tracing::info!("handshake accepted; webhook secret stored");
+            let echo = HeaderValue::from_str(secret)
+                .map_err(|_| ApiError::BadRequest("invalid X-Hook-Secret".into()))?;
+            let mut response = (
+                StatusCode::OK,
+                Json(json!({ "status": "handshake accepted" })),
+            )
+                .into_response();
+            response.headers_mut().insert(HOOK_SECRET, echo);
+            Ok(response)
+        }
+        HandshakeOutcome::AlreadyHasSecret => {
+            tracing::warn!(
+                "refused a handshake for webhook {name:?}: it already has a secret, which is kept. \
+                 If you re-created this webhook at Asana, run `asana-docspace-bridge webhooks delete {name}` \
+                 first, or register the new webhook under another name"
+            );
+            Err(ApiError::Conflict(format!(
+                "webhook {name:?} already has a secret; it is never overwritten. Register the new webhook under another name"
+            )))
+        }
+        HandshakeOutcome::NoRegistrationWindow => {
+            tracing::warn!(
+                "refused a handshake for webhook {name:?}: no registration is open for it. Create webhooks with \
+                 `asana-docspace-bridge webhooks create --project <GID>`, or set webhooks.handshake = \"first-use\" \
+                 for webhooks created by hand"
+            );
+            Err(ApiError::Forbidden(format!(
+                "no registration is open for webhook {name:?}; handshakes are accepted only within 60 seconds of `webhooks create`"
+            )))
+        }
     }
 }
 
@@ -132,6 +155,7 @@ async fn deliver(
             }
         },
     )?;
+    app.health.record_delivery(name);
     let delivery = parse_delivery(body).map_err(|e| ApiError::BadRequest(e.to_string()))?;
     let jobs: Vec<NewJob> = delivery
         .relevant
@@ -160,13 +184,6 @@ async fn deliver(
         "ignored": delivery.ignored,
     }))
     .into_response())
-}
-
-fn is_valid_name(name: &str) -> bool {
-    (1..=64).contains(&name.len())
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
 /// A header that must appear at most once; a repeated one is ambiguous and refused.
@@ -227,16 +244,6 @@ fn is_length_limit(err: &axum::Error) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn names_are_restricted_to_a_safe_alphabet() {
-        assert!(is_valid_name("default"));
-        assert!(is_valid_name("proj-42_A"));
-        assert!(!is_valid_name(""));
-        assert!(!is_valid_name("a b"));
-        assert!(!is_valid_name("é"));
-        assert!(!is_valid_name(&"x".repeat(65)));
-    }
 
     #[test]
     fn repeated_headers_are_refused() {

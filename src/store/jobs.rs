@@ -150,6 +150,14 @@ impl fmt::Display for Outcome {
     }
 }
 
+/// What `retry_failed_job` did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RetryRequest {
+    Retried,
+    NotFailed(JobStatus),
+    NoSuchJob,
+}
+
 /// Jobs per status.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct QueueCounts {
@@ -388,6 +396,77 @@ impl Store {
             .map(|r| r.rows_affected())
         })?;
         Ok(requeued)
+    }
+
+    /// Creates a job already leased to `owner` (for a command that runs it at once): no worker
+    /// can take it first. A job with the same dedupe key is not created twice.
+    pub async fn create_leased_job(
+        &self,
+        source: &str,
+        job: &NewJob,
+        owner: &str,
+        lease: Duration,
+    ) -> StoreResult<Option<ClaimedJob>> {
+        let now = now_ms();
+        let claimed = on_db!(self, write, |pool| {
+            sqlx::query_as(
+                "INSERT INTO jobs (dedupe_key, source, task_gid, event_kind, status, attempts, run_at, \
+                 lease_owner, lease_until, created_at, updated_at) \
+                 VALUES ($1, $2, $3, $4, 'running', 1, $5, $6, $7, $5, $5) \
+                 ON CONFLICT (dedupe_key) DO NOTHING \
+                 RETURNING id, task_gid, event_kind, source, attempts",
+            )
+            .bind(&job.dedupe_key)
+            .bind(source)
+            .bind(&job.task_gid)
+            .bind(&job.kind)
+            .bind(now)
+            .bind(owner)
+            .bind(now.saturating_add(duration_ms(lease)))
+            .fetch_optional(pool)
+            .await
+        })?;
+        Ok(claimed)
+    }
+
+    /// Makes failed job `id` due again with a fresh set of attempts. Returns the job's status when
+    /// it was not failed (nothing changes), or `None` when there is no such job.
+    pub async fn retry_failed_job(&self, id: i64) -> StoreResult<RetryRequest> {
+        let now = now_ms();
+        let updated = on_db!(self, write, |pool| {
+            sqlx::query(
+                "UPDATE jobs SET status = 'pending', attempts = 0, run_at = $1, outcome = NULL, \
+                 updated_at = $1 WHERE id = $2 AND status = 'failed'",
+            )
+            .bind(now)
+            .bind(id)
+            .execute(pool)
+            .await
+            .map(|r| r.rows_affected())
+        })?;
+        if updated == 1 {
+            return Ok(RetryRequest::Retried);
+        }
+        Ok(match self.job(id).await? {
+            Some(job) => RetryRequest::NotFailed(job.status()?),
+            None => RetryRequest::NoSuchJob,
+        })
+    }
+
+    /// Makes every failed job due again; returns how many.
+    pub async fn retry_all_failed_jobs(&self) -> StoreResult<u64> {
+        let now = now_ms();
+        let updated = on_db!(self, write, |pool| {
+            sqlx::query(
+                "UPDATE jobs SET status = 'pending', attempts = 0, run_at = $1, outcome = NULL, \
+                 updated_at = $1 WHERE status = 'failed'",
+            )
+            .bind(now)
+            .execute(pool)
+            .await
+            .map(|r| r.rows_affected())
+        })?;
+        Ok(updated)
     }
 
     pub async fn job(&self, id: i64) -> StoreResult<Option<JobRecord>> {

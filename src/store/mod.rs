@@ -16,7 +16,10 @@ use sqlx::sqlite::{
 };
 
 pub use invitations::{InvitationState, Reservation};
-pub use jobs::{ClaimedJob, EnqueueOutcome, JobRecord, JobStatus, NewJob, Outcome, QueueCounts};
+pub use jobs::{
+    ClaimedJob, EnqueueOutcome, JobRecord, JobStatus, NewJob, Outcome, QueueCounts, RetryRequest,
+};
+pub use webhooks::{HandshakeOutcome, WebhookRecord};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {

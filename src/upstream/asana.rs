@@ -8,6 +8,10 @@ use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
 use super::{Service, UpstreamError, error_from_response, http_client};
+use crate::settings::Settings;
+
+const WEBHOOK_FIELDS: &str = "active,resource,resource.name,target,created_at,last_success_at,\
+     last_failure_at,last_failure_content,delivery_retry_count";
 
 #[derive(Clone)]
 pub struct AsanaClient {
@@ -42,6 +46,94 @@ pub struct Assignee {
     pub name: Option<String>,
 }
 
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct User {
+    pub gid: String,
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(default)]
+    pub email: Option<String>,
+    #[serde(default)]
+    pub workspaces: Vec<Workspace>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct Workspace {
+    pub gid: String,
+    #[serde(default)]
+    pub name: Option<String>,
+}
+
+/// A webhook as Asana reports it, status fields included.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct Webhook {
+    pub gid: String,
+    #[serde(default)]
+    pub active: Option<bool>,
+    #[serde(default)]
+    pub resource: Option<ResourceRef>,
+    #[serde(default)]
+    pub target: Option<String>,
+    #[serde(default)]
+    pub created_at: Option<String>,
+    #[serde(default)]
+    pub last_success_at: Option<String>,
+    #[serde(default)]
+    pub last_failure_at: Option<String>,
+    #[serde(default)]
+    pub last_failure_content: Option<String>,
+    #[serde(default)]
+    pub delivery_retry_count: Option<i64>,
+}
+
+impl Webhook {
+    /// Asana's last delivery attempt failed (and none succeeded since).
+    pub fn is_failing(&self) -> bool {
+        match (&self.last_failure_at, &self.last_success_at) {
+            (Some(failure), Some(success)) => failure > success,
+            (Some(_), None) => true,
+            _ => false,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct ResourceRef {
+    pub gid: String,
+    #[serde(default)]
+    pub name: Option<String>,
+}
+
+/// `POST /webhooks` answer: the webhook and the secret Asana used in the handshake.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct CreatedWebhook {
+    #[serde(rename = "data")]
+    pub webhook: Webhook,
+    #[serde(rename = "X-Hook-Secret", default)]
+    pub secret: Option<String>,
+}
+
+/// One page of a list, and where the next one starts.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct Page<T> {
+    pub data: Vec<T>,
+    #[serde(default)]
+    pub next_page: Option<NextPage>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct NextPage {
+    pub offset: String,
+}
+
+/// The filters every webhook of ours carries: assignee changes and added tasks.
+pub fn webhook_filters() -> serde_json::Value {
+    serde_json::json!([
+        {"resource_type": "task", "action": "changed", "fields": ["assignee"]},
+        {"resource_type": "task", "action": "added"}
+    ])
+}
+
 #[derive(Deserialize)]
 struct Envelope<T> {
     data: T,
@@ -61,13 +153,129 @@ impl AsanaClient {
         })
     }
 
+    pub fn from_settings(settings: &Settings) -> Result<Self, url::ParseError> {
+        AsanaClient::new(
+            &settings.asana.base_url,
+            settings.asana.token.clone(),
+            settings.request_timeout(),
+        )
+    }
+
     /// `GET /tasks/{gid}` with the assignee's email: the current assignee, not the one an event named.
-    #[tracing::instrument(name = "asana.get_task", skip(self), err(Display))]
+    #[tracing::instrument(name = "asana.get_task", skip(self), err(level = "debug", Display))]
     pub async fn get_task(&self, task_gid: &str) -> Result<Task, UpstreamError> {
         let mut url = self.url(&["tasks", task_gid]);
         url.query_pairs_mut()
             .append_pair("opt_fields", "assignee.email,assignee.name,name");
         self.get(url).await
+    }
+
+    /// `GET /users/me`: who the token belongs to, and their workspaces.
+    #[tracing::instrument(name = "asana.users_me", skip(self), err(level = "debug", Display))]
+    pub async fn users_me(&self) -> Result<User, UpstreamError> {
+        let mut url = self.url(&["users", "me"]);
+        url.query_pairs_mut()
+            .append_pair("opt_fields", "name,email,workspaces.name");
+        self.get(url).await
+    }
+
+    /// One page (up to 100) of a project's incomplete tasks with their assignees' emails.
+    #[tracing::instrument(
+        name = "asana.project_tasks",
+        skip(self, completed_since),
+        err(level = "debug", Display)
+    )]
+    pub async fn project_tasks_page(
+        &self,
+        project_gid: &str,
+        completed_since: &str,
+        offset: Option<&str>,
+    ) -> Result<Page<Task>, UpstreamError> {
+        let mut url = self.url(&["tasks"]);
+        {
+            let mut query = url.query_pairs_mut();
+            query
+                .append_pair("project", project_gid)
+                .append_pair("completed_since", completed_since)
+                .append_pair("opt_fields", "assignee.email,assignee.name,name")
+                .append_pair("limit", "100");
+            if let Some(offset) = offset {
+                query.append_pair("offset", offset);
+            }
+        }
+        self.send_raw(self.http.get(url)).await
+    }
+
+    /// `POST /webhooks`. Asana performs the handshake against `target` before it answers.
+    #[tracing::instrument(
+        name = "asana.create_webhook",
+        skip(self),
+        err(level = "debug", Display)
+    )]
+    pub async fn create_webhook(
+        &self,
+        resource_gid: &str,
+        target: &str,
+    ) -> Result<CreatedWebhook, UpstreamError> {
+        let body = serde_json::json!({"data": {
+            "resource": resource_gid,
+            "target": target,
+            "filters": webhook_filters(),
+        }});
+        self.send_raw(self.http.post(self.url(&["webhooks"])).json(&body))
+            .await
+    }
+
+    /// `GET /webhooks/{gid}`, status fields included.
+    #[tracing::instrument(name = "asana.get_webhook", skip(self), err(level = "debug", Display))]
+    pub async fn get_webhook(&self, webhook_gid: &str) -> Result<Webhook, UpstreamError> {
+        let mut url = self.url(&["webhooks", webhook_gid]);
+        url.query_pairs_mut()
+            .append_pair("opt_fields", WEBHOOK_FIELDS);
+        self.get(url).await
+    }
+
+    /// Every webhook of the token's user in `workspace_gid` (all pages).
+    #[tracing::instrument(
+        name = "asana.list_webhooks",
+        skip(self),
+        err(level = "debug", Display)
+    )]
+    pub async fn list_webhooks(&self, workspace_gid: &str) -> Result<Vec<Webhook>, UpstreamError> {
+        let mut hooks = Vec::new();
+        let mut offset: Option<String> = None;
+        loop {
+            let mut url = self.url(&["webhooks"]);
+            {
+                let mut query = url.query_pairs_mut();
+                query
+                    .append_pair("workspace", workspace_gid)
+                    .append_pair("opt_fields", WEBHOOK_FIELDS)
+                    .append_pair("limit", "100");
+                if let Some(offset) = &offset {
+                    query.append_pair("offset", offset);
+                }
+            }
+            let page: Page<Webhook> = self.send_raw(self.http.get(url)).await?;
+            hooks.extend(page.data);
+            match page.next_page {
+                Some(next) => offset = Some(next.offset),
+                None => return Ok(hooks),
+            }
+        }
+    }
+
+    /// `DELETE /webhooks/{gid}`.
+    #[tracing::instrument(
+        name = "asana.delete_webhook",
+        skip(self),
+        err(level = "debug", Display)
+    )]
+    pub async fn delete_webhook(&self, webhook_gid: &str) -> Result<(), UpstreamError> {
+        let _: serde_json::Value = self
+            .send(self.http.delete(self.url(&["webhooks", webhook_gid])))
+            .await?;
+        Ok(())
     }
 
     fn url(&self, segments: &[&str]) -> Url {
@@ -80,15 +288,25 @@ impl AsanaClient {
     }
 
     async fn get<T: DeserializeOwned>(&self, url: Url) -> Result<T, UpstreamError> {
-        let request = self.http.get(url).bearer_auth(self.token.expose_secret());
-        self.send(request).await
+        self.send(self.http.get(url)).await
     }
 
+    /// Sends and unwraps `{"data": ...}`.
     async fn send<T: DeserializeOwned>(
         &self,
         request: reqwest::RequestBuilder,
     ) -> Result<T, UpstreamError> {
+        let envelope: Envelope<T> = self.send_raw(request).await?;
+        Ok(envelope.data)
+    }
+
+    /// Sends with the token and parses the whole body.
+    async fn send_raw<T: DeserializeOwned>(
+        &self,
+        request: reqwest::RequestBuilder,
+    ) -> Result<T, UpstreamError> {
         let response = request
+            .bearer_auth(self.token.expose_secret())
             .header(reqwest::header::ACCEPT, "application/json")
             .send()
             .await
@@ -100,12 +318,10 @@ impl AsanaClient {
             .bytes()
             .await
             .map_err(|e| UpstreamError::transport(Service::Asana, e))?;
-        let envelope: Envelope<T> =
-            serde_json::from_slice(&body).map_err(|e| UpstreamError::InvalidResponse {
-                service: Service::Asana,
-                message: e.to_string(),
-            })?;
-        Ok(envelope.data)
+        serde_json::from_slice(&body).map_err(|e| UpstreamError::InvalidResponse {
+            service: Service::Asana,
+            message: e.to_string(),
+        })
     }
 }
 

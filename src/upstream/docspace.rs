@@ -4,10 +4,10 @@ use std::time::Duration;
 
 use reqwest::{StatusCode, Url};
 use secrecy::{ExposeSecret, SecretString};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::{Service, UpstreamError, error_from_response, http_client};
-use crate::settings::InviteType;
+use crate::settings::{InviteType, Settings};
 
 #[derive(Clone)]
 pub struct DocSpaceClient {
@@ -22,6 +22,24 @@ impl std::fmt::Debug for DocSpaceClient {
             .field("base_url", &self.base_url.as_str())
             .finish_non_exhaustive()
     }
+}
+
+/// The caller's profile, as much of it as the checks print.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct Profile {
+    #[serde(rename = "displayName", default)]
+    pub display_name: Option<String>,
+    #[serde(default)]
+    pub email: Option<String>,
+    #[serde(rename = "isAdmin", default)]
+    pub is_admin: Option<bool>,
+    #[serde(rename = "isOwner", default)]
+    pub is_owner: Option<bool>,
+}
+
+#[derive(Deserialize)]
+struct ProfileEnvelope {
+    response: Profile,
 }
 
 #[derive(Serialize)]
@@ -50,9 +68,40 @@ impl DocSpaceClient {
         })
     }
 
+    pub fn from_settings(settings: &Settings) -> Result<Self, url::ParseError> {
+        DocSpaceClient::new(
+            &settings.docspace.base_url,
+            settings.docspace.api_key.clone(),
+            settings.request_timeout(),
+        )
+    }
+
+    /// `GET /api/2.0/people/@self`: who the API key acts as.
+    #[tracing::instrument(name = "docspace.self", skip_all, err(level = "debug", Display))]
+    pub async fn self_profile(&self) -> Result<Profile, UpstreamError> {
+        let response = self
+            .send(self.http.get(self.url(&["api", "2.0", "people", "@self"])))
+            .await?;
+        if !response.status().is_success() {
+            return Err(
+                error_from_response(Service::DocSpace, response, docspace_error_message).await,
+            );
+        }
+        let body = response
+            .bytes()
+            .await
+            .map_err(|e| UpstreamError::transport(Service::DocSpace, e))?;
+        let envelope: ProfileEnvelope =
+            serde_json::from_slice(&body).map_err(|e| UpstreamError::InvalidResponse {
+                service: Service::DocSpace,
+                message: e.to_string(),
+            })?;
+        Ok(envelope.response)
+    }
+
     /// `GET /api/2.0/people/email?email=`: whether DocSpace knows this email (active, disabled
     /// or with a pending invitation).
-    #[tracing::instrument(name = "docspace.find_user", skip_all, err(Display))]
+    #[tracing::instrument(name = "docspace.find_user", skip_all, err(level = "debug", Display))]
     pub async fn user_exists(&self, email: &str) -> Result<bool, UpstreamError> {
         let mut url = self.url(&["api", "2.0", "people", "email"]);
         url.query_pairs_mut().append_pair("email", email);
@@ -67,7 +116,7 @@ impl DocSpaceClient {
     }
 
     /// `POST /api/2.0/people/invite` for one email: a batch is not transactional, so one per request.
-    #[tracing::instrument(name = "docspace.invite", skip_all, fields(invite_type = %invite_type), err(Display))]
+    #[tracing::instrument(name = "docspace.invite", skip_all, fields(invite_type = %invite_type), err(level = "debug", Display))]
     pub async fn invite(&self, email: &str, invite_type: InviteType) -> Result<(), UpstreamError> {
         let url = self.url(&["api", "2.0", "people", "invite"]);
         let body = InviteRequest {

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use crate::settings::InviteType;
+use crate::settings::{InviteType, Settings};
 use crate::store::{
     ClaimedJob, InvitationState, Outcome, Reservation, Store, StoreError, duration_ms, now_ms,
 };
@@ -90,6 +90,28 @@ impl Inviter {
             rules,
             retry,
         }
+    }
+
+    /// The clients, rules and retry policy the settings describe.
+    pub fn from_settings(settings: &Settings, store: Store) -> Result<Inviter, url::ParseError> {
+        Ok(Inviter::new(
+            store,
+            AsanaClient::from_settings(settings)?,
+            DocSpaceClient::from_settings(settings)?,
+            InviteRules {
+                allowed_domains: settings.invite.allowed_domains.clone(),
+                invite_type: settings.docspace.invite_type,
+            },
+            RetryPolicy {
+                max_attempts: settings.worker.max_attempts,
+                backoff_base: Duration::from_millis(settings.worker.backoff_base_ms),
+                backoff_max: Duration::from_millis(settings.worker.backoff_max_ms),
+            },
+        ))
+    }
+
+    pub fn rules(&self) -> &InviteRules {
+        &self.rules
     }
 
     /// Runs one attempt of `job`, which `owner` has leased, and records the result.

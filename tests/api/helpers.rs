@@ -56,6 +56,8 @@ impl Env {
             ("BRIDGE__WORKER__POLL_INTERVAL_MS", "100".to_string()),
             ("BRIDGE__WORKER__REQUEST_TIMEOUT_MS", "2000".to_string()),
             ("BRIDGE__WORKER__LEASE_MS", "5000".to_string()),
+            // Most tests hand-make handshakes; the registration mode has its own tests.
+            ("BRIDGE__WEBHOOKS__HANDSHAKE", "first-use".to_string()),
         ] {
             vars.insert(key.to_string(), value);
         }
@@ -88,10 +90,42 @@ impl Env {
             .expect("open store")
     }
 
+    /// Runs the binary with these settings, e.g. `env.run(&["jobs", "list"])`.
+    pub async fn run(&self, args: &[&str]) -> CommandOutput {
+        let output = tokio::process::Command::new(binary())
+            .args(args)
+            .env_clear()
+            .envs(&self.vars)
+            .output()
+            .await
+            .expect("run the binary");
+        CommandOutput {
+            code: output.status.code(),
+            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        }
+    }
+
     /// A task in the test project assigned to `email`.
     pub fn assign(&self, task_gid: &str, user_gid: &str, email: &str) {
         self.asana
             .assign(task_gid, PROJECT, Some(FakeUser::new(user_gid, email)));
+    }
+}
+
+/// What a command printed and how it exited.
+#[derive(Debug)]
+pub struct CommandOutput {
+    pub code: Option<i32>,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl CommandOutput {
+    /// Panics, showing the output, unless the command exited with `code`.
+    pub fn expect_code(&self, code: i32) -> &CommandOutput {
+        assert_eq!(self.code, Some(code), "exit code; output: {self:#?}");
+        self
     }
 }
 

@@ -1,0 +1,181 @@
+//! The whole main job on this machine, without accounts: the bridge on its embedded SQLite store,
+//! against local simulators of Asana and DocSpace (the same ones the tests use).
+//!
+//!     cargo run --example demo
+//!
+//! It registers a webhook through the real handshake, assigns two tasks to the same person, and
+//! shows each step: handshake, signed delivery, job, invitation, the duplicate skipped. Exits 0
+//! when exactly one invitation arrived.
+
+use std::collections::HashMap;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{bail, ensure};
+use asana_docspace_bridge::Application;
+use asana_docspace_bridge::registration::register_webhook;
+use asana_docspace_bridge::settings::{Settings, Sources};
+use asana_docspace_bridge::store::{JobRecord, Store, StoreOptions};
+use asana_docspace_bridge::upstream::AsanaClient;
+use asana_docspace_fakes::{AsanaFake, DocSpaceFake, FakeUser, assignment_delivery};
+
+const TOKEN: &str = "1/demo-token";
+const API_KEY: &str = "sk-demo-key";
+const PROJECT: &str = "1200000000000100";
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    match demo().await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("demo failed: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn demo() -> anyhow::Result<()> {
+    step("Starting simulators of Asana and DocSpace on 127.0.0.1");
+    let asana = AsanaFake::start(TOKEN).await;
+    let docspace = DocSpaceFake::start(API_KEY).await;
+    say(&format!("Asana    {}", asana.url()));
+    say(&format!("DocSpace {}", docspace.url()));
+
+    let dir = tempfile::tempdir()?;
+    let database_url = format!("sqlite://{}", dir.path().join("bridge.db").display());
+    let mut env: HashMap<String, String> = [
+        ("BRIDGE__SERVER__HOST", "127.0.0.1".to_string()),
+        ("BRIDGE__SERVER__PORT", "0".to_string()),
+        ("BRIDGE__ASANA__BASE_URL", asana.url()),
+        ("BRIDGE__ASANA__TOKEN", TOKEN.to_string()),
+        ("BRIDGE__DOCSPACE__BASE_URL", docspace.url()),
+        ("BRIDGE__DOCSPACE__API_KEY", API_KEY.to_string()),
+        ("BRIDGE__DOCSPACE__INVITE_TYPE", "User".to_string()),
+        ("BRIDGE__DATABASE__URL", database_url.clone()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect();
+
+    step("Starting the bridge on its embedded SQLite store");
+    let settings = load(&env)?;
+    let app = Application::build(settings).await?;
+    let address = format!("http://127.0.0.1:{}", app.port());
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let running = tokio::spawn(app.run_until_stopped(async {
+        let _ = stopped.await;
+    }));
+    say(&format!("listening on {address}, store {database_url}"));
+
+    step(
+        "Registering the webhook (`webhooks create`): Asana performs the handshake against the bridge",
+    );
+    env.insert("BRIDGE__SERVER__PUBLIC_URL".into(), address.clone());
+    let settings = load(&env)?;
+    let store = Store::connect(&database_url, &StoreOptions::default()).await?;
+    let asana_client = AsanaClient::from_settings(&settings)?;
+    let registered = register_webhook(
+        &store,
+        &asana_client,
+        &settings.server.public_url,
+        PROJECT,
+        Some("demo"),
+    )
+    .await?;
+    say(&format!(
+        "handshake answered at {}; webhook {} registered for project {PROJECT}; the secret Asana reports matches the stored one",
+        registered.target, registered.webhook_gid
+    ));
+    let webhook_gid = registered.webhook_gid;
+
+    step("Alice is assigned two tasks in Asana");
+    let alice = FakeUser::new("3001", "Alice@Example.com");
+    asana.assign("2001", PROJECT, Some(alice.clone()));
+    asana.assign("2002", PROJECT, Some(alice));
+    for task in ["2001", "2002"] {
+        let response = asana
+            .deliver(&webhook_gid, &assignment_delivery(task, "3001"))
+            .await?;
+        ensure!(response.status().is_success(), "delivery acknowledged");
+        let ack: serde_json::Value = response.json().await?;
+        say(&format!(
+            "signed delivery for task {task}: HTTP 200, X-Hook-Signature verified, {} job queued before the acknowledgement",
+            ack["queued"]
+        ));
+    }
+
+    step("The worker reads each task's assignee from Asana and invites them to DocSpace");
+    let jobs = wait_for_jobs(&store, 2).await?;
+    for job in &jobs {
+        say(&format!(
+            "job {} (task {}): {} {}{}",
+            job.id,
+            job.task_gid,
+            job.outcome.as_deref().unwrap_or("?"),
+            job.email.as_deref().unwrap_or(""),
+            job.last_error
+                .as_deref()
+                .map(|n| format!(" ({n})"))
+                .unwrap_or_default()
+        ));
+    }
+
+    step("What DocSpace received");
+    let sent = docspace.sent_invitations();
+    for invitation in &sent {
+        say(&format!(
+            "invitation for {} as {}",
+            invitation.email, invitation.employee_type
+        ));
+    }
+    say(&format!(
+        "{} invite request(s) in all: the second task's job found Alice already invited and skipped",
+        docspace.invite_requests().len()
+    ));
+
+    let _ = stop.send(());
+    running.await??;
+    let outcomes: Vec<&str> = jobs.iter().filter_map(|j| j.outcome.as_deref()).collect();
+    if sent.len() != 1 || !outcomes.contains(&"invited") || !outcomes.contains(&"already_invited") {
+        bail!(
+            "expected one invitation and one skipped duplicate, got {outcomes:?} and {} invitation(s)",
+            sent.len()
+        );
+    }
+    step("Done: one assignee, two tasks, exactly one invitation");
+    Ok(())
+}
+
+fn load(env: &HashMap<String, String>) -> anyhow::Result<Settings> {
+    Ok(Settings::load_from(Sources {
+        file: None,
+        env: Some(env.clone()),
+    })?)
+}
+
+async fn wait_for_jobs(store: &Store, count: usize) -> anyhow::Result<Vec<JobRecord>> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let mut jobs = store.list_jobs(None, 100).await?;
+        if jobs.len() >= count
+            && jobs
+                .iter()
+                .all(|j| j.status == "done" || j.status == "failed")
+        {
+            jobs.reverse();
+            return Ok(jobs);
+        }
+        if tokio::time::Instant::now() > deadline {
+            bail!("the jobs did not finish within 20 s");
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+fn step(text: &str) {
+    println!("\n==> {text}");
+}
+
+fn say(text: &str) {
+    println!("    {text}");
+}

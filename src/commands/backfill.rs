@@ -1,0 +1,157 @@
+//! `backfill --project <GID> [--dry-run]`: people assigned before the webhook existed get access too.
+
+use std::collections::BTreeMap;
+use std::io::IsTerminal;
+use std::process::ExitCode;
+
+use anyhow::{Context as _, bail};
+use indicatif::{ProgressBar, ProgressStyle};
+
+use super::{Context, now_rfc3339, table};
+use crate::store::NewJob;
+use crate::upstream::asana::Task;
+use crate::worker::InviteRules;
+
+const QUEUE_CHUNK: usize = 500;
+/// Job ids start at 1: as the asking job, 0 sees every ledger row as someone else's.
+const NO_JOB: i64 = 0;
+
+pub async fn run(ctx: &Context, project: &str, dry_run: bool) -> anyhow::Result<ExitCode> {
+    if project.is_empty() || !project.bytes().all(|b| b.is_ascii_digit()) {
+        bail!("--project must be an Asana project gid (digits), not {project:?}");
+    }
+    let store = ctx.store().await?;
+    let asana = ctx.asana()?;
+    let progress = progress_bar();
+    let since = now_rfc3339();
+    let mut scanned = 0usize;
+    let mut assigned: Vec<Task> = Vec::new();
+    let mut offset: Option<String> = None;
+    loop {
+        let page = asana
+            .project_tasks_page(project, &since, offset.as_deref())
+            .await
+            .with_context(|| {
+                format!("reading the incomplete tasks of project {project} ({scanned} read so far)")
+            })?;
+        scanned += page.data.len();
+        assigned.extend(page.data.into_iter().filter(|t| t.assignee.is_some()));
+        progress.set_message(format!(
+            "{scanned} incomplete tasks read, {} assigned",
+            assigned.len()
+        ));
+        match page.next_page {
+            Some(next) => offset = Some(next.offset),
+            None => break,
+        }
+    }
+    progress.finish_and_clear();
+
+    if dry_run {
+        let rules = InviteRules {
+            allowed_domains: ctx.settings.invite.allowed_domains.clone(),
+            invite_type: ctx.settings.docspace.invite_type,
+        };
+        return dry_run_report(ctx, &store, &rules, scanned, &assigned).await;
+    }
+
+    let jobs: Vec<NewJob> = assigned
+        .iter()
+        .filter_map(|task| {
+            let assignee = task.assignee.as_ref()?;
+            Some(NewJob {
+                // Running the backfill again does not queue the same assignment twice.
+                dedupe_key: format!("backfill:{}:{}", task.gid, assignee.gid),
+                task_gid: task.gid.clone(),
+                kind: "backfill".to_string(),
+            })
+        })
+        .collect();
+    let (mut created, mut duplicates) = (0, 0);
+    for chunk in jobs.chunks(QUEUE_CHUNK) {
+        let outcome = store.enqueue("backfill", chunk).await?;
+        created += outcome.created;
+        duplicates += outcome.duplicates;
+    }
+    println!(
+        "Read {scanned} incomplete tasks of project {project}, {} with an assignee: queued {created} job(s){}.",
+        assigned.len(),
+        if duplicates > 0 {
+            format!(", {duplicates} were queued by an earlier backfill")
+        } else {
+            String::new()
+        }
+    );
+    println!("The running service invites them; follow with `asana-docspace-bridge jobs list`.");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Who would be invited: the same checks a job makes, without queueing or inviting anyone.
+async fn dry_run_report(
+    ctx: &Context,
+    store: &crate::store::Store,
+    rules: &InviteRules,
+    scanned: usize,
+    assigned: &[Task],
+) -> anyhow::Result<ExitCode> {
+    let docspace = ctx.docspace()?;
+    let mut people: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    let mut without_email = 0;
+    for task in assigned {
+        match task
+            .assignee
+            .as_ref()
+            .and_then(|a| a.email.as_deref())
+            .map(|e| e.trim().to_lowercase())
+        {
+            Some(email) if !email.is_empty() => {
+                people.entry(email).or_default().push(task.gid.clone())
+            }
+            _ => without_email += 1,
+        }
+    }
+    let mut rows = table(&["EMAIL", "TASKS", "DECISION"]);
+    let mut would_invite = 0;
+    for (email, tasks) in &people {
+        let decision = if !rules.allows(email) {
+            "skip: domain not allowed".to_string()
+        } else if store.invitation(email, NO_JOB).await?.is_some() {
+            "skip: already invited by this service".to_string()
+        } else if docspace
+            .user_exists(email)
+            .await
+            .with_context(|| "looking people up in DocSpace")?
+        {
+            "skip: already a DocSpace member".to_string()
+        } else {
+            would_invite += 1;
+            "would invite".to_string()
+        };
+        rows.add_row(vec![email.clone(), tasks.join(" "), decision]);
+    }
+    if !people.is_empty() {
+        println!("{rows}");
+    }
+    println!(
+        "Dry run: {would_invite} of {} people would be invited ({} assigned of {scanned} incomplete tasks{}); nothing was queued.",
+        people.len(),
+        assigned.len(),
+        if without_email > 0 {
+            format!("; {without_email} assignee(s) show no email")
+        } else {
+            String::new()
+        }
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// A spinner on a terminal; nothing when stderr is a pipe or a file.
+fn progress_bar() -> ProgressBar {
+    if !std::io::stderr().is_terminal() {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::new_spinner();
+    bar.set_style(ProgressStyle::with_template("{spinner} {msg}").expect("a valid template"));
+    bar.enable_steady_tick(std::time::Duration::from_millis(120));
+    bar
+}

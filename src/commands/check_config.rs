@@ -1,0 +1,108 @@
+//! `check-config`: are the settings valid, and do the credentials and the database work?
+
+use std::process::ExitCode;
+
+use super::Context;
+use crate::app::redact_url;
+use crate::settings::{Settings, SettingsError, Sources, env_var_name};
+use crate::store::{Store, StoreOptions};
+use crate::telemetry::{LogTarget, init_logging};
+
+pub async fn run(sources: Sources<'_>) -> ExitCode {
+    let settings = match Settings::load_from(sources) {
+        Ok(settings) => settings,
+        Err(SettingsError::Invalid(problems)) => {
+            for problem in problems {
+                println!("FAIL settings: {problem}");
+            }
+            return ExitCode::FAILURE;
+        }
+        Err(err) => {
+            println!("FAIL settings: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    init_logging(settings.log.format, LogTarget::Command);
+    let ctx = Context { settings };
+    let mut passed = true;
+    let mut report = |ok: bool, line: String| {
+        passed &= ok;
+        println!("{} {line}", if ok { "ok  " } else { "FAIL" });
+    };
+
+    report(true, "settings: valid".to_string());
+    let invite_type = ctx.settings.docspace.invite_type;
+    if invite_type.takes_paid_seat() {
+        println!(
+            "warn invite type {invite_type}: every invitee takes a paid admin seat in DocSpace{}; \
+             set {}=User for regular members",
+            if invite_type == crate::settings::InviteType::All {
+                " (DocSpace treats All as RoomAdmin)"
+            } else {
+                ""
+            },
+            env_var_name("docspace.invite_type")
+        );
+    }
+    if ctx.settings.server.public_url.is_empty() {
+        println!(
+            "warn server.public_url is not set ({}): `webhooks create` needs it",
+            env_var_name("server.public_url")
+        );
+    }
+
+    match ctx.asana() {
+        Ok(asana) => match asana.users_me().await {
+            Ok(me) => report(
+                true,
+                format!(
+                    "asana token: works, acting as {} <{}> in {} workspace(s)",
+                    me.name.as_deref().unwrap_or("?"),
+                    me.email.as_deref().unwrap_or("?"),
+                    me.workspaces.len()
+                ),
+            ),
+            Err(err) => report(false, format!("asana token: {err}")),
+        },
+        Err(err) => report(false, format!("asana: {err:#}")),
+    }
+    match ctx.docspace() {
+        Ok(docspace) => match docspace.self_profile().await {
+            Ok(profile) => report(
+                true,
+                format!(
+                    "docspace key: works, acting as {}{}",
+                    profile
+                        .display_name
+                        .or(profile.email)
+                        .as_deref()
+                        .unwrap_or("?"),
+                    if profile.is_admin == Some(true) || profile.is_owner == Some(true) {
+                        " (admin)"
+                    } else {
+                        ""
+                    }
+                ),
+            ),
+            Err(err) => report(false, format!("docspace key: {err}")),
+        },
+        Err(err) => report(false, format!("docspace: {err:#}")),
+    }
+    let url = redact_url(&ctx.settings.database.url);
+    match Store::connect(&ctx.settings.database.url, &StoreOptions::default()).await {
+        Ok(store) => match store.ping().await {
+            Ok(()) => report(
+                true,
+                format!("database: {url} reachable, migrations applied"),
+            ),
+            Err(err) => report(false, format!("database: {url}: {err}")),
+        },
+        Err(err) => report(false, format!("database: {url}: {err}")),
+    }
+
+    if passed {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}

@@ -1,0 +1,69 @@
+//! `invite-task <GID>`: the original one-shot integration, through the service's own rules and ledger.
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context as _;
+
+use super::Context;
+use crate::store::{NewJob, now_ms};
+use crate::worker::{Inviter, JobEnd};
+
+pub async fn run(ctx: &Context, task_gid: &str) -> anyhow::Result<ExitCode> {
+    if task_gid.is_empty() || !task_gid.bytes().all(|b| b.is_ascii_alphanumeric()) {
+        anyhow::bail!("{task_gid:?} is not an Asana task gid");
+    }
+    let store = ctx.store().await?;
+    let inviter = Inviter::from_settings(&ctx.settings, store.clone())?;
+    let owner = format!("invite-task-{}", std::process::id());
+    let lease = Duration::from_millis(ctx.settings.worker.lease_ms);
+    // Recorded as a job like any other, so `jobs list` shows it and the ledger guards it.
+    let job = NewJob {
+        dedupe_key: format!(
+            "invite-task:{task_gid}:{}:{:08x}",
+            now_ms(),
+            rand::random::<u32>()
+        ),
+        task_gid: task_gid.to_string(),
+        kind: "invite_task".to_string(),
+    };
+    let job = store
+        .create_leased_job("invite-task", &job, &owner, lease)
+        .await?
+        .context("a fresh job key collided; run the command again")?;
+    let end = inviter.run(&job, &owner).await?;
+    let record = store.job(job.id).await?.context("the job just run")?;
+    let email = record.email.as_deref().unwrap_or("-");
+    match end {
+        JobEnd::Done(outcome) => {
+            let note = record
+                .last_error
+                .map(|n| format!(" ({n})"))
+                .unwrap_or_default();
+            println!(
+                "task {task_gid}: {outcome}{note}; email {email}; job {}",
+                job.id
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        JobEnd::RetryIn(delay) => {
+            eprintln!(
+                "task {task_gid}: not done yet: {}; job {} stays queued and the running service retries it in about {}s",
+                record.last_error.unwrap_or_default(),
+                job.id,
+                delay.as_secs().max(1)
+            );
+            Ok(ExitCode::FAILURE)
+        }
+        JobEnd::Failed(reason) => {
+            eprintln!("task {task_gid}: failed: {reason}; job {}", job.id);
+            Ok(ExitCode::FAILURE)
+        }
+        JobEnd::LeaseLost => {
+            eprintln!(
+                "task {task_gid}: the job's lease ran out before its result was recorded; see `jobs list`"
+            );
+            Ok(ExitCode::FAILURE)
+        }
+    }
+}

@@ -1,0 +1,145 @@
+//! The operator commands behind the CLI. Each prints for a person on stdout, explains a failure
+//! in one line on stderr, and exits non-zero when it did not do what was asked.
+
+mod backfill;
+mod check_config;
+mod healthcheck;
+mod invite_task;
+mod jobs;
+mod webhooks;
+
+use std::process::ExitCode;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use anyhow::Context as _;
+
+use crate::app::{Application, redact_url, shutdown_signal};
+use crate::cli::{Cli, Command, JobsCommand, WebhooksCommand};
+use crate::settings::{Settings, SettingsError, Sources};
+use crate::store::{Store, StoreOptions};
+use crate::telemetry::{LogTarget, init_logging};
+use crate::upstream::{AsanaClient, DocSpaceClient};
+
+/// Runs the command line and returns the process's exit code.
+pub async fn run(cli: Cli) -> ExitCode {
+    let command = cli.command.unwrap_or(Command::Serve);
+    let sources = Sources {
+        file: cli.config.as_deref(),
+        env: None,
+    };
+    match command {
+        // These two must work where the rest of the settings are broken.
+        Command::Healthcheck { url } => return healthcheck::run(sources, url.as_deref()).await,
+        Command::CheckConfig => return check_config::run(sources).await,
+        _ => {}
+    }
+    let settings = match Settings::load_from(sources) {
+        Ok(settings) => settings,
+        Err(err) => return settings_failure(&err),
+    };
+    let target = match command {
+        Command::Serve => LogTarget::Service,
+        _ => LogTarget::Command,
+    };
+    init_logging(settings.log.format, target);
+    let ctx = Context { settings };
+    let result = match command {
+        Command::Serve => serve(ctx.settings).await,
+        Command::Webhooks(WebhooksCommand::Create { project, name }) => {
+            webhooks::create(&ctx, &project, name.as_deref()).await
+        }
+        Command::Webhooks(WebhooksCommand::List { workspace }) => {
+            webhooks::list(&ctx, workspace.as_deref()).await
+        }
+        Command::Webhooks(WebhooksCommand::Delete { name_or_gid }) => {
+            webhooks::delete(&ctx, &name_or_gid).await
+        }
+        Command::Jobs(JobsCommand::List { status, limit }) => jobs::list(&ctx, status, limit).await,
+        Command::Jobs(JobsCommand::Retry { id, failed }) => jobs::retry(&ctx, id, failed).await,
+        Command::InviteTask { task_gid } => invite_task::run(&ctx, &task_gid).await,
+        Command::Backfill(args) => backfill::run(&ctx, &args.project, args.dry_run).await,
+        Command::Healthcheck { .. } | Command::CheckConfig => unreachable!("handled above"),
+    };
+    match result {
+        Ok(code) => code,
+        Err(err) => {
+            tracing::debug!(error = format!("{err:#}"), "command failed");
+            eprintln!("asana-docspace-bridge: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn settings_failure(err: &SettingsError) -> ExitCode {
+    eprintln!("asana-docspace-bridge: {err}");
+    ExitCode::from(2)
+}
+
+async fn serve(settings: Settings) -> anyhow::Result<ExitCode> {
+    let app = Application::build(settings).await?;
+    app.run_until_stopped(shutdown_signal()).await?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// What the commands share: the settings, and the store and clients they describe.
+pub(crate) struct Context {
+    settings: Settings,
+}
+
+impl Context {
+    async fn store(&self) -> anyhow::Result<Store> {
+        Store::connect(&self.settings.database.url, &StoreOptions::default())
+            .await
+            .with_context(|| {
+                format!(
+                    "opening the store at {}",
+                    redact_url(&self.settings.database.url)
+                )
+            })
+    }
+
+    fn asana(&self) -> anyhow::Result<AsanaClient> {
+        AsanaClient::from_settings(&self.settings).context("asana.base_url")
+    }
+
+    fn docspace(&self) -> anyhow::Result<DocSpaceClient> {
+        DocSpaceClient::from_settings(&self.settings).context("docspace.base_url")
+    }
+}
+
+/// A stored time (ms since the epoch) for people, in UTC.
+fn format_time(ms: Option<i64>) -> String {
+    match ms.and_then(|ms| u64::try_from(ms).ok()) {
+        Some(ms) => {
+            humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_millis(ms)).to_string()
+        }
+        None => "-".to_string(),
+    }
+}
+
+/// Now, as the RFC 3339 timestamp Asana accepts for `completed_since`.
+fn now_rfc3339() -> String {
+    humantime::format_rfc3339_seconds(SystemTime::now()).to_string()
+}
+
+/// A table in the terminal's width, or plain when stdout is not a terminal.
+fn table(header: &[&str]) -> comfy_table::Table {
+    let mut table = comfy_table::Table::new();
+    table
+        .load_preset(comfy_table::presets::NOTHING)
+        .set_content_arrangement(comfy_table::ContentArrangement::Dynamic)
+        .set_header(header.to_vec());
+    table
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times_are_formatted_in_utc() {
+        assert_eq!(format_time(Some(0)), "1970-01-01T00:00:00Z");
+        assert_eq!(format_time(Some(1_700_000_000_123)), "2023-11-14T22:13:20Z");
+        assert_eq!(format_time(None), "-");
+    }
+}

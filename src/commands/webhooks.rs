@@ -1,0 +1,202 @@
+//! `webhooks create | list | delete`: the webhook lifecycle without `curl` against Asana.
+
+use std::collections::HashSet;
+use std::process::ExitCode;
+
+use anyhow::{Context as _, anyhow, bail};
+
+use super::{Context, format_time, table};
+use crate::registration::{is_gid, register_webhook};
+use crate::store::Store;
+use crate::upstream::UpstreamError;
+use crate::upstream::asana::Webhook;
+
+pub async fn create(ctx: &Context, project: &str, name: Option<&str>) -> anyhow::Result<ExitCode> {
+    let store = ctx.store().await?;
+    let asana = ctx.asana()?;
+    let registered = register_webhook(
+        &store,
+        &asana,
+        &ctx.settings.server.public_url,
+        project,
+        name,
+    )
+    .await?;
+    println!("Created webhook");
+    println!("  name:        {}", registered.name);
+    println!("  webhook gid: {}", registered.webhook_gid);
+    println!("  project:     {}", registered.project_gid);
+    println!("  target:      {}", registered.target);
+    println!(
+        "  created at:  {}",
+        format_time(Some(registered.registered_at))
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+pub async fn list(ctx: &Context, workspace: Option<&str>) -> anyhow::Result<ExitCode> {
+    let store = ctx.store().await?;
+    let asana = ctx.asana()?;
+    let workspace = match workspace {
+        Some(gid) => gid.to_string(),
+        None => only_workspace(&asana).await?,
+    };
+    let remote = asana
+        .list_webhooks(&workspace)
+        .await
+        .with_context(|| format!("listing the webhooks of workspace {workspace} at Asana"))?;
+    let local = store.webhooks().await?;
+
+    let mut rows = table(&[
+        "NAME",
+        "WEBHOOK GID",
+        "PROJECT",
+        "ACTIVE",
+        "LAST SUCCESS",
+        "LAST FAILURE",
+        "FAILURE",
+        "RETRIES",
+        "LAST DELIVERY HERE",
+        "NOTE",
+    ]);
+    let mut shown: HashSet<&str> = HashSet::new();
+    for hook in &local {
+        let at_asana = hook
+            .webhook_gid
+            .as_deref()
+            .and_then(|gid| remote.iter().find(|r| r.gid == gid));
+        let note = match (&hook.webhook_gid, at_asana) {
+            (None, _) => "created by hand (no gid recorded)".to_string(),
+            (Some(_), None) => {
+                "MISSING AT ASANA: deleted there; delete it here and create it again".to_string()
+            }
+            (Some(_), Some(remote)) if remote.active == Some(false) => {
+                "INACTIVE at Asana".to_string()
+            }
+            (Some(_), Some(remote)) if remote.is_failing() => "deliveries failing".to_string(),
+            _ => String::new(),
+        };
+        if let Some(remote) = at_asana {
+            shown.insert(remote.gid.as_str());
+        }
+        rows.add_row(row(
+            &hook.name,
+            hook.webhook_gid.as_deref(),
+            hook.project_gid.as_deref(),
+            at_asana,
+            &format_time(hook.last_delivery_at),
+            &note,
+        ));
+    }
+    let ours = format!("{}/webhooks/asana/", ctx.settings.server.public_url);
+    for hook in remote.iter().filter(|r| !shown.contains(r.gid.as_str())) {
+        let points_here = !ctx.settings.server.public_url.is_empty()
+            && hook.target.as_deref().is_some_and(|t| t.starts_with(&ours));
+        if points_here {
+            let project = hook.resource.as_ref().map(|r| r.gid.as_str());
+            rows.add_row(row(
+                "-",
+                Some(&hook.gid),
+                project,
+                Some(hook),
+                "-",
+                "not registered here (no secret)",
+            ));
+        }
+    }
+    println!("{rows}");
+    Ok(ExitCode::SUCCESS)
+}
+
+fn row(
+    name: &str,
+    gid: Option<&str>,
+    project: Option<&str>,
+    remote: Option<&Webhook>,
+    last_delivery: &str,
+    note: &str,
+) -> Vec<String> {
+    let text = |v: Option<&str>| v.filter(|s| !s.is_empty()).unwrap_or("-").to_string();
+    vec![
+        name.to_string(),
+        text(gid),
+        text(project),
+        remote
+            .and_then(|r| r.active)
+            .map(|a| if a { "yes" } else { "no" }.to_string())
+            .unwrap_or_else(|| "-".into()),
+        text(remote.and_then(|r| r.last_success_at.as_deref())),
+        text(remote.and_then(|r| r.last_failure_at.as_deref())),
+        text(remote.and_then(|r| r.last_failure_content.as_deref())),
+        remote
+            .and_then(|r| r.delivery_retry_count)
+            .map(|c| c.to_string())
+            .unwrap_or_else(|| "-".into()),
+        last_delivery.to_string(),
+        note.to_string(),
+    ]
+}
+
+/// The token user's workspace, when there is exactly one.
+async fn only_workspace(asana: &crate::upstream::AsanaClient) -> anyhow::Result<String> {
+    let me = asana
+        .users_me()
+        .await
+        .context("reading the token's user at Asana")?;
+    match me.workspaces.as_slice() {
+        [only] => Ok(only.gid.clone()),
+        [] => Err(anyhow!("the token's user belongs to no workspace")),
+        many => {
+            let names: Vec<String> = many
+                .iter()
+                .map(|w| format!("{} ({})", w.gid, w.name.as_deref().unwrap_or("?")))
+                .collect();
+            Err(anyhow!(
+                "the token's user belongs to {} workspaces, pass --workspace <GID>: {}",
+                many.len(),
+                names.join(", ")
+            ))
+        }
+    }
+}
+
+pub async fn delete(ctx: &Context, key: &str) -> anyhow::Result<ExitCode> {
+    let store = ctx.store().await?;
+    let asana = ctx.asana()?;
+    let record = store.find_webhook(key).await?;
+    let gid = match &record {
+        Some(record) => record.webhook_gid.clone(),
+        None if is_gid(key) => Some(key.to_string()),
+        None => bail!("no webhook named {key:?} here, and it is not an Asana gid"),
+    };
+    if let Some(gid) = &gid {
+        match asana.delete_webhook(gid).await {
+            Ok(()) => println!("Deleted webhook {gid} at Asana"),
+            Err(UpstreamError::Status { status: 404, .. }) => {
+                println!("Asana no longer has webhook {gid}")
+            }
+            Err(err) => {
+                bail!("could not delete webhook {gid} at Asana: {err}; nothing was forgotten here")
+            }
+        }
+    }
+    match &record {
+        Some(record) => {
+            forget(&store, &record.name).await?;
+            if gid.is_none() {
+                println!(
+                    "No Asana gid was recorded for {:?} (created by hand): delete it at Asana yourself",
+                    record.name
+                );
+            }
+        }
+        None => println!("No webhook with gid {key} was registered here"),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn forget(store: &Store, name: &str) -> anyhow::Result<()> {
+    store.forget_webhook(name).await?;
+    println!("Forgot the secret of webhook {name:?}: deliveries to it are refused from now on");
+    Ok(())
+}

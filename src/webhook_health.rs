@@ -1,0 +1,163 @@
+//! Is each webhook still alive? Verified deliveries are timed per name (heartbeats arrive every
+//! 8 h, so 24 h of silence means trouble), and every `webhooks.watch_interval_secs` each registered
+//! webhook is read from Asana: failing deliveries or a webhook Asana deleted are logged and
+//! reported as `degraded` in `/readyz`.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+
+use crate::store::{Store, now_ms};
+use crate::upstream::{AsanaClient, UpstreamError};
+
+/// Asana sends a heartbeat every 8 hours and deletes a webhook after 24 hours of failures.
+pub const SILENCE_LIMIT: Duration = Duration::from_secs(24 * 3600);
+/// How often delivery times are written to the store (they are kept in memory in between, so the
+/// acknowledgement path does not write per heartbeat).
+const FLUSH_INTERVAL: Duration = Duration::from_secs(30);
+
+/// Last verified delivery per webhook name, and what the last check at Asana found.
+#[derive(Debug, Default)]
+pub struct WebhookHealth {
+    deliveries: Mutex<Deliveries>,
+    asana_findings: Mutex<BTreeMap<String, String>>,
+}
+
+#[derive(Debug, Default)]
+struct Deliveries {
+    last: HashMap<String, i64>,
+    unflushed: HashMap<String, i64>,
+}
+
+impl WebhookHealth {
+    /// A delivery to `name` passed its signature check just now.
+    pub fn record_delivery(&self, name: &str) {
+        let now = now_ms();
+        let mut deliveries = self.deliveries.lock().expect("not poisoned");
+        deliveries.last.insert(name.to_string(), now);
+        deliveries.unflushed.insert(name.to_string(), now);
+    }
+
+    /// The last verified delivery per name that this process has seen.
+    pub fn last_deliveries(&self) -> HashMap<String, i64> {
+        self.deliveries.lock().expect("not poisoned").last.clone()
+    }
+
+    /// Writes delivery times seen since the last flush.
+    pub async fn flush(&self, store: &Store) {
+        let pending: Vec<(String, i64)> = {
+            let mut deliveries = self.deliveries.lock().expect("not poisoned");
+            deliveries.unflushed.drain().collect()
+        };
+        if let Err(err) = store.record_deliveries(&pending).await {
+            tracing::warn!(error = %err, "could not record webhook delivery times; will try again");
+            let mut deliveries = self.deliveries.lock().expect("not poisoned");
+            for (name, at) in pending {
+                deliveries.unflushed.entry(name).or_insert(at);
+            }
+        }
+    }
+
+    /// Webhooks that look unwell, with why: silent for over 24 hours, or failing or gone at Asana.
+    pub async fn degraded(
+        &self,
+        store: &Store,
+    ) -> Result<BTreeMap<String, String>, crate::store::StoreError> {
+        let mut problems = self.asana_findings.lock().expect("not poisoned").clone();
+        let seen_here = self.last_deliveries();
+        let now = now_ms();
+        for hook in store.webhooks().await? {
+            let last = [hook.last_delivery_at, seen_here.get(&hook.name).copied()]
+                .into_iter()
+                .flatten()
+                .max()
+                .unwrap_or(hook.created_at);
+            let silent_for = Duration::from_millis(u64::try_from(now - last).unwrap_or(0));
+            if silent_for > SILENCE_LIMIT && !problems.contains_key(&hook.name) {
+                problems.insert(
+                    hook.name.clone(),
+                    format!(
+                        "no verified delivery (heartbeats come every 8 hours) for {} hours",
+                        silent_for.as_secs() / 3600
+                    ),
+                );
+            }
+        }
+        Ok(problems)
+    }
+
+    /// Reads every registered webhook from Asana and remembers what is wrong with each.
+    pub async fn check_at_asana(&self, store: &Store, asana: &AsanaClient) {
+        let hooks = match store.webhooks().await {
+            Ok(hooks) => hooks,
+            Err(err) => {
+                tracing::warn!(error = %err, "could not read the registered webhooks");
+                return;
+            }
+        };
+        let mut findings = BTreeMap::new();
+        for hook in hooks {
+            let Some(gid) = hook.webhook_gid.as_deref() else {
+                continue;
+            };
+            let finding = match asana.get_webhook(gid).await {
+                Ok(remote) if remote.active == Some(false) => Some(format!(
+                    "Asana reports webhook {gid} inactive (last failure: {})",
+                    remote
+                        .last_failure_content
+                        .as_deref()
+                        .filter(|c| !c.is_empty())
+                        .unwrap_or("unknown")
+                )),
+                Ok(remote) if remote.is_failing() => Some(format!(
+                    "Asana's deliveries to webhook {gid} are failing since {} ({}; {} retries)",
+                    remote.last_failure_at.as_deref().unwrap_or("?"),
+                    remote
+                        .last_failure_content
+                        .as_deref()
+                        .filter(|c| !c.is_empty())
+                        .unwrap_or("no detail"),
+                    remote.delivery_retry_count.unwrap_or(0)
+                )),
+                Ok(_) => None,
+                Err(UpstreamError::Status { status: 404, .. }) => Some(format!(
+                    "Asana has deleted webhook {gid}: run `webhooks delete {}` and `webhooks create` again",
+                    hook.name
+                )),
+                Err(err) => {
+                    tracing::warn!(webhook = %hook.name, error = %err, "could not check the webhook at Asana");
+                    None
+                }
+            };
+            if let Some(finding) = finding {
+                tracing::warn!(webhook = %hook.name, "{finding}");
+                findings.insert(hook.name, finding);
+            }
+        }
+        *self.asana_findings.lock().expect("not poisoned") = findings;
+    }
+
+    /// Flushes delivery times and checks webhooks at Asana until `shutdown`, then flushes once more.
+    pub async fn watch(
+        self: Arc<Self>,
+        store: Store,
+        asana: AsanaClient,
+        interval: Duration,
+        shutdown: CancellationToken,
+    ) {
+        let mut flush = tokio::time::interval(FLUSH_INTERVAL);
+        let mut check = tokio::time::interval(interval);
+        flush.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                _ = flush.tick() => self.flush(&store).await,
+                _ = check.tick() => self.check_at_asana(&store, &asana).await,
+            }
+        }
+        self.flush(&store).await;
+    }
+}
