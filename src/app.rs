@@ -12,7 +12,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::http::{AppState, router};
 use crate::settings::Settings;
-use crate::store::{BackendKind, Store, StoreOptions};
+use crate::store::{BackendKind, Store};
 use crate::upstream::AsanaClient;
 use crate::webhook_health::WebhookHealth;
 use crate::worker::{Inviter, Worker};
@@ -33,7 +33,7 @@ impl Application {
     /// Opens the store (applying migrations), builds the clients and binds the listener. Port 0
     /// binds a free port; `port()` tells which.
     pub async fn build(settings: Settings) -> anyhow::Result<Application> {
-        let store = Store::connect(&settings.database.url, &StoreOptions::default())
+        let store = Store::connect(&settings.database.url, &settings.database.store_options())
             .await
             .with_context(|| {
                 format!(

@@ -187,7 +187,16 @@ impl AsanaFake {
     pub fn record_webhook_failure(&self, gid: &str, content: &str) {
         let mut world = self.shared.world.lock().unwrap();
         if let Some(hook) = world.webhooks.get_mut(gid) {
-            hook.last_failure_at = Some(now_rfc3339());
+            // Strictly after the last success, even within the same millisecond.
+            let mut at = SystemTime::now();
+            if let Some(success) = hook
+                .last_success_at
+                .as_deref()
+                .and_then(|t| humantime::parse_rfc3339(t).ok())
+            {
+                at = at.max(success + Duration::from_millis(1));
+            }
+            hook.last_failure_at = Some(humantime::format_rfc3339_millis(at).to_string());
             hook.last_failure_content = Some(content.to_string());
             hook.delivery_retry_count += 1;
         }

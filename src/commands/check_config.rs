@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use super::Context;
 use crate::app::redact_url;
 use crate::settings::{Settings, SettingsError, Sources, env_var_name};
-use crate::store::{Store, StoreOptions};
+use crate::store::Store;
 use crate::telemetry::{LogTarget, init_logging};
 
 pub async fn run(sources: Sources<'_>) -> ExitCode {
@@ -89,7 +89,12 @@ pub async fn run(sources: Sources<'_>) -> ExitCode {
         Err(err) => report(false, format!("docspace: {err:#}")),
     }
     let url = redact_url(&ctx.settings.database.url);
-    match Store::connect(&ctx.settings.database.url, &StoreOptions::default()).await {
+    match Store::connect(
+        &ctx.settings.database.url,
+        &ctx.settings.database.store_options(),
+    )
+    .await
+    {
         Ok(store) => match store.ping().await {
             Ok(()) => report(
                 true,

@@ -16,7 +16,7 @@ use anyhow::Context as _;
 use crate::app::{Application, redact_url, shutdown_signal};
 use crate::cli::{Cli, Command, JobsCommand, WebhooksCommand};
 use crate::settings::{Settings, SettingsError, Sources};
-use crate::store::{Store, StoreOptions};
+use crate::store::Store;
 use crate::telemetry::{LogTarget, init_logging};
 use crate::upstream::{AsanaClient, DocSpaceClient};
 
@@ -88,14 +88,17 @@ pub(crate) struct Context {
 
 impl Context {
     async fn store(&self) -> anyhow::Result<Store> {
-        Store::connect(&self.settings.database.url, &StoreOptions::default())
-            .await
-            .with_context(|| {
-                format!(
-                    "opening the store at {}",
-                    redact_url(&self.settings.database.url)
-                )
-            })
+        Store::connect(
+            &self.settings.database.url,
+            &self.settings.database.store_options(),
+        )
+        .await
+        .with_context(|| {
+            format!(
+                "opening the store at {}",
+                redact_url(&self.settings.database.url)
+            )
+        })
     }
 
     fn asana(&self) -> anyhow::Result<AsanaClient> {

@@ -46,6 +46,8 @@ pub struct JobRecord {
     pub outcome: Option<String>,
     pub email: Option<String>,
     pub last_error: Option<String>,
+    /// The worker holding the job's lease, while it runs.
+    pub lease_owner: Option<String>,
     pub created_at: i64,
     pub updated_at: i64,
 }
@@ -182,7 +184,7 @@ const CLAIM_POSTGRES: &str = "UPDATE jobs SET status = 'running', attempts = att
      RETURNING id, task_gid, event_kind, source, attempts";
 
 const JOB_COLUMNS: &str = "id, source, task_gid, event_kind, status, attempts, run_at, outcome, \
-     email, last_error, created_at, updated_at";
+     email, last_error, lease_owner, created_at, updated_at";
 
 impl Store {
     /// Records `jobs` from `source` (a webhook name, or a command) in one transaction. Jobs whose

@@ -3,331 +3,331 @@
 use asana_docspace_fakes::{FakeTask, FakeUser, Fault};
 use serde_json::json;
 
-use crate::helpers::{Env, PROJECT, TestApp, job_with_status, settled_jobs};
+use crate::helpers::{PROJECT, TestApp, job_with_status, settled_jobs};
 
-#[tokio::test]
-async fn jobs_list_shows_what_happened_and_retry_makes_failed_jobs_due() {
-    let env = Env::new().await;
-    env.assign("501", "601", "jane@example.com");
-    env.assign("502", "602", "bob@example.com");
-    for _ in 0..2 {
+store_test! {
+    async fn jobs_list_shows_what_happened_and_retry_makes_failed_jobs_due(env) {
+        env.assign("501", "601", "jane@example.com");
+        env.assign("502", "602", "bob@example.com");
+        for _ in 0..2 {
+            env.docspace.push_fault(
+                "invite",
+                Fault::json(
+                    402,
+                    json!({"error": {"message": "The number of admins exceeds the limit"}}),
+                ),
+            );
+        }
+        let app = TestApp::spawn(&env).await;
+        let secret = app.register("proj").await;
+        app.deliver_assignment("proj", &secret, "501", "601").await;
+        app.deliver_assignment("proj", &secret, "502", "602").await;
+        let store = env.store().await;
+        job_with_status(&store, 1, "failed").await;
+        job_with_status(&store, 2, "failed").await;
+
+        let listed = env.run(&["jobs", "list", "--status", "failed"]).await;
+        listed.expect_code(0);
+        let row = listed
+            .stdout
+            .lines()
+            .find(|l| l.trim_start().starts_with("1 "))
+            .expect("job 1 listed");
+        for needle in [
+            "failed",
+            "501",
+            "jane@example.com",
+            "402",
+            "admins exceeds the limit",
+        ] {
+            assert!(row.contains(needle), "{needle} not in {row}");
+        }
+        assert!(
+            !env.run(&["jobs", "list", "--status", "done"])
+                .await
+                .stdout
+                .contains("jane@example.com")
+        );
+
+        env.run(&["jobs", "retry", "1"]).await.expect_code(0);
+        let job = job_with_status(&store, 1, "done").await;
+        assert_eq!(job.outcome.as_deref(), Some("invited"));
+        assert_eq!(
+            store.job(2).await.unwrap().unwrap().status,
+            "failed",
+            "only job 1 was retried"
+        );
+
+        let again = env.run(&["jobs", "retry", "1"]).await;
+        again.expect_code(1);
+        assert!(
+            again.stderr.contains("job 1 is done, not failed"),
+            "{}",
+            again.stderr
+        );
+        env.run(&["jobs", "retry", "999"]).await.expect_code(1);
+
+        env.run(&["jobs", "retry", "--failed"]).await.expect_code(0);
+        job_with_status(&store, 2, "done").await;
+        assert_eq!(env.docspace.sent_invitations().len(), 2);
+    }
+}
+
+store_test! {
+    async fn invite_task_invites_now_and_applies_the_same_rules(env) {
+        env.set("BRIDGE__INVITE__ALLOWED_DOMAINS", "example.com");
+        env.assign("501", "601", "Jane@Example.com");
+        env.assign("502", "602", "eve@elsewhere.org");
+        env.asana.assign("503", PROJECT, None);
+
+        let invited = env.run(&["invite-task", "501"]).await;
+        invited.expect_code(0);
+        assert!(
+            invited.stdout.contains("invited") && invited.stdout.contains("jane@example.com"),
+            "{}",
+            invited.stdout
+        );
+        assert_eq!(env.docspace.sent_invitations().len(), 1);
+
+        let again = env.run(&["invite-task", "501"]).await;
+        again.expect_code(0);
+        assert!(again.stdout.contains("already_invited"), "{}", again.stdout);
+
+        let other_domain = env.run(&["invite-task", "502"]).await;
+        other_domain.expect_code(0);
+        assert!(
+            other_domain.stdout.contains("domain_not_allowed"),
+            "{}",
+            other_domain.stdout
+        );
+
+        let nobody = env.run(&["invite-task", "503"]).await;
+        nobody.expect_code(0);
+        assert!(nobody.stdout.contains("no_assignee"), "{}", nobody.stdout);
+
+        assert_eq!(env.docspace.invite_requests().len(), 1);
+    }
+}
+
+store_test! {
+    async fn invite_task_exits_1_on_failure(env) {
+        env.assign("501", "601", "jane@example.com");
         env.docspace.push_fault(
             "invite",
-            Fault::json(
-                402,
-                json!({"error": {"message": "The number of admins exceeds the limit"}}),
-            ),
+            Fault::json(400, json!({"error": {"message": "Incorrect email"}})),
         );
+
+        let failed = env.run(&["invite-task", "501"]).await;
+
+        failed.expect_code(1);
+        assert!(
+            failed.stderr.contains("Incorrect email"),
+            "{}",
+            failed.stderr
+        );
+        let missing = env.run(&["invite-task", "999"]).await;
+        missing.expect_code(1);
+        assert!(missing.stderr.contains("404"), "{}", missing.stderr);
     }
-    let app = TestApp::spawn(&env).await;
-    let secret = app.register("proj").await;
-    app.deliver_assignment("proj", &secret, "501", "601").await;
-    app.deliver_assignment("proj", &secret, "502", "602").await;
-    let store = env.store().await;
-    job_with_status(&store, 1, "failed").await;
-    job_with_status(&store, 2, "failed").await;
-
-    let listed = env.run(&["jobs", "list", "--status", "failed"]).await;
-    listed.expect_code(0);
-    let row = listed
-        .stdout
-        .lines()
-        .find(|l| l.trim_start().starts_with("1 "))
-        .expect("job 1 listed");
-    for needle in [
-        "failed",
-        "501",
-        "jane@example.com",
-        "402",
-        "admins exceeds the limit",
-    ] {
-        assert!(row.contains(needle), "{needle} not in {row}");
-    }
-    assert!(
-        !env.run(&["jobs", "list", "--status", "done"])
-            .await
-            .stdout
-            .contains("jane@example.com")
-    );
-
-    env.run(&["jobs", "retry", "1"]).await.expect_code(0);
-    let job = job_with_status(&store, 1, "done").await;
-    assert_eq!(job.outcome.as_deref(), Some("invited"));
-    assert_eq!(
-        store.job(2).await.unwrap().unwrap().status,
-        "failed",
-        "only job 1 was retried"
-    );
-
-    let again = env.run(&["jobs", "retry", "1"]).await;
-    again.expect_code(1);
-    assert!(
-        again.stderr.contains("job 1 is done, not failed"),
-        "{}",
-        again.stderr
-    );
-    env.run(&["jobs", "retry", "999"]).await.expect_code(1);
-
-    env.run(&["jobs", "retry", "--failed"]).await.expect_code(0);
-    job_with_status(&store, 2, "done").await;
-    assert_eq!(env.docspace.sent_invitations().len(), 2);
 }
 
-#[tokio::test]
-async fn invite_task_invites_now_and_applies_the_same_rules() {
-    let mut env = Env::new().await;
-    env.set("BRIDGE__INVITE__ALLOWED_DOMAINS", "example.com");
-    env.assign("501", "601", "Jane@Example.com");
-    env.assign("502", "602", "eve@elsewhere.org");
-    env.asana.assign("503", PROJECT, None);
-
-    let invited = env.run(&["invite-task", "501"]).await;
-    invited.expect_code(0);
-    assert!(
-        invited.stdout.contains("invited") && invited.stdout.contains("jane@example.com"),
-        "{}",
-        invited.stdout
-    );
-    assert_eq!(env.docspace.sent_invitations().len(), 1);
-
-    let again = env.run(&["invite-task", "501"]).await;
-    again.expect_code(0);
-    assert!(again.stdout.contains("already_invited"), "{}", again.stdout);
-
-    let other_domain = env.run(&["invite-task", "502"]).await;
-    other_domain.expect_code(0);
-    assert!(
-        other_domain.stdout.contains("domain_not_allowed"),
-        "{}",
-        other_domain.stdout
-    );
-
-    let nobody = env.run(&["invite-task", "503"]).await;
-    nobody.expect_code(0);
-    assert!(nobody.stdout.contains("no_assignee"), "{}", nobody.stdout);
-
-    assert_eq!(env.docspace.invite_requests().len(), 1);
-}
-
-#[tokio::test]
-async fn invite_task_exits_1_on_failure() {
-    let env = Env::new().await;
-    env.assign("501", "601", "jane@example.com");
-    env.docspace.push_fault(
-        "invite",
-        Fault::json(400, json!({"error": {"message": "Incorrect email"}})),
-    );
-
-    let failed = env.run(&["invite-task", "501"]).await;
-
-    failed.expect_code(1);
-    assert!(
-        failed.stderr.contains("Incorrect email"),
-        "{}",
-        failed.stderr
-    );
-    let missing = env.run(&["invite-task", "999"]).await;
-    missing.expect_code(1);
-    assert!(missing.stderr.contains("404"), "{}", missing.stderr);
-}
-
-#[tokio::test]
-async fn backfill_queues_every_assigned_incomplete_task_across_pages() {
-    let env = Env::new().await;
-    // 250 tasks: every 10th completed, every 7th unassigned, assignees shared by 5 tasks each.
-    let mut expected_tasks = 0;
-    let mut expected_people = std::collections::BTreeSet::new();
-    for i in 0..250 {
-        let completed = i % 10 == 0;
-        let assignee = (i % 7 != 0).then(|| {
-            FakeUser::new(
-                &format!("6{}", i / 5),
-                &format!("person{}@example.com", i / 5),
-            )
-        });
-        if !completed && let Some(user) = &assignee {
-            expected_tasks += 1;
-            expected_people.insert(user.email.clone().unwrap());
+store_test! {
+    async fn backfill_queues_every_assigned_incomplete_task_across_pages(env) {
+        // 250 tasks: every 10th completed, every 7th unassigned, assignees shared by 5 tasks each.
+        let mut expected_tasks = 0;
+        let mut expected_people = std::collections::BTreeSet::new();
+        for i in 0..250 {
+            let completed = i % 10 == 0;
+            let assignee = (i % 7 != 0).then(|| {
+                FakeUser::new(
+                    &format!("6{}", i / 5),
+                    &format!("person{}@example.com", i / 5),
+                )
+            });
+            if !completed && let Some(user) = &assignee {
+                expected_tasks += 1;
+                expected_people.insert(user.email.clone().unwrap());
+            }
+            env.asana.put_task(FakeTask {
+                gid: format!("{}", 10_000 + i),
+                name: format!("Task {i}"),
+                assignee,
+                completed,
+                projects: vec![PROJECT.to_string()],
+            });
         }
-        env.asana.put_task(FakeTask {
-            gid: format!("{}", 10_000 + i),
-            name: format!("Task {i}"),
-            assignee,
-            completed,
-            projects: vec![PROJECT.to_string()],
-        });
-    }
-    env.asana.assign(
-        "99999",
-        "1200000000000999",
-        Some(FakeUser::new("7", "other-project@example.com")),
-    );
+        env.asana.assign(
+            "99999",
+            "1200000000000999",
+            Some(FakeUser::new("7", "other-project@example.com")),
+        );
 
-    let dry = env
-        .run(&["backfill", "--project", PROJECT, "--dry-run"])
-        .await;
-    dry.expect_code(0);
-    assert!(
-        dry.stdout.contains(&format!(
-            "{} of {} people would be invited",
-            expected_people.len(),
-            expected_people.len()
-        )),
-        "{}",
-        dry.stdout
-    );
-    assert!(dry.stdout.contains("person1@example.com"));
-    assert!(!dry.stdout.contains("other-project@example.com"));
-    let store = env.store().await;
-    assert!(
-        store.list_jobs(None, 10).await.unwrap().is_empty(),
-        "a dry run queues nothing"
-    );
-
-    let queued = env.run(&["backfill", "--project", PROJECT]).await;
-    queued.expect_code(0);
-    assert!(
-        queued
-            .stdout
-            .contains(&format!("queued {expected_tasks} job(s)")),
-        "{}",
-        queued.stdout
-    );
-
-    let pages = env.asana.requests_to("/tasks");
-    assert_eq!(pages.len(), 6, "three pages of 100, twice");
-    for page in &pages {
-        assert_eq!(page.query_param("project").as_deref(), Some(PROJECT));
-        assert_eq!(page.query_param("limit").as_deref(), Some("100"));
-        let since = page.query_param("completed_since").unwrap();
+        let dry = env
+            .run(&["backfill", "--project", PROJECT, "--dry-run"])
+            .await;
+        dry.expect_code(0);
         assert!(
-            humantime::parse_rfc3339(&since).is_ok(),
-            "RFC 3339, not {since:?}"
+            dry.stdout.contains(&format!(
+                "{} of {} people would be invited",
+                expected_people.len(),
+                expected_people.len()
+            )),
+            "{}",
+            dry.stdout
+        );
+        assert!(dry.stdout.contains("person1@example.com"));
+        assert!(!dry.stdout.contains("other-project@example.com"));
+        let store = env.store().await;
+        assert!(
+            store.list_jobs(None, 10).await.unwrap().is_empty(),
+            "a dry run queues nothing"
+        );
+
+        let queued = env.run(&["backfill", "--project", PROJECT]).await;
+        queued.expect_code(0);
+        assert!(
+            queued
+                .stdout
+                .contains(&format!("queued {expected_tasks} job(s)")),
+            "{}",
+            queued.stdout
+        );
+
+        let pages = env.asana.requests_to("/tasks");
+        assert_eq!(pages.len(), 6, "three pages of 100, twice");
+        for page in &pages {
+            assert_eq!(page.query_param("project").as_deref(), Some(PROJECT));
+            assert_eq!(page.query_param("limit").as_deref(), Some("100"));
+            let since = page.query_param("completed_since").unwrap();
+            assert!(
+                humantime::parse_rfc3339(&since).is_ok(),
+                "RFC 3339, not {since:?}"
+            );
+            assert!(
+                page.query_param("opt_fields")
+                    .unwrap()
+                    .contains("assignee.email")
+            );
+        }
+        assert_eq!(pages[1].query_param("offset").as_deref(), Some("off-100"));
+        assert_eq!(pages[2].query_param("offset").as_deref(), Some("off-200"));
+
+        let rerun = env.run(&["backfill", "--project", PROJECT]).await;
+        assert!(rerun.stdout.contains("queued 0 job(s)"), "{}", rerun.stdout);
+
+        let _app = TestApp::spawn(&env).await;
+        let jobs = settled_jobs(&store).await;
+        assert_eq!(jobs.len(), expected_tasks);
+        let mut sent: Vec<_> = env
+            .docspace
+            .sent_invitations()
+            .into_iter()
+            .map(|i| i.email)
+            .collect();
+        sent.sort();
+        assert_eq!(sent, expected_people.into_iter().collect::<Vec<_>>());
+    }
+}
+
+store_test! {
+    async fn check_config_passes_with_good_credentials(env) {
+        let out = env.run(&["check-config"]).await;
+        out.expect_code(0);
+        assert!(out.stdout.contains("ok   asana token"), "{}", out.stdout);
+        assert!(out.stdout.contains("ok   docspace key"), "{}", out.stdout);
+        assert!(out.stdout.contains("ok   database"), "{}", out.stdout);
+        assert!(
+            !out.stdout.contains("warn invite type"),
+            "User takes no paid seat: {}",
+            out.stdout
+        );
+    }
+}
+
+store_test! {
+    async fn check_config_fails_on_bad_credentials_and_warns_about_paid_seats(env) {
+        env.set("BRIDGE__ASANA__TOKEN", "1/wrong");
+        env.set("BRIDGE__DOCSPACE__API_KEY", "sk-wrong");
+        env.set("BRIDGE__DOCSPACE__INVITE_TYPE", "All");
+        let out = env.run(&["check-config"]).await;
+        out.expect_code(1);
+        assert!(
+            out.stdout.contains("FAIL asana token: Asana answered 401"),
+            "{}",
+            out.stdout
         );
         assert!(
-            page.query_param("opt_fields")
-                .unwrap()
-                .contains("assignee.email")
+            out.stdout
+                .contains("FAIL docspace key: DocSpace answered 401"),
+            "{}",
+            out.stdout
+        );
+        assert!(
+            out.stdout.contains("warn invite type All"),
+            "{}",
+            out.stdout
+        );
+        assert!(
+            !out.stdout.contains("1/wrong") && !out.stdout.contains("sk-wrong"),
+            "no secrets: {}",
+            out.stdout
         );
     }
-    assert_eq!(pages[1].query_param("offset").as_deref(), Some("off-100"));
-    assert_eq!(pages[2].query_param("offset").as_deref(), Some("off-200"));
-
-    let rerun = env.run(&["backfill", "--project", PROJECT]).await;
-    assert!(rerun.stdout.contains("queued 0 job(s)"), "{}", rerun.stdout);
-
-    let _app = TestApp::spawn(&env).await;
-    let jobs = settled_jobs(&store).await;
-    assert_eq!(jobs.len(), expected_tasks);
-    let mut sent: Vec<_> = env
-        .docspace
-        .sent_invitations()
-        .into_iter()
-        .map(|i| i.email)
-        .collect();
-    sent.sort();
-    assert_eq!(sent, expected_people.into_iter().collect::<Vec<_>>());
 }
 
-#[tokio::test]
-async fn check_config_passes_with_good_credentials() {
-    let env = Env::new().await;
-    let out = env.run(&["check-config"]).await;
-    out.expect_code(0);
-    assert!(out.stdout.contains("ok   asana token"), "{}", out.stdout);
-    assert!(out.stdout.contains("ok   docspace key"), "{}", out.stdout);
-    assert!(out.stdout.contains("ok   database"), "{}", out.stdout);
-    assert!(
-        !out.stdout.contains("warn invite type"),
-        "User takes no paid seat: {}",
-        out.stdout
-    );
+store_test! {
+    async fn check_config_reports_invalid_settings_line_by_line(env) {
+        env.set("BRIDGE__ASANA__TOKEN", "");
+        env.set("BRIDGE__DOCSPACE__INVITE_TYPE", "Guest");
+        let out = env.run(&["check-config"]).await;
+        out.expect_code(1);
+        assert!(
+            out.stdout.contains(
+                "FAIL settings: missing required settings: asana.token (BRIDGE__ASANA__TOKEN)"
+            ),
+            "{}",
+            out.stdout
+        );
+        assert!(
+            out.stdout.contains("FAIL settings: docspace.invite_type"),
+            "{}",
+            out.stdout
+        );
+    }
 }
 
-#[tokio::test]
-async fn check_config_fails_on_bad_credentials_and_warns_about_paid_seats() {
-    let mut env = Env::new().await;
-    env.set("BRIDGE__ASANA__TOKEN", "1/wrong");
-    env.set("BRIDGE__DOCSPACE__API_KEY", "sk-wrong");
-    env.set("BRIDGE__DOCSPACE__INVITE_TYPE", "All");
-    let out = env.run(&["check-config"]).await;
-    out.expect_code(1);
-    assert!(
-        out.stdout.contains("FAIL asana token: Asana answered 401"),
-        "{}",
-        out.stdout
-    );
-    assert!(
-        out.stdout
-            .contains("FAIL docspace key: DocSpace answered 401"),
-        "{}",
-        out.stdout
-    );
-    assert!(
-        out.stdout.contains("warn invite type All"),
-        "{}",
-        out.stdout
-    );
-    assert!(
-        !out.stdout.contains("1/wrong") && !out.stdout.contains("sk-wrong"),
-        "no secrets: {}",
-        out.stdout
-    );
+store_test! {
+    async fn healthcheck_exits_0_when_the_service_answers_and_1_when_not(env) {
+        let app = TestApp::spawn(&env).await;
+
+        env.run(&["healthcheck", "--url", &app.address])
+            .await
+            .expect_code(0);
+
+        let port = app.address.rsplit(':').next().unwrap().to_string();
+        env.set("BRIDGE__SERVER__PORT", &port);
+        env.run(&["healthcheck"]).await.expect_code(0);
+
+        app.stop().await.unwrap();
+        let down = env
+            .run(&["healthcheck", "--url", &format!("http://127.0.0.1:{port}")])
+            .await;
+        down.expect_code(1);
+        assert!(down.stderr.contains("unhealthy"), "{}", down.stderr);
+    }
 }
 
-#[tokio::test]
-async fn check_config_reports_invalid_settings_line_by_line() {
-    let mut env = Env::new().await;
-    env.set("BRIDGE__ASANA__TOKEN", "");
-    env.set("BRIDGE__DOCSPACE__INVITE_TYPE", "Guest");
-    let out = env.run(&["check-config"]).await;
-    out.expect_code(1);
-    assert!(
-        out.stdout.contains(
-            "FAIL settings: missing required settings: asana.token (BRIDGE__ASANA__TOKEN)"
-        ),
-        "{}",
-        out.stdout
-    );
-    assert!(
-        out.stdout.contains("FAIL settings: docspace.invite_type"),
-        "{}",
-        out.stdout
-    );
-}
-
-#[tokio::test]
-async fn healthcheck_exits_0_when_the_service_answers_and_1_when_not() {
-    let mut env = Env::new().await;
-    let app = TestApp::spawn(&env).await;
-
-    env.run(&["healthcheck", "--url", &app.address])
-        .await
-        .expect_code(0);
-
-    let port = app.address.rsplit(':').next().unwrap().to_string();
-    env.set("BRIDGE__SERVER__PORT", &port);
-    env.run(&["healthcheck"]).await.expect_code(0);
-
-    app.stop().await.unwrap();
-    let down = env
-        .run(&["healthcheck", "--url", &format!("http://127.0.0.1:{port}")])
-        .await;
-    down.expect_code(1);
-    assert!(down.stderr.contains("unhealthy"), "{}", down.stderr);
-}
-
-#[tokio::test]
-async fn healthcheck_needs_no_credentials() {
-    let env = Env::new().await;
-    let app = TestApp::spawn(&env).await;
-    let port = app.address.rsplit(':').next().unwrap().to_string();
-    let out = tokio::process::Command::new(crate::helpers::binary())
-        .arg("healthcheck")
-        .env_clear()
-        .env("BRIDGE__SERVER__PORT", &port)
-        .output()
-        .await
-        .unwrap();
-    assert_eq!(out.status.code(), Some(0), "{out:?}");
+store_test! {
+    async fn healthcheck_needs_no_credentials(env) {
+        let app = TestApp::spawn(&env).await;
+        let port = app.address.rsplit(':').next().unwrap().to_string();
+        let out = tokio::process::Command::new(crate::helpers::binary())
+            .arg("healthcheck")
+            .env_clear()
+            .env("BRIDGE__SERVER__PORT", &port)
+            .output()
+            .await
+            .unwrap();
+        assert_eq!(out.status.code(), Some(0), "{out:?}");
+    }
 }

@@ -23,24 +23,96 @@ pub const DOCSPACE_KEY: &str = "sk-test-docspace-key";
 pub const PROJECT: &str = "1200000000000100";
 pub const WAIT: Duration = Duration::from_secs(20);
 
+/// Which store a test runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// The variable naming the PostgreSQL server the tests create their databases on.
+pub const TEST_DATABASE_VAR: &str = "BRIDGE_TEST_DATABASE_URL";
+
+/// A database of the test's own, removed when the test ends.
+enum TestDatabase {
+    Sqlite { _dir: tempfile::TempDir },
+    Postgres { admin_url: String, name: String },
+}
+
+impl TestDatabase {
+    async fn create(backend: Backend) -> Option<(TestDatabase, String)> {
+        match backend {
+            Backend::Sqlite => {
+                let dir = tempfile::tempdir().expect("temp dir");
+                let url = format!(
+                    "sqlite://{}",
+                    dir.path().join("data").join("bridge.db").display()
+                );
+                Some((TestDatabase::Sqlite { _dir: dir }, url))
+            }
+            Backend::Postgres => {
+                let admin_url = std::env::var(TEST_DATABASE_VAR)
+                    .ok()
+                    .filter(|v| !v.is_empty())?;
+                let name = format!("bridge_test_{}", hex::encode(rand::random::<[u8; 6]>()));
+                let admin = sqlx::PgPool::connect(&admin_url)
+                    .await
+                    .expect("connect to BRIDGE_TEST_DATABASE_URL");
+                sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+                    .execute(&admin)
+                    .await
+                    .expect("create a test database");
+                admin.close().await;
+                let mut url =
+                    url::Url::parse(&admin_url).expect("BRIDGE_TEST_DATABASE_URL is a URL");
+                url.set_path(&name);
+                Some((TestDatabase::Postgres { admin_url, name }, url.to_string()))
+            }
+        }
+    }
+}
+
+impl Drop for TestDatabase {
+    fn drop(&mut self) {
+        if let TestDatabase::Postgres { admin_url, name } = self {
+            let (admin_url, name) = (admin_url.clone(), name.clone());
+            // Drop runs inside the test's runtime: do the async clean-up on a thread of its own.
+            let _ = std::thread::spawn(move || {
+                let runtime = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .expect("runtime");
+                runtime.block_on(async {
+                    if let Ok(admin) = sqlx::PgPool::connect(&admin_url).await {
+                        let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
+                            "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+                        )))
+                        .execute(&admin)
+                        .await;
+                    }
+                });
+            })
+            .join();
+        }
+    }
+}
+
 /// The bridge's environment for a test: fakes, a fresh database, fast retries.
 pub struct Env {
     pub asana: AsanaFake,
     pub docspace: DocSpaceFake,
+    pub backend: Backend,
     pub database_url: String,
     pub vars: HashMap<String, String>,
-    _dir: tempfile::TempDir,
+    _database: TestDatabase,
 }
 
 impl Env {
-    pub async fn new() -> Env {
+    /// On `backend`; `None` when it is PostgreSQL and BRIDGE_TEST_DATABASE_URL is unset.
+    pub async fn on(backend: Backend) -> Option<Env> {
+        let (database, database_url) = TestDatabase::create(backend).await?;
         let asana = AsanaFake::start(ASANA_TOKEN).await;
         let docspace = DocSpaceFake::start(DOCSPACE_KEY).await;
-        let dir = tempfile::tempdir().expect("temp dir");
-        let database_url = format!(
-            "sqlite://{}",
-            dir.path().join("data").join("bridge.db").display()
-        );
         let mut vars = HashMap::new();
         for (key, value) in [
             ("BRIDGE__SERVER__HOST", "127.0.0.1".to_string()),
@@ -61,12 +133,40 @@ impl Env {
         ] {
             vars.insert(key.to_string(), value);
         }
-        Env {
+        Some(Env {
             asana,
             docspace,
+            backend,
             database_url,
             vars,
-            _dir: dir,
+            _database: database,
+        })
+    }
+
+    /// Runs `statement` directly on the test's database (to age rows, say).
+    pub async fn execute_sql(&self, statement: &str) {
+        let statement = sqlx::AssertSqlSafe(statement.to_string());
+        match self.backend {
+            Backend::Sqlite => {
+                let pool = sqlx::SqlitePool::connect(&self.database_url)
+                    .await
+                    .expect("open");
+                sqlx::query(statement)
+                    .execute(&pool)
+                    .await
+                    .expect("statement");
+                pool.close().await;
+            }
+            Backend::Postgres => {
+                let pool = sqlx::PgPool::connect(&self.database_url)
+                    .await
+                    .expect("open");
+                sqlx::query(statement)
+                    .execute(&pool)
+                    .await
+                    .expect("statement");
+                pool.close().await;
+            }
         }
     }
 
@@ -165,6 +265,38 @@ impl Deref for TestApp {
     fn deref(&self) -> &Bridge {
         &self.bridge
     }
+}
+
+/// Defines a test twice, `$name::sqlite` and `$name::postgres`, with `$env` a fresh [`Env`] on
+/// each store. The PostgreSQL one is skipped, saying so, when BRIDGE_TEST_DATABASE_URL is unset.
+macro_rules! store_test {
+    ($(#[$meta:meta])* async fn $name:ident($env:ident) $body:block) => {
+        mod $name {
+            #[allow(unused_imports)]
+            use super::*;
+
+            $(#[$meta])*
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                #[allow(unused_mut)]
+                let mut $env = $crate::helpers::Env::on($crate::helpers::Backend::Sqlite).await.unwrap();
+                $body
+            }
+
+            $(#[$meta])*
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            #[allow(unused_mut)]
+            async fn postgres() {
+                let Some(mut $env) =
+                    $crate::helpers::Env::on($crate::helpers::Backend::Postgres).await
+                else {
+                    eprintln!("skipped: set {} to run this test on PostgreSQL", $crate::helpers::TEST_DATABASE_VAR);
+                    return;
+                };
+                $body
+            }
+        }
+    };
 }
 
 /// Talks to a running bridge over HTTP, as Asana and operators do.
@@ -371,4 +503,69 @@ pub async fn raw_request(address: &str, request: &[u8]) -> String {
         .expect("the bridge answers and closes")
         .expect("read answer");
     String::from_utf8_lossy(&answer).into_owned()
+}
+
+/// A TCP proxy to a database that a test can cut (dropping every connection and refusing new
+/// ones) and restore: a database outage on demand.
+pub struct TcpProxy {
+    pub address: std::net::SocketAddr,
+    up: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    connections: std::sync::Arc<std::sync::Mutex<Vec<tokio::task::AbortHandle>>>,
+    accept: JoinHandle<()>,
+}
+
+impl TcpProxy {
+    pub async fn start(upstream: String) -> TcpProxy {
+        use std::sync::atomic::Ordering;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let address = listener.local_addr().expect("address");
+        let up = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+        let connections = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (up_in_loop, connections_in_loop) = (up.clone(), connections.clone());
+        let accept = tokio::spawn(async move {
+            while let Ok((mut inbound, _)) = listener.accept().await {
+                if !up_in_loop.load(Ordering::SeqCst) {
+                    drop(inbound);
+                    continue;
+                }
+                let upstream = upstream.clone();
+                let task = tokio::spawn(async move {
+                    if let Ok(mut outbound) = tokio::net::TcpStream::connect(&upstream).await {
+                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                    }
+                });
+                connections_in_loop
+                    .lock()
+                    .unwrap()
+                    .push(task.abort_handle());
+            }
+        });
+        TcpProxy {
+            address,
+            up,
+            connections,
+            accept,
+        }
+    }
+
+    /// The database goes away: open connections drop, new ones are refused.
+    pub fn cut(&self) {
+        self.up.store(false, std::sync::atomic::Ordering::SeqCst);
+        for connection in self.connections.lock().unwrap().drain(..) {
+            connection.abort();
+        }
+    }
+
+    pub fn restore(&self) {
+        self.up.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+impl Drop for TcpProxy {
+    fn drop(&mut self) {
+        self.cut();
+        self.accept.abort();
+    }
 }

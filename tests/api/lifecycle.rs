@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use asana_docspace_fakes::Fault;
 
-use crate::helpers::{BridgeProcess, Env, TestApp, WAIT, binary, job_with_status, settled_jobs};
+use crate::helpers::{BridgeProcess, TestApp, WAIT, binary, job_with_status, settled_jobs};
 
 #[tokio::test]
 async fn missing_settings_are_all_named_and_nothing_is_bound() {
@@ -32,161 +32,161 @@ async fn missing_settings_are_all_named_and_nothing_is_bound() {
     assert!(!stderr.contains("binding"), "{stderr}");
 }
 
-#[tokio::test]
-async fn guest_invite_type_is_refused_at_start() {
-    let mut env = Env::new().await;
-    env.set("BRIDGE__DOCSPACE__INVITE_TYPE", "Guest");
-    let output = tokio::process::Command::new(binary())
-        .env_clear()
-        .envs(&env.vars)
-        .output()
-        .await
-        .unwrap();
-    assert!(!output.status.success());
-    assert!(String::from_utf8_lossy(&output.stderr).contains("cannot be Guest"));
-}
-
-#[tokio::test]
-async fn a_config_file_is_layered_between_defaults_and_environment() {
-    let mut env = Env::new().await;
-    let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("bridge.toml");
-    std::fs::write(&file, "[worker]\nconcurrency = 7\nmax_attempts = 5\n").unwrap();
-    env.set("BRIDGE__WORKER__MAX_ATTEMPTS", "9");
-    let settings =
-        asana_docspace_bridge::Settings::load_from(asana_docspace_bridge::settings::Sources {
-            file: Some(&file),
-            env: Some(env.vars.clone()),
-        })
-        .unwrap();
-    assert_eq!(settings.worker.concurrency, 7, "from the file");
-    assert_eq!(settings.worker.max_attempts, 9, "the environment wins");
-    assert_eq!(settings.worker.backoff_max_ms, 200, "the environment");
-    assert_eq!(
-        settings.server.max_body_bytes, 1_048_576,
-        "the compiled-in default"
-    );
-}
-
-#[tokio::test]
-async fn a_pending_job_survives_a_restart() {
-    let env = Env::new().await;
-    env.assign("501", "601", "jane@example.com");
-    // DocSpace is down long enough for the job to wait in the queue across the restart.
-    for _ in 0..3 {
-        env.docspace.push_fault("find_user", Fault::status(503));
+store_test! {
+    async fn guest_invite_type_is_refused_at_start(env) {
+        env.set("BRIDGE__DOCSPACE__INVITE_TYPE", "Guest");
+        let output = tokio::process::Command::new(binary())
+            .env_clear()
+            .envs(&env.vars)
+            .output()
+            .await
+            .unwrap();
+        assert!(!output.status.success());
+        assert!(String::from_utf8_lossy(&output.stderr).contains("cannot be Guest"));
     }
-    let app = TestApp::spawn(&env).await;
-    let secret = app.register("proj").await;
-    app.deliver_assignment("proj", &secret, "501", "601").await;
-    assert!(
-        env.docspace
-            .wait_for_requests(WAIT, |r| !r.is_empty())
-            .await,
-        "the first attempt reached DocSpace"
-    );
-    app.stop().await.expect("a clean stop");
-    let store = env.store().await;
-    let job = store.job(1).await.unwrap().unwrap();
-    assert_ne!(job.status, "done", "not finished before the restart");
-
-    let _app = TestApp::spawn(&env).await;
-
-    let job = job_with_status(&store, 1, "done").await;
-    assert_eq!(job.outcome.as_deref(), Some("invited"));
-    assert_eq!(env.docspace.sent_invitations().len(), 1);
 }
 
-#[tokio::test]
-async fn kill_9_after_docspace_accepted_does_not_invite_twice() {
-    let env = Env::new().await;
-    env.assign("501", "601", "jane@example.com");
-    // DocSpace takes the invitation, then the answer never comes: the bridge dies waiting.
-    env.docspace.push_fault("invite", Fault::HangAfterWork);
-    let bridge = BridgeProcess::start(&env).await;
-    let secret = bridge.register("proj").await;
-    bridge
-        .deliver_assignment("proj", &secret, "501", "601")
-        .await;
-    assert!(env.docspace.wait_for_sent(1, WAIT).await);
-    bridge.kill9().await;
-
-    let store = env.store().await;
-    assert_eq!(
-        store.job(1).await.unwrap().unwrap().status,
-        "running",
-        "killed mid-job"
-    );
-
-    let bridge = BridgeProcess::start(&env).await;
-    let job = job_with_status(&store, 1, "done").await;
-    assert_eq!(job.outcome.as_deref(), Some("invited"));
-    assert_eq!(env.docspace.sent_invitations().len(), 1);
-    assert_eq!(
-        env.docspace.invite_requests().len(),
-        1,
-        "no second POST after the restart"
-    );
-    assert_eq!(bridge.terminate().await.code(), Some(0));
-}
-
-#[tokio::test]
-async fn kill_9_after_acknowledging_loses_nothing() {
-    let env = Env::new().await;
-    for i in 0..20 {
-        env.assign(
-            &format!("5{i:02}"),
-            &format!("6{i:02}"),
-            &format!("user{i}@example.com"),
+store_test! {
+    async fn a_config_file_is_layered_between_defaults_and_environment(env) {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("bridge.toml");
+        std::fs::write(&file, "[worker]\nconcurrency = 7\nmax_attempts = 5\n").unwrap();
+        env.set("BRIDGE__WORKER__MAX_ATTEMPTS", "9");
+        let settings =
+            asana_docspace_bridge::Settings::load_from(asana_docspace_bridge::settings::Sources {
+                file: Some(&file),
+                env: Some(env.vars.clone()),
+            })
+            .unwrap();
+        assert_eq!(settings.worker.concurrency, 7, "from the file");
+        assert_eq!(settings.worker.max_attempts, 9, "the environment wins");
+        assert_eq!(settings.worker.backoff_max_ms, 200, "the environment");
+        assert_eq!(
+            settings.server.max_body_bytes, 1_048_576,
+            "the compiled-in default"
         );
     }
-    // Nobody gets invited before the crash: the first lookups hang.
-    env.docspace.set_latency(Duration::from_secs(30));
-    let bridge = BridgeProcess::start(&env).await;
-    let secret = bridge.register("proj").await;
-    for i in 0..20 {
-        bridge
-            .deliver_assignment("proj", &secret, &format!("5{i:02}"), &format!("6{i:02}"))
-            .await;
-    }
-    bridge.kill9().await;
-    env.docspace.set_latency(Duration::ZERO);
-
-    let _bridge = BridgeProcess::start(&env).await;
-
-    let jobs = settled_jobs(&env.store().await).await;
-    assert_eq!(jobs.len(), 20);
-    assert!(jobs.iter().all(|j| j.outcome.as_deref() == Some("invited")));
-    assert_eq!(env.docspace.sent_invitations().len(), 20);
 }
 
-#[tokio::test]
-async fn sigterm_exits_cleanly_and_leaves_unfinished_jobs_due() {
-    let mut env = Env::new().await;
-    env.set("BRIDGE__WORKER__SHUTDOWN_GRACE_MS", "200");
-    env.assign("501", "601", "jane@example.com");
-    env.docspace.set_latency(Duration::from_secs(30));
-    let bridge = BridgeProcess::start(&env).await;
-    let secret = bridge.register("proj").await;
-    bridge
-        .deliver_assignment("proj", &secret, "501", "601")
-        .await;
-    assert!(
-        env.docspace
-            .wait_for_requests(WAIT, |r| !r.is_empty())
-            .await,
-        "the job is in flight"
-    );
+store_test! {
+    async fn a_pending_job_survives_a_restart(env) {
+        env.assign("501", "601", "jane@example.com");
+        // DocSpace is down long enough for the job to wait in the queue across the restart.
+        for _ in 0..3 {
+            env.docspace.push_fault("find_user", Fault::status(503));
+        }
+        let app = TestApp::spawn(&env).await;
+        let secret = app.register("proj").await;
+        app.deliver_assignment("proj", &secret, "501", "601").await;
+        assert!(
+            env.docspace
+                .wait_for_requests(WAIT, |r| !r.is_empty())
+                .await,
+            "the first attempt reached DocSpace"
+        );
+        app.stop().await.expect("a clean stop");
+        let store = env.store().await;
+        let job = store.job(1).await.unwrap().unwrap();
+        assert_ne!(job.status, "done", "not finished before the restart");
 
-    let started = std::time::Instant::now();
-    let status = bridge.terminate().await;
+        let _app = TestApp::spawn(&env).await;
 
-    assert_eq!(status.code(), Some(0));
-    assert!(
-        started.elapsed() < Duration::from_secs(5),
-        "bounded by the grace period"
-    );
-    let job = env.store().await.job(1).await.unwrap().unwrap();
-    assert_eq!(job.status, "pending", "handed back to the queue");
-    assert_eq!(job.attempts, 0, "the interrupted attempt does not count");
+        let job = job_with_status(&store, 1, "done").await;
+        assert_eq!(job.outcome.as_deref(), Some("invited"));
+        assert_eq!(env.docspace.sent_invitations().len(), 1);
+    }
+}
+
+store_test! {
+    async fn kill_9_after_docspace_accepted_does_not_invite_twice(env) {
+        env.assign("501", "601", "jane@example.com");
+        // DocSpace takes the invitation, then the answer never comes: the bridge dies waiting.
+        env.docspace.push_fault("invite", Fault::HangAfterWork);
+        let bridge = BridgeProcess::start(&env).await;
+        let secret = bridge.register("proj").await;
+        bridge
+            .deliver_assignment("proj", &secret, "501", "601")
+            .await;
+        assert!(env.docspace.wait_for_sent(1, WAIT).await);
+        bridge.kill9().await;
+
+        let store = env.store().await;
+        assert_eq!(
+            store.job(1).await.unwrap().unwrap().status,
+            "running",
+            "killed mid-job"
+        );
+
+        let bridge = BridgeProcess::start(&env).await;
+        let job = job_with_status(&store, 1, "done").await;
+        assert_eq!(job.outcome.as_deref(), Some("invited"));
+        assert_eq!(env.docspace.sent_invitations().len(), 1);
+        assert_eq!(
+            env.docspace.invite_requests().len(),
+            1,
+            "no second POST after the restart"
+        );
+        assert_eq!(bridge.terminate().await.code(), Some(0));
+    }
+}
+
+store_test! {
+    async fn kill_9_after_acknowledging_loses_nothing(env) {
+        for i in 0..20 {
+            env.assign(
+                &format!("5{i:02}"),
+                &format!("6{i:02}"),
+                &format!("user{i}@example.com"),
+            );
+        }
+        // Nobody gets invited before the crash: the first lookups hang.
+        env.docspace.set_latency(Duration::from_secs(30));
+        let bridge = BridgeProcess::start(&env).await;
+        let secret = bridge.register("proj").await;
+        for i in 0..20 {
+            bridge
+                .deliver_assignment("proj", &secret, &format!("5{i:02}"), &format!("6{i:02}"))
+                .await;
+        }
+        bridge.kill9().await;
+        env.docspace.set_latency(Duration::ZERO);
+
+        let _bridge = BridgeProcess::start(&env).await;
+
+        let jobs = settled_jobs(&env.store().await).await;
+        assert_eq!(jobs.len(), 20);
+        assert!(jobs.iter().all(|j| j.outcome.as_deref() == Some("invited")));
+        assert_eq!(env.docspace.sent_invitations().len(), 20);
+    }
+}
+
+store_test! {
+    async fn sigterm_exits_cleanly_and_leaves_unfinished_jobs_due(env) {
+        env.set("BRIDGE__WORKER__SHUTDOWN_GRACE_MS", "200");
+        env.assign("501", "601", "jane@example.com");
+        env.docspace.set_latency(Duration::from_secs(30));
+        let bridge = BridgeProcess::start(&env).await;
+        let secret = bridge.register("proj").await;
+        bridge
+            .deliver_assignment("proj", &secret, "501", "601")
+            .await;
+        assert!(
+            env.docspace
+                .wait_for_requests(WAIT, |r| !r.is_empty())
+                .await,
+            "the job is in flight"
+        );
+
+        let started = std::time::Instant::now();
+        let status = bridge.terminate().await;
+
+        assert_eq!(status.code(), Some(0));
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "bounded by the grace period"
+        );
+        let job = env.store().await.job(1).await.unwrap().unwrap();
+        assert_eq!(job.status, "pending", "handed back to the queue");
+        assert_eq!(job.attempts, 0, "the interrupted attempt does not count");
+    }
 }

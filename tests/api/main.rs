@@ -1,10 +1,13 @@
 //! Black-box tests: the bridge on port 0 with a temporary database, against the Asana and
 //! DocSpace fakes on loopback.
 
+#[macro_use]
+mod helpers;
+
 mod commands;
 mod health;
-mod helpers;
 mod lifecycle;
 mod registration;
+mod replicas;
 mod webhooks;
 mod worker;
