@@ -10,7 +10,7 @@ use tokio::net::TcpListener;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-use crate::http::{AppState, router};
+use crate::http::{AppState, MetricsRoute, metrics_router, router};
 use crate::settings::Settings;
 use crate::store::{BackendKind, Store};
 use crate::upstream::AsanaClient;
@@ -22,6 +22,8 @@ pub struct Application {
     listener: TcpListener,
     local_addr: SocketAddr,
     router: axum::Router,
+    /// `/metrics` on a port of its own (`server.metrics_port`).
+    metrics: Option<(TcpListener, axum::Router)>,
     worker: Worker,
     store: Store,
     health: Arc<WebhookHealth>,
@@ -75,10 +77,25 @@ impl Application {
             .with_context(|| format!("binding {address}"))?;
         let local_addr = listener.local_addr()?;
         let health = state.health.clone();
+        // Install the recorder before anything records.
+        crate::telemetry::metrics::handle();
+        let (router, metrics) = if settings.server.metrics_port == 0 {
+            (router(state, MetricsRoute::Included), None)
+        } else {
+            let address = format!("{}:{}", settings.server.host, settings.server.metrics_port);
+            let listener = TcpListener::bind(&address)
+                .await
+                .with_context(|| format!("binding {address} for /metrics"))?;
+            (
+                router(state.clone(), MetricsRoute::Separate),
+                Some((listener, metrics_router(state))),
+            )
+        };
         Ok(Application {
             listener,
             local_addr,
-            router: router(state),
+            router,
+            metrics,
             worker,
             store,
             health,
@@ -110,6 +127,14 @@ impl Application {
             stop.child_token(),
         ));
         tracing::info!(address = %self.local_addr, "listening");
+        let metrics_server = self.metrics.map(|(listener, router)| {
+            let stopped = stop.clone();
+            tokio::spawn(async move {
+                axum::serve(listener, router)
+                    .with_graceful_shutdown(async move { stopped.cancelled().await })
+                    .await
+            })
+        });
         let server_stop = stop.clone();
         let served = axum::serve(self.listener, self.router)
             .with_graceful_shutdown(async move {
@@ -126,6 +151,13 @@ impl Application {
         }
         if let Err(err) = watcher.await {
             tracing::error!(error = %err, "the webhook watcher ended abnormally");
+        }
+        if let Some(metrics_server) = metrics_server {
+            match metrics_server.await {
+                Ok(Err(err)) => tracing::error!(error = %err, "the metrics listener failed"),
+                Err(err) => tracing::error!(error = %err, "the metrics listener ended abnormally"),
+                Ok(Ok(())) => {}
+            }
         }
         self.store.close().await;
         served.context("serving HTTP")?;

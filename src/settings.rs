@@ -34,6 +34,8 @@ pub struct ServerSettings {
     pub public_url: String,
     pub max_body_bytes: usize,
     pub request_timeout_ms: u64,
+    /// Serve `/metrics` on this port instead of the main one (0: on the main port).
+    pub metrics_port: u16,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -10,6 +10,7 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 use crate::store::{Store, now_ms};
+use crate::telemetry::metrics;
 use crate::upstream::{AsanaClient, UpstreamError};
 
 /// Asana sends a heartbeat every 8 hours and deletes a webhook after 24 hours of failures.
@@ -38,6 +39,7 @@ impl WebhookHealth {
         let mut deliveries = self.deliveries.lock().expect("not poisoned");
         deliveries.last.insert(name.to_string(), now);
         deliveries.unflushed.insert(name.to_string(), now);
+        metrics::last_delivery(name, now);
     }
 
     /// The last verified delivery per name that this process has seen.

@@ -2,6 +2,7 @@
 
 pub mod error;
 mod health;
+mod metrics_endpoint;
 pub mod webhooks;
 
 use std::sync::Arc;
@@ -35,10 +36,34 @@ pub struct AppState {
     pub health: Arc<WebhookHealth>,
 }
 
-pub fn router(state: AppState) -> Router {
-    Router::new()
+/// Where `/metrics` is served.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MetricsRoute {
+    /// On the main router.
+    Included,
+    /// On a listener of its own (see [`metrics_router`]).
+    Separate,
+}
+
+/// The service's routes, with `/metrics` unless it has a port of its own.
+pub fn router(state: AppState, metrics: MetricsRoute) -> Router {
+    let routes = Router::new()
         .merge(webhooks::router())
-        .merge(health::router())
+        .merge(health::router());
+    let routes = match metrics {
+        MetricsRoute::Included => routes.merge(metrics_endpoint::router()),
+        MetricsRoute::Separate => routes,
+    };
+    with_layers(routes, state)
+}
+
+/// `/metrics` alone, for `server.metrics_port`.
+pub fn metrics_router(state: AppState) -> Router {
+    with_layers(metrics_endpoint::router(), state)
+}
+
+fn with_layers(routes: Router<AppState>, state: AppState) -> Router {
+    routes
         .fallback(|| async { ApiError::NotFound("no such endpoint".into()) })
         .method_not_allowed_fallback(|| async {
             ApiError::MethodNotAllowed("method not allowed on this endpoint".into())

@@ -18,8 +18,11 @@ use serde_json::json;
 use super::AppState;
 use super::error::ApiError;
 use crate::settings::HandshakeMode;
-use crate::store::{HandshakeOutcome, NewJob};
-use crate::webhook::{SignatureError, is_valid_webhook_name, parse_delivery, verify_signature};
+use crate::store::{HandshakeOutcome, NewJob, StoreError};
+use crate::telemetry::metrics::{self, DeliveryResult};
+use crate::webhook::{
+    EventKind, SignatureError, is_valid_webhook_name, parse_delivery, verify_signature,
+};
 
 pub const HOOK_SECRET: HeaderName = HeaderName::from_static("x-hook-secret");
 pub const HOOK_SIGNATURE: HeaderName = HeaderName::from_static("x-hook-signature");
@@ -36,12 +39,8 @@ pub fn router() -> Router<AppState> {
         .route("/webhooks/asana/{name}", post(receive_named))
 }
 
-async fn receive_default(
-    State(app): State<AppState>,
-    headers: HeaderMap,
-    body: Body,
-) -> Result<Response, ApiError> {
-    receive(app, DEFAULT_NAME.to_string(), headers, body).await
+async fn receive_default(State(app): State<AppState>, headers: HeaderMap, body: Body) -> Response {
+    receive(app, Ok(DEFAULT_NAME.to_string()), headers, body).await
 }
 
 async fn receive_named(
@@ -49,47 +48,103 @@ async fn receive_named(
     name: Result<Path<String>, PathRejection>,
     headers: HeaderMap,
     body: Body,
-) -> Result<Response, ApiError> {
-    let Path(name) =
-        name.map_err(|e| ApiError::BadRequest(format!("invalid webhook name: {e}")))?;
+) -> Response {
+    let name = name
+        .map(|Path(name)| name)
+        .map_err(|e| bad_request(format!("invalid webhook name: {e}")));
     receive(app, name, headers, body).await
 }
 
-#[tracing::instrument(name = "webhook", skip_all, fields(webhook = %name))]
+/// A refused webhook request: the answer, and how it counts in `bridge_deliveries_total`.
+#[derive(Debug)]
+struct Refusal {
+    result: DeliveryResult,
+    error: ApiError,
+}
+
+impl From<StoreError> for Refusal {
+    fn from(err: StoreError) -> Self {
+        Refusal {
+            result: DeliveryResult::StoreUnavailable,
+            error: ApiError::StoreUnavailable(err),
+        }
+    }
+}
+
+fn refuse(result: DeliveryResult, error: ApiError) -> Refusal {
+    Refusal { result, error }
+}
+
+fn bad_request(message: impl Into<String>) -> Refusal {
+    refuse(
+        DeliveryResult::BadRequest,
+        ApiError::BadRequest(message.into()),
+    )
+}
+
+#[tracing::instrument(name = "webhook", skip_all, fields(webhook = tracing::field::Empty))]
 async fn receive(
     app: AppState,
-    name: String,
+    name: Result<String, Refusal>,
     headers: HeaderMap,
     body: Body,
-) -> Result<Response, ApiError> {
-    if !is_valid_webhook_name(&name) {
-        return Err(ApiError::BadRequest(
-            "invalid webhook name: use 1 to 64 letters, digits, '-' or '_'".into(),
+) -> Response {
+    let handled = match name {
+        Ok(name) => {
+            tracing::Span::current().record("webhook", name.as_str());
+            handle(&app, &name, &headers, body).await
+        }
+        Err(refusal) => Err(refusal),
+    };
+    let (result, response) = match handled {
+        Ok(answer) => answer,
+        Err(Refusal { result, error }) => (result, error.into_response()),
+    };
+    metrics::delivery(result);
+    response
+}
+
+async fn handle(
+    app: &AppState,
+    name: &str,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<(DeliveryResult, Response), Refusal> {
+    if !is_valid_webhook_name(name) {
+        return Err(bad_request(
+            "invalid webhook name: use 1 to 64 letters, digits, '-' or '_'",
         ));
     }
-    let secret = single_header(&headers, &HOOK_SECRET)?;
-    let signature = single_header(&headers, &HOOK_SIGNATURE)?;
-    let body = read_body(&app, &headers, body).await?;
+    let secret = single_header(headers, &HOOK_SECRET)?;
+    let signature = single_header(headers, &HOOK_SIGNATURE)?;
+    let body = read_body(app, headers, body).await?;
     match (secret, signature) {
-        (Some(secret), _) => handshake(&app, &name, secret).await,
-        (None, Some(signature)) => deliver(&app, &name, signature, &body).await,
+        (Some(secret), _) => handshake(app, name, secret).await,
+        (None, Some(signature)) => deliver(app, name, signature, &body).await,
         (None, None) => {
             // A name with a secret expects deliveries: the signature is what is missing.
-            if app.store.webhook_secret(&name).await?.is_some() {
-                Err(ApiError::Unauthorized("missing X-Hook-Signature".into()))
+            if app.store.webhook_secret(name).await?.is_some() {
+                Err(refuse(
+                    DeliveryResult::BadSignature,
+                    ApiError::Unauthorized("missing X-Hook-Signature".into()),
+                ))
             } else {
-                Err(ApiError::BadRequest(
-                    "expected an X-Hook-Secret header (handshake) or an X-Hook-Signature header (delivery)".into(),
+                Err(bad_request(
+                    "expected an X-Hook-Secret header (handshake) or an X-Hook-Signature header (delivery)",
                 ))
             }
         }
     }
 }
 
-async fn handshake(app: &AppState, name: &str, secret: &str) -> Result<Response, ApiError> {
+async fn handshake(
+    app: &AppState,
+    name: &str,
+    secret: &str,
+) -> Result<(DeliveryResult, Response), Refusal> {
     if secret.is_empty() || secret.len() > 256 || !secret.bytes().all(|b| b.is_ascii_graphic()) {
-        return Err(ApiError::BadRequest(
-            "X-Hook-Secret must be 1 to 256 printable ASCII characters".into(),
+        return Err(bad_request(
+            "X-Hook-Secret must be 1 to 256 printable ASCII characters",
         ));
     }
     let outcome = match app.handshake {
@@ -103,15 +158,15 @@ async fn handshake(app: &AppState, name: &str, secret: &str) -> Result<Response,
     match outcome {
         HandshakeOutcome::Stored => {
             tracing::info!("handshake accepted; webhook secret stored");
-            let echo = HeaderValue::from_str(secret)
-                .map_err(|_| ApiError::BadRequest("invalid X-Hook-Secret".into()))?;
+            let echo =
+                HeaderValue::from_str(secret).map_err(|_| bad_request("invalid X-Hook-Secret"))?;
             let mut response = (
                 StatusCode::OK,
                 Json(json!({ "status": "handshake accepted" })),
             )
                 .into_response();
             response.headers_mut().insert(HOOK_SECRET, echo);
-            Ok(response)
+            Ok((DeliveryResult::HandshakeAccepted, response))
         }
         HandshakeOutcome::AlreadyHasSecret => {
             tracing::warn!(
@@ -119,9 +174,12 @@ async fn handshake(app: &AppState, name: &str, secret: &str) -> Result<Response,
                  If you re-created this webhook at Asana, run `asana-docspace-bridge webhooks delete {name}` \
                  first, or register the new webhook under another name"
             );
-            Err(ApiError::Conflict(format!(
-                "webhook {name:?} already has a secret; it is never overwritten. Register the new webhook under another name"
-            )))
+            Err(refuse(
+                DeliveryResult::HandshakeRefused,
+                ApiError::Conflict(format!(
+                    "webhook {name:?} already has a secret; it is never overwritten. Register the new webhook under another name"
+                )),
+            ))
         }
         HandshakeOutcome::NoRegistrationWindow => {
             tracing::warn!(
@@ -129,9 +187,12 @@ async fn handshake(app: &AppState, name: &str, secret: &str) -> Result<Response,
                  `asana-docspace-bridge webhooks create --project <GID>`, or set webhooks.handshake = \"first-use\" \
                  for webhooks created by hand"
             );
-            Err(ApiError::Forbidden(format!(
-                "no registration is open for webhook {name:?}; handshakes are accepted only within 60 seconds of `webhooks create`"
-            )))
+            Err(refuse(
+                DeliveryResult::HandshakeRefused,
+                ApiError::Forbidden(format!(
+                    "no registration is open for webhook {name:?}; handshakes are accepted only within 60 seconds of `webhooks create`"
+                )),
+            ))
         }
     }
 }
@@ -141,22 +202,32 @@ async fn deliver(
     name: &str,
     signature: &str,
     body: &[u8],
-) -> Result<Response, ApiError> {
+) -> Result<(DeliveryResult, Response), Refusal> {
     let Some(secret) = app.store.webhook_secret(name).await? else {
-        return Err(ApiError::Unauthorized(format!(
-            "unknown webhook {name:?}: no handshake has stored a secret for it"
-        )));
+        return Err(refuse(
+            DeliveryResult::UnknownWebhook,
+            ApiError::Unauthorized(format!(
+                "unknown webhook {name:?}: no handshake has stored a secret for it"
+            )),
+        ));
     };
-    verify_signature(secret.expose_secret().as_bytes(), body, signature).map_err(
-        |err| match err {
-            SignatureError::NotHex => ApiError::Unauthorized("X-Hook-Signature is not hex".into()),
-            SignatureError::Mismatch => {
-                ApiError::Unauthorized("X-Hook-Signature does not match the body".into())
-            }
-        },
-    )?;
+    verify_signature(secret.expose_secret().as_bytes(), body, signature).map_err(|err| {
+        let message = match err {
+            SignatureError::NotHex => "X-Hook-Signature is not hex",
+            SignatureError::Mismatch => "X-Hook-Signature does not match the body",
+        };
+        refuse(
+            DeliveryResult::BadSignature,
+            ApiError::Unauthorized(message.into()),
+        )
+    })?;
     app.health.record_delivery(name);
-    let delivery = parse_delivery(body).map_err(|e| ApiError::BadRequest(e.to_string()))?;
+    let delivery = parse_delivery(body).map_err(|e| {
+        refuse(
+            DeliveryResult::Malformed,
+            ApiError::BadRequest(e.to_string()),
+        )
+    })?;
     let jobs: Vec<NewJob> = delivery
         .relevant
         .iter()
@@ -170,6 +241,13 @@ async fn deliver(
     if queued.created > 0 {
         app.wake_worker.notify_one();
     }
+    for kind in [EventKind::AssigneeChanged, EventKind::TaskAdded] {
+        metrics::events(
+            kind.as_str(),
+            delivery.relevant.iter().filter(|e| e.kind == kind).count() as u64,
+        );
+    }
+    metrics::events("ignored", delivery.ignored as u64);
     tracing::info!(
         relevant = jobs.len(),
         queued = queued.created,
@@ -177,39 +255,43 @@ async fn deliver(
         ignored = delivery.ignored,
         "delivery accepted"
     );
-    Ok(Json(json!({
+    let response = Json(json!({
         "status": "accepted",
         "queued": queued.created,
         "duplicates": queued.duplicates,
         "ignored": delivery.ignored,
     }))
-    .into_response())
+    .into_response();
+    Ok((DeliveryResult::Accepted, response))
 }
 
 /// A header that must appear at most once; a repeated one is ambiguous and refused.
 fn single_header<'h>(
     headers: &'h HeaderMap,
     name: &HeaderName,
-) -> Result<Option<&'h str>, ApiError> {
+) -> Result<Option<&'h str>, Refusal> {
     let mut values = headers.get_all(name).iter();
     let Some(first) = values.next() else {
         return Ok(None);
     };
     if values.next().is_some() {
-        return Err(ApiError::BadRequest(format!(
-            "{name} must appear only once"
-        )));
+        return Err(bad_request(format!("{name} must appear only once")));
     }
     first
         .to_str()
         .map(|v| Some(v.trim()))
-        .map_err(|_| ApiError::BadRequest(format!("{name} must be ASCII")))
+        .map_err(|_| bad_request(format!("{name} must be ASCII")))
 }
 
 /// The raw body, bounded in size and in time.
-async fn read_body(app: &AppState, headers: &HeaderMap, body: Body) -> Result<Bytes, ApiError> {
+async fn read_body(app: &AppState, headers: &HeaderMap, body: Body) -> Result<Bytes, Refusal> {
     let limit = app.max_body_bytes;
-    let too_large = || ApiError::PayloadTooLarge(format!("the body is larger than {limit} bytes"));
+    let too_large = || {
+        refuse(
+            DeliveryResult::TooLarge,
+            ApiError::PayloadTooLarge(format!("the body is larger than {limit} bytes")),
+        )
+    };
     let declared = headers
         .get(CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
@@ -218,15 +300,16 @@ async fn read_body(app: &AppState, headers: &HeaderMap, body: Body) -> Result<By
         return Err(too_large());
     }
     match tokio::time::timeout(app.request_timeout, axum::body::to_bytes(body, limit)).await {
-        Err(_) => Err(ApiError::RequestTimeout(format!(
-            "the body did not arrive within {} ms",
-            app.request_timeout.as_millis()
-        ))),
+        Err(_) => Err(refuse(
+            DeliveryResult::BadRequest,
+            ApiError::RequestTimeout(format!(
+                "the body did not arrive within {} ms",
+                app.request_timeout.as_millis()
+            )),
+        )),
         Ok(Ok(bytes)) => Ok(bytes),
         Ok(Err(err)) if is_length_limit(&err) => Err(too_large()),
-        Ok(Err(err)) => Err(ApiError::BadRequest(format!(
-            "could not read the body: {err}"
-        ))),
+        Ok(Err(err)) => Err(bad_request(format!("could not read the body: {err}"))),
     }
 }
 

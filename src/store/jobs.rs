@@ -503,6 +503,16 @@ impl Store {
         Ok(jobs)
     }
 
+    /// When the oldest pending job was created: how far behind the queue is.
+    pub async fn oldest_pending_job_created_at(&self) -> StoreResult<Option<i64>> {
+        let oldest = on_db!(self, read, |pool| {
+            sqlx::query_scalar("SELECT MIN(created_at) FROM jobs WHERE status = 'pending'")
+                .fetch_one(pool)
+                .await
+        })?;
+        Ok(oldest)
+    }
+
     pub async fn queue_counts(&self) -> StoreResult<QueueCounts> {
         let rows: Vec<(String, i64)> = on_db!(self, read, |pool| {
             sqlx::query_as("SELECT status, COUNT(*) FROM jobs GROUP BY status")

@@ -7,7 +7,7 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
-use super::{Service, UpstreamError, error_from_response, http_client};
+use super::{Service, UpstreamError, error_from_response, http_client, send_observed};
 use crate::settings::Settings;
 
 const WEBHOOK_FIELDS: &str = "active,resource,resource.name,target,created_at,last_success_at,\
@@ -167,7 +167,7 @@ impl AsanaClient {
         let mut url = self.url(&["tasks", task_gid]);
         url.query_pairs_mut()
             .append_pair("opt_fields", "assignee.email,assignee.name,name");
-        self.get(url).await
+        self.get("get_task", url).await
     }
 
     /// `GET /users/me`: who the token belongs to, and their workspaces.
@@ -176,7 +176,7 @@ impl AsanaClient {
         let mut url = self.url(&["users", "me"]);
         url.query_pairs_mut()
             .append_pair("opt_fields", "name,email,workspaces.name");
-        self.get(url).await
+        self.get("users_me", url).await
     }
 
     /// One page (up to 100) of a project's incomplete tasks with their assignees' emails.
@@ -203,7 +203,7 @@ impl AsanaClient {
                 query.append_pair("offset", offset);
             }
         }
-        self.send_raw(self.http.get(url)).await
+        self.send_raw("project_tasks", self.http.get(url)).await
     }
 
     /// `POST /webhooks`. Asana performs the handshake against `target` before it answers.
@@ -222,8 +222,11 @@ impl AsanaClient {
             "target": target,
             "filters": webhook_filters(),
         }});
-        self.send_raw(self.http.post(self.url(&["webhooks"])).json(&body))
-            .await
+        self.send_raw(
+            "create_webhook",
+            self.http.post(self.url(&["webhooks"])).json(&body),
+        )
+        .await
     }
 
     /// `GET /webhooks/{gid}`, status fields included.
@@ -232,7 +235,7 @@ impl AsanaClient {
         let mut url = self.url(&["webhooks", webhook_gid]);
         url.query_pairs_mut()
             .append_pair("opt_fields", WEBHOOK_FIELDS);
-        self.get(url).await
+        self.get("get_webhook", url).await
     }
 
     /// Every webhook of the token's user in `workspace_gid` (all pages).
@@ -256,7 +259,7 @@ impl AsanaClient {
                     query.append_pair("offset", offset);
                 }
             }
-            let page: Page<Webhook> = self.send_raw(self.http.get(url)).await?;
+            let page: Page<Webhook> = self.send_raw("list_webhooks", self.http.get(url)).await?;
             hooks.extend(page.data);
             match page.next_page {
                 Some(next) => offset = Some(next.offset),
@@ -273,7 +276,10 @@ impl AsanaClient {
     )]
     pub async fn delete_webhook(&self, webhook_gid: &str) -> Result<(), UpstreamError> {
         let _: serde_json::Value = self
-            .send(self.http.delete(self.url(&["webhooks", webhook_gid])))
+            .send(
+                "delete_webhook",
+                self.http.delete(self.url(&["webhooks", webhook_gid])),
+            )
             .await?;
         Ok(())
     }
@@ -287,30 +293,34 @@ impl AsanaClient {
         url
     }
 
-    async fn get<T: DeserializeOwned>(&self, url: Url) -> Result<T, UpstreamError> {
-        self.send(self.http.get(url)).await
+    async fn get<T: DeserializeOwned>(
+        &self,
+        operation: &'static str,
+        url: Url,
+    ) -> Result<T, UpstreamError> {
+        self.send(operation, self.http.get(url)).await
     }
 
     /// Sends and unwraps `{"data": ...}`.
     async fn send<T: DeserializeOwned>(
         &self,
+        operation: &'static str,
         request: reqwest::RequestBuilder,
     ) -> Result<T, UpstreamError> {
-        let envelope: Envelope<T> = self.send_raw(request).await?;
+        let envelope: Envelope<T> = self.send_raw(operation, request).await?;
         Ok(envelope.data)
     }
 
     /// Sends with the token and parses the whole body.
     async fn send_raw<T: DeserializeOwned>(
         &self,
+        operation: &'static str,
         request: reqwest::RequestBuilder,
     ) -> Result<T, UpstreamError> {
-        let response = request
+        let request = request
             .bearer_auth(self.token.expose_secret())
-            .header(reqwest::header::ACCEPT, "application/json")
-            .send()
-            .await
-            .map_err(|e| UpstreamError::transport(Service::Asana, e))?;
+            .header(reqwest::header::ACCEPT, "application/json");
+        let response = send_observed(Service::Asana, operation, request).await?;
         if !response.status().is_success() {
             return Err(error_from_response(Service::Asana, response, asana_error_message).await);
         }

@@ -6,7 +6,7 @@ use reqwest::{StatusCode, Url};
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 
-use super::{Service, UpstreamError, error_from_response, http_client};
+use super::{Service, UpstreamError, error_from_response, http_client, send_observed};
 use crate::settings::{InviteType, Settings};
 
 #[derive(Clone)]
@@ -80,7 +80,10 @@ impl DocSpaceClient {
     #[tracing::instrument(name = "docspace.self", skip_all, err(level = "debug", Display))]
     pub async fn self_profile(&self) -> Result<Profile, UpstreamError> {
         let response = self
-            .send(self.http.get(self.url(&["api", "2.0", "people", "@self"])))
+            .send(
+                "self",
+                self.http.get(self.url(&["api", "2.0", "people", "@self"])),
+            )
             .await?;
         if !response.status().is_success() {
             return Err(
@@ -105,7 +108,7 @@ impl DocSpaceClient {
     pub async fn user_exists(&self, email: &str) -> Result<bool, UpstreamError> {
         let mut url = self.url(&["api", "2.0", "people", "email"]);
         url.query_pairs_mut().append_pair("email", email);
-        let response = self.send(self.http.get(url)).await?;
+        let response = self.send("find_user", self.http.get(url)).await?;
         match response.status() {
             StatusCode::NOT_FOUND => Ok(false),
             status if status.is_success() => Ok(true),
@@ -125,7 +128,7 @@ impl DocSpaceClient {
                 kind: invite_type.as_str(),
             }],
         };
-        let response = self.send(self.http.post(url).json(&body)).await?;
+        let response = self.send("invite", self.http.post(url).json(&body)).await?;
         if response.status().is_success() {
             Ok(())
         } else {
@@ -144,14 +147,13 @@ impl DocSpaceClient {
 
     async fn send(
         &self,
+        operation: &'static str,
         request: reqwest::RequestBuilder,
     ) -> Result<reqwest::Response, UpstreamError> {
-        request
+        let request = request
             .bearer_auth(self.api_key.expose_secret())
-            .header(reqwest::header::ACCEPT, "application/json")
-            .send()
-            .await
-            .map_err(|e| UpstreamError::transport(Service::DocSpace, e))
+            .header(reqwest::header::ACCEPT, "application/json");
+        send_observed(Service::DocSpace, operation, request).await
     }
 }
 

@@ -5,10 +5,12 @@ pub mod asana;
 pub mod docspace;
 
 use std::fmt;
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use reqwest::StatusCode;
 use reqwest::header::{HeaderMap, RETRY_AFTER};
+
+use crate::telemetry::metrics;
 
 pub use asana::AsanaClient;
 pub use docspace::DocSpaceClient;
@@ -179,6 +181,23 @@ fn describe_body(status: StatusCode, body: &[u8]) -> String {
         let snippet: String = text.chars().filter(|c| !c.is_control()).take(200).collect();
         format!("{reason}: {snippet}")
     }
+}
+
+/// Sends `request`, counting it and timing it for the metrics.
+pub(crate) async fn send_observed(
+    service: Service,
+    operation: &'static str,
+    request: reqwest::RequestBuilder,
+) -> Result<reqwest::Response, UpstreamError> {
+    let started = Instant::now();
+    let result = request.send().await;
+    let status = match &result {
+        Ok(response) => response.status().as_str().to_string(),
+        Err(err) if err.is_timeout() => "timeout".to_string(),
+        Err(_) => "error".to_string(),
+    };
+    metrics::upstream(service.as_str(), operation, &status, started.elapsed());
+    result.map_err(|e| UpstreamError::transport(service, e))
 }
 
 /// A `reqwest::Client` whose every request times out.

@@ -7,7 +7,7 @@ use crate::settings::{InviteType, Settings};
 use crate::store::{
     ClaimedJob, InvitationState, Outcome, Reservation, Store, StoreError, duration_ms, now_ms,
 };
-use crate::telemetry::mask_email;
+use crate::telemetry::{mask_email, mask_emails_in, metrics};
 use crate::upstream::{AsanaClient, DocSpaceClient, UpstreamError};
 
 use super::backoff::{backoff_delay, retry_after_delay};
@@ -239,7 +239,7 @@ impl Inviter {
                         ),
                     };
                     tracing::warn!(
-                        error = %error,
+                        error = %mask_emails_in(&error.to_string()),
                         attempt = attempts,
                         retry_in_ms = duration_ms(delay),
                         "job attempt failed, will retry"
@@ -262,7 +262,7 @@ impl Inviter {
                     } else {
                         error.to_string()
                     };
-                    tracing::error!(error = %reason, attempt = attempts, "job failed");
+                    tracing::error!(error = %mask_emails_in(&reason), attempt = attempts, "job failed");
                     let recorded = self
                         .store
                         .fail_job(job.id, owner, &reason, email.as_deref())
@@ -272,6 +272,18 @@ impl Inviter {
             }
         };
         if recorded {
+            match &end {
+                JobEnd::Done(outcome) => {
+                    metrics::job_attempt("done");
+                    metrics::job_finished(outcome.as_str());
+                }
+                JobEnd::RetryIn(_) => metrics::job_attempt("retry"),
+                JobEnd::Failed(_) => {
+                    metrics::job_attempt("failed");
+                    metrics::job_finished(Outcome::Failed.as_str());
+                }
+                JobEnd::LeaseLost => {}
+            }
             Ok(end)
         } else {
             tracing::warn!(

@@ -417,6 +417,8 @@ pub async fn job_with_status(store: &Store, id: i64, status: &str) -> JobRecord 
 pub struct BridgeProcess {
     pub child: tokio::process::Child,
     pub bridge: Bridge,
+    /// Every line the process logged (JSON), so far.
+    pub logs: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
 }
 
 impl Deref for BridgeProcess {
@@ -443,8 +445,10 @@ impl BridgeProcess {
         let mut child = command.spawn().expect("start the bridge");
         let stdout = child.stdout.take().expect("stdout");
         let mut lines = BufReader::new(stdout).lines();
+        let logs = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
         let address = tokio::time::timeout(WAIT, async {
             while let Some(line) = lines.next_line().await.expect("read log") {
+                logs.lock().unwrap().push(line.clone());
                 let Ok(entry) = serde_json::from_str::<Value>(&line) else {
                     continue;
                 };
@@ -459,11 +463,17 @@ impl BridgeProcess {
         })
         .await
         .expect("the bridge starts listening");
-        // Keep draining the log so the process never blocks on a full pipe.
-        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        // Keep reading the log so the process never blocks on a full pipe.
+        let collected = logs.clone();
+        tokio::spawn(async move {
+            while let Ok(Some(line)) = lines.next_line().await {
+                collected.lock().unwrap().push(line);
+            }
+        });
         BridgeProcess {
             child,
             bridge: Bridge::at(&format!("http://{address}")),
+            logs,
         }
     }
 

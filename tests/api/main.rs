@@ -7,6 +7,7 @@ mod helpers;
 mod commands;
 mod health;
 mod lifecycle;
+mod operability;
 mod registration;
 mod replicas;
 mod webhooks;

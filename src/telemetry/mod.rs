@@ -1,4 +1,6 @@
-//! Logging set-up, and the masking that keeps personal data out of logs.
+//! Logging set-up, metrics, and the masking that keeps personal data out of logs.
+
+pub mod metrics;
 
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::fmt;
@@ -40,7 +42,7 @@ pub fn init_logging(format: LogFormat, target: LogTarget) {
                     .json()
                     .flatten_event(true)
                     .with_current_span(true)
-                    .with_span_list(false)
+                    .with_span_list(true)
                     .with_writer(writer),
             )
             .try_init(),
@@ -61,9 +63,58 @@ pub fn mask_email(email: &str) -> String {
     }
 }
 
+/// Masks every email address in free text (upstream error messages may quote one).
+pub fn mask_emails_in(text: &str) -> String {
+    let is_local = |c: char| c.is_alphanumeric() || "._%+-'".contains(c);
+    let is_domain = |c: char| c.is_alphanumeric() || c == '.' || c == '-';
+    let chars: Vec<char> = text.chars().collect();
+    let mut out = String::with_capacity(text.len());
+    let mut i = 0;
+    while i < chars.len() {
+        if chars[i] != '@' {
+            out.push(chars[i]);
+            i += 1;
+            continue;
+        }
+        let local_len = chars[..i]
+            .iter()
+            .rev()
+            .take_while(|c| is_local(**c))
+            .count();
+        let domain_len = chars[i + 1..].iter().take_while(|c| is_domain(**c)).count();
+        if local_len == 0 || domain_len == 0 {
+            out.push('@');
+            i += 1;
+            continue;
+        }
+        // The local part is already in `out`: keep its first character only.
+        let keep = out.chars().count() - local_len + 1;
+        out = out.chars().take(keep).collect();
+        out.push_str("***@");
+        out.extend(&chars[i + 1..i + 1 + domain_len]);
+        i += 1 + domain_len;
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn masks_every_address_in_text() {
+        assert_eq!(
+            mask_emails_in(
+                "DocSpace answered 400: User disabled: jane.doe@example.com (and bob@corp.io)"
+            ),
+            "DocSpace answered 400: User disabled: j***@example.com (and b***@corp.io)"
+        );
+        assert_eq!(
+            mask_emails_in("no address @ here, a@ or @b"),
+            "no address @ here, a@ or @b"
+        );
+        assert_eq!(mask_emails_in("élodie@exemple.fr"), "é***@exemple.fr");
+    }
 
     #[test]
     fn masks_the_local_part() {

@@ -1,0 +1,148 @@
+//! Prometheus metrics: their names in one place, the recorder, and `/metrics`.
+//!
+//! Counters and histograms are recorded where things happen; gauges that describe the store
+//! (queue depth, oldest pending job) are read from it when `/metrics` is scraped.
+
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use metrics::{counter, gauge, histogram};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+
+use crate::store::{JobStatus, Store, StoreResult, now_ms};
+
+pub const DELIVERIES: &str = "bridge_deliveries_total";
+pub const EVENTS: &str = "bridge_events_total";
+pub const JOBS: &str = "bridge_jobs_total";
+pub const JOB_ATTEMPTS: &str = "bridge_job_attempts_total";
+pub const QUEUE_DEPTH: &str = "bridge_queue_depth";
+pub const OLDEST_PENDING_AGE: &str = "bridge_oldest_pending_job_age_seconds";
+pub const UPSTREAM_REQUESTS: &str = "bridge_upstream_requests_total";
+pub const UPSTREAM_DURATION: &str = "bridge_upstream_request_duration_seconds";
+pub const LAST_DELIVERY: &str = "bridge_webhook_last_delivery_timestamp_seconds";
+
+/// How a delivery (or handshake) was answered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeliveryResult {
+    Accepted,
+    BadSignature,
+    UnknownWebhook,
+    Malformed,
+    TooLarge,
+    BadRequest,
+    HandshakeAccepted,
+    HandshakeRefused,
+    StoreUnavailable,
+}
+
+impl DeliveryResult {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeliveryResult::Accepted => "accepted",
+            DeliveryResult::BadSignature => "bad_signature",
+            DeliveryResult::UnknownWebhook => "unknown_webhook",
+            DeliveryResult::Malformed => "malformed",
+            DeliveryResult::TooLarge => "too_large",
+            DeliveryResult::BadRequest => "bad_request",
+            DeliveryResult::HandshakeAccepted => "handshake_accepted",
+            DeliveryResult::HandshakeRefused => "handshake_refused",
+            DeliveryResult::StoreUnavailable => "store_unavailable",
+        }
+    }
+}
+
+/// The process-wide recorder; installed once, shared by every `Application` in the process.
+pub fn handle() -> &'static PrometheusHandle {
+    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+    HANDLE.get_or_init(|| {
+        let recorder = PrometheusBuilder::new()
+            .set_buckets_for_metric(
+                Matcher::Full(UPSTREAM_DURATION.to_string()),
+                &[
+                    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+                ],
+            )
+            .expect("valid buckets")
+            .build_recorder();
+        let handle = recorder.handle();
+        // Another recorder may already be installed (an embedding program's): then ours stays
+        // empty but `/metrics` still answers.
+        let _ = metrics::set_global_recorder(recorder);
+        describe();
+        handle
+    })
+}
+
+fn describe() {
+    use metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
+    describe_counter!(DELIVERIES, "Webhook requests by how they were answered");
+    describe_counter!(EVENTS, "Events in verified deliveries, by kind");
+    describe_counter!(JOBS, "Finished jobs by outcome");
+    describe_counter!(JOB_ATTEMPTS, "Job attempts by result (done, retry, failed)");
+    describe_gauge!(QUEUE_DEPTH, "Jobs in the store by status");
+    describe_gauge!(
+        OLDEST_PENDING_AGE,
+        Unit::Seconds,
+        "Age of the oldest pending job"
+    );
+    describe_counter!(
+        UPSTREAM_REQUESTS,
+        "Requests to Asana and DocSpace by service and status"
+    );
+    describe_histogram!(UPSTREAM_DURATION, Unit::Seconds, "Upstream request latency");
+    describe_gauge!(
+        LAST_DELIVERY,
+        Unit::Seconds,
+        "Unix time of the last verified delivery per webhook"
+    );
+}
+
+pub fn delivery(result: DeliveryResult) {
+    counter!(DELIVERIES, "result" => result.as_str()).increment(1);
+}
+
+pub fn events(kind: &'static str, count: u64) {
+    if count > 0 {
+        counter!(EVENTS, "kind" => kind).increment(count);
+    }
+}
+
+pub fn job_finished(outcome: &'static str) {
+    counter!(JOBS, "outcome" => outcome).increment(1);
+}
+
+pub fn job_attempt(result: &'static str) {
+    counter!(JOB_ATTEMPTS, "result" => result).increment(1);
+}
+
+/// One upstream call: `status` is the HTTP status, or `timeout` / `error` when none came back.
+pub fn upstream(service: &'static str, operation: &'static str, status: &str, elapsed: Duration) {
+    counter!(UPSTREAM_REQUESTS, "service" => service, "status" => status.to_string()).increment(1);
+    histogram!(UPSTREAM_DURATION, "service" => service, "operation" => operation)
+        .record(elapsed.as_secs_f64());
+}
+
+pub fn last_delivery(name: &str, at_ms: i64) {
+    gauge!(LAST_DELIVERY, "webhook" => name.to_string()).set(at_ms as f64 / 1000.0);
+}
+
+/// Reads the store-derived gauges, then renders everything in the Prometheus text format.
+pub async fn render(store: &Store) -> StoreResult<String> {
+    let counts = store.queue_counts().await?;
+    for (status, count) in [
+        (JobStatus::Pending, counts.pending),
+        (JobStatus::Running, counts.running),
+        (JobStatus::Done, counts.done),
+        (JobStatus::Failed, counts.failed),
+    ] {
+        gauge!(QUEUE_DEPTH, "status" => status.as_str()).set(count as f64);
+    }
+    let age = match store.oldest_pending_job_created_at().await? {
+        Some(created) => (now_ms() - created).max(0) as f64 / 1000.0,
+        None => 0.0,
+    };
+    gauge!(OLDEST_PENDING_AGE).set(age);
+    let handle = handle();
+    handle.run_upkeep();
+    Ok(handle.render())
+}
