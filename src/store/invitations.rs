@@ -5,7 +5,9 @@
 //! same transaction that finishes the job. A job that died between the two finds its own
 //! reservation when it runs again and checks DocSpace instead of inviting twice.
 
-use super::{Store, StoreResult, now_ms, on_db};
+use sqlx::Connection as _;
+
+use super::{Store, StoreResult, now_ms, on_db, write_db};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum InvitationState {
@@ -46,21 +48,24 @@ impl Store {
         task_gid: &str,
         invite_type: &str,
     ) -> StoreResult<Reservation> {
-        let row: (String, i64) = on_db!(self, write, |pool| {
+        let email = email.to_owned();
+        let task_gid = task_gid.to_owned();
+        let invite_type = invite_type.to_owned();
+        let row: (String, i64) = write_db!(self, |pool| {
             let mut tx = pool.begin().await?;
             sqlx::query(
                 "INSERT INTO invitations (email, state, job_id, task_gid, invite_type, created_at) \
                  VALUES ($1, 'sending', $2, $3, $4, $5) ON CONFLICT (email) DO NOTHING",
             )
-            .bind(email)
+            .bind(&email)
             .bind(job_id)
-            .bind(task_gid)
-            .bind(invite_type)
+            .bind(&task_gid)
+            .bind(&invite_type)
             .bind(now_ms())
             .execute(&mut *tx)
             .await?;
             let row = sqlx::query_as("SELECT state, job_id FROM invitations WHERE email = $1")
-                .bind(email)
+                .bind(&email)
                 .fetch_one(&mut *tx)
                 .await?;
             tx.commit().await?;
@@ -78,14 +83,16 @@ impl Store {
         owner: &str,
         email: &str,
     ) -> StoreResult<bool> {
+        let owner = owner.to_owned();
+        let email = email.to_owned();
         let now = now_ms();
-        let finished = on_db!(self, write, |pool| {
+        let finished = write_db!(self, |pool| {
             let mut tx = pool.begin().await?;
             sqlx::query(
                 "UPDATE invitations SET state = 'sent', sent_at = $1 WHERE email = $2 AND job_id = $3",
             )
             .bind(now)
-            .bind(email)
+            .bind(&email)
             .bind(job_id)
             .execute(&mut *tx)
             .await?;
@@ -94,10 +101,10 @@ impl Store {
                  lease_owner = NULL, lease_until = NULL, updated_at = $2 \
                  WHERE id = $3 AND lease_owner = $4 AND status = 'running'",
             )
-            .bind(email)
+            .bind(&email)
             .bind(now)
             .bind(job_id)
-            .bind(owner)
+            .bind(&owner)
             .execute(&mut *tx)
             .await?
             .rows_affected();
@@ -110,11 +117,12 @@ impl Store {
     /// Gives up job `job_id`'s unconfirmed reservation of `email` (DocSpace already knew the
     /// person, so there is nothing of ours to remember).
     pub async fn release_invitation(&self, email: &str, job_id: i64) -> StoreResult<()> {
-        on_db!(self, write, |pool| {
+        let email = email.to_owned();
+        write_db!(self, |pool| {
             sqlx::query(
                 "DELETE FROM invitations WHERE email = $1 AND job_id = $2 AND state = 'sending'",
             )
-            .bind(email)
+            .bind(&email)
             .bind(job_id)
             .execute(pool)
             .await

@@ -1,11 +1,12 @@
 //! The job queue: one row per relevant event, claimed with a lease so a job never runs twice at
 //! once and a job whose process died is taken again once its lease runs out.
 
+use sqlx::Connection as _;
 use std::fmt;
 use std::str::FromStr;
 use std::time::Duration;
 
-use super::{Backend, Store, StoreError, StoreResult, duration_ms, now_ms, on_db};
+use super::{BackendKind, Store, StoreError, StoreResult, duration_ms, now_ms, on_db, write_db};
 
 /// A job to create; `dedupe_key` makes creating it twice a no-op.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -190,21 +191,24 @@ impl Store {
     /// Records `jobs` from `source` (a webhook name, or a command) in one transaction. Jobs whose
     /// dedupe key exists are counted as duplicates and not created again.
     pub async fn enqueue(&self, source: &str, jobs: &[NewJob]) -> StoreResult<EnqueueOutcome> {
+        let source = source.to_owned();
+        let jobs = jobs.to_vec();
         if jobs.is_empty() {
             return Ok(EnqueueOutcome::default());
         }
         let now = now_ms();
-        let created = on_db!(self, write, |pool| {
+        let count = jobs.len() as u64;
+        let created = write_db!(self, |pool| {
             let mut tx = pool.begin().await?;
             let mut created = 0;
-            for job in jobs {
+            for job in &jobs {
                 created += sqlx::query(
                     "INSERT INTO jobs (dedupe_key, source, task_gid, event_kind, status, run_at, \
                      created_at, updated_at) VALUES ($1, $2, $3, $4, 'pending', $5, $5, $5) \
                      ON CONFLICT (dedupe_key) DO NOTHING",
                 )
                 .bind(&job.dedupe_key)
-                .bind(source)
+                .bind(&source)
                 .bind(&job.task_gid)
                 .bind(&job.kind)
                 .bind(now)
@@ -217,7 +221,7 @@ impl Store {
         })?;
         Ok(EnqueueOutcome {
             created,
-            duplicates: jobs.len() as u64 - created,
+            duplicates: count - created,
         })
     }
 
@@ -232,38 +236,33 @@ impl Store {
         let now = now_ms();
         let lease_until = now.saturating_add(duration_ms(lease));
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        let jobs = match &self.backend {
-            Backend::Sqlite { writer, .. } => {
-                sqlx::query_as(CLAIM_SQLITE)
-                    .bind(owner)
-                    .bind(lease_until)
-                    .bind(now)
-                    .bind(limit)
-                    .fetch_all(writer)
-                    .await?
-            }
-            Backend::Postgres { pool } => {
-                sqlx::query_as(CLAIM_POSTGRES)
-                    .bind(owner)
-                    .bind(lease_until)
-                    .bind(now)
-                    .bind(limit)
-                    .fetch_all(pool)
-                    .await?
-            }
+        let sql = match self.kind() {
+            BackendKind::Sqlite => CLAIM_SQLITE,
+            BackendKind::Postgres => CLAIM_POSTGRES,
         };
+        let owner = owner.to_owned();
+        let jobs = write_db!(self, |pool| {
+            sqlx::query_as(sql)
+                .bind(&owner)
+                .bind(lease_until)
+                .bind(now)
+                .bind(limit)
+                .fetch_all(pool)
+                .await
+        })?;
         Ok(jobs)
     }
 
     /// Extends the lease of every job `owner` is running.
     pub async fn renew_leases(&self, owner: &str, lease: Duration) -> StoreResult<u64> {
+        let owner = owner.to_owned();
         let now = now_ms();
-        let renewed = on_db!(self, write, |pool| {
+        let renewed = write_db!(self, |pool| {
             sqlx::query(
                 "UPDATE jobs SET lease_until = $1 WHERE lease_owner = $2 AND status = 'running'",
             )
             .bind(now.saturating_add(duration_ms(lease)))
-            .bind(owner)
+            .bind(&owner)
             .execute(pool)
             .await
             .map(|r| r.rows_affected())
@@ -280,18 +279,21 @@ impl Store {
         email: Option<&str>,
         note: Option<&str>,
     ) -> StoreResult<bool> {
-        let result = on_db!(self, write, |pool| {
+        let owner = owner.to_owned();
+        let email = email.map(str::to_owned);
+        let note = note.map(str::to_owned);
+        let result = write_db!(self, |pool| {
             sqlx::query(
                 "UPDATE jobs SET status = 'done', outcome = $1, email = $2, last_error = $3, \
                  lease_owner = NULL, lease_until = NULL, updated_at = $4 \
                  WHERE id = $5 AND lease_owner = $6 AND status = 'running'",
             )
             .bind(outcome.as_str())
-            .bind(email)
-            .bind(note)
+            .bind(&email)
+            .bind(&note)
             .bind(now_ms())
             .bind(id)
-            .bind(owner)
+            .bind(&owner)
             .execute(pool)
             .await
             .map(|r| r.rows_affected())
@@ -308,18 +310,21 @@ impl Store {
         error: &str,
         email: Option<&str>,
     ) -> StoreResult<bool> {
-        let result = on_db!(self, write, |pool| {
+        let owner = owner.to_owned();
+        let error = error.to_owned();
+        let email = email.map(str::to_owned);
+        let result = write_db!(self, |pool| {
             sqlx::query(
                 "UPDATE jobs SET status = 'pending', run_at = $1, last_error = $2, \
                  email = COALESCE($3, email), lease_owner = NULL, lease_until = NULL, updated_at = $4 \
                  WHERE id = $5 AND lease_owner = $6 AND status = 'running'",
             )
             .bind(run_at_ms)
-            .bind(error)
-            .bind(email)
+            .bind(&error)
+            .bind(&email)
             .bind(now_ms())
             .bind(id)
-            .bind(owner)
+            .bind(&owner)
             .execute(pool)
             .await
             .map(|r| r.rows_affected())
@@ -336,19 +341,22 @@ impl Store {
         error: &str,
         email: Option<&str>,
     ) -> StoreResult<bool> {
+        let owner = owner.to_owned();
+        let error = error.to_owned();
+        let email = email.map(str::to_owned);
         let now = now_ms();
-        let updated = on_db!(self, write, |pool| {
+        let updated = write_db!(self, |pool| {
             let mut tx = pool.begin().await?;
             let updated = sqlx::query(
                 "UPDATE jobs SET status = 'failed', outcome = 'failed', last_error = $1, \
                  email = COALESCE($2, email), lease_owner = NULL, lease_until = NULL, updated_at = $3 \
                  WHERE id = $4 AND lease_owner = $5 AND status = 'running'",
             )
-            .bind(error)
-            .bind(email)
+            .bind(&error)
+            .bind(&email)
             .bind(now)
             .bind(id)
-            .bind(owner)
+            .bind(&owner)
             .execute(&mut *tx)
             .await?
             .rows_affected();
@@ -367,15 +375,16 @@ impl Store {
     /// Hands back every job `owner` still runs (at shutdown): they are due again at once, and
     /// the interrupted attempt does not count.
     pub async fn release_leases(&self, owner: &str) -> StoreResult<u64> {
+        let owner = owner.to_owned();
         let now = now_ms();
-        let released = on_db!(self, write, |pool| {
+        let released = write_db!(self, |pool| {
             sqlx::query(
                 "UPDATE jobs SET status = 'pending', run_at = $1, lease_owner = NULL, \
                  lease_until = NULL, attempts = CASE WHEN attempts > 0 THEN attempts - 1 ELSE 0 END, \
                  updated_at = $1 WHERE lease_owner = $2 AND status = 'running'",
             )
             .bind(now)
-            .bind(owner)
+            .bind(&owner)
             .execute(pool)
             .await
             .map(|r| r.rows_affected())
@@ -387,7 +396,7 @@ impl Store {
     /// works on (SQLite): with shared stores, leases decide.
     pub async fn requeue_abandoned_jobs(&self) -> StoreResult<u64> {
         let now = now_ms();
-        let requeued = on_db!(self, write, |pool| {
+        let requeued = write_db!(self, |pool| {
             sqlx::query(
                 "UPDATE jobs SET status = 'pending', run_at = $1, lease_owner = NULL, \
                  lease_until = NULL, updated_at = $1 WHERE status = 'running'",
@@ -409,8 +418,11 @@ impl Store {
         owner: &str,
         lease: Duration,
     ) -> StoreResult<Option<ClaimedJob>> {
+        let source = source.to_owned();
+        let job = job.clone();
+        let owner = owner.to_owned();
         let now = now_ms();
-        let claimed = on_db!(self, write, |pool| {
+        let claimed = write_db!(self, |pool| {
             sqlx::query_as(
                 "INSERT INTO jobs (dedupe_key, source, task_gid, event_kind, status, attempts, run_at, \
                  lease_owner, lease_until, created_at, updated_at) \
@@ -419,11 +431,11 @@ impl Store {
                  RETURNING id, task_gid, event_kind, source, attempts",
             )
             .bind(&job.dedupe_key)
-            .bind(source)
+            .bind(&source)
             .bind(&job.task_gid)
             .bind(&job.kind)
             .bind(now)
-            .bind(owner)
+            .bind(&owner)
             .bind(now.saturating_add(duration_ms(lease)))
             .fetch_optional(pool)
             .await
@@ -435,7 +447,7 @@ impl Store {
     /// it was not failed (nothing changes), or `None` when there is no such job.
     pub async fn retry_failed_job(&self, id: i64) -> StoreResult<RetryRequest> {
         let now = now_ms();
-        let updated = on_db!(self, write, |pool| {
+        let updated = write_db!(self, |pool| {
             sqlx::query(
                 "UPDATE jobs SET status = 'pending', attempts = 0, run_at = $1, outcome = NULL, \
                  updated_at = $1 WHERE id = $2 AND status = 'failed'",
@@ -458,7 +470,7 @@ impl Store {
     /// Makes every failed job due again; returns how many.
     pub async fn retry_all_failed_jobs(&self) -> StoreResult<u64> {
         let now = now_ms();
-        let updated = on_db!(self, write, |pool| {
+        let updated = write_db!(self, |pool| {
             sqlx::query(
                 "UPDATE jobs SET status = 'pending', attempts = 0, run_at = $1, outcome = NULL, \
                  updated_at = $1 WHERE status = 'failed'",

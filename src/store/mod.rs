@@ -4,12 +4,14 @@
 
 mod invitations;
 mod jobs;
+mod sqlite_writer;
 mod webhooks;
 
 use std::path::Path;
 use std::str::FromStr;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use sqlite_writer::SqliteWriter;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
@@ -25,6 +27,8 @@ pub use webhooks::{HandshakeOutcome, WebhookRecord};
 pub enum StoreError {
     #[error("database error: {0}")]
     Database(#[from] sqlx::Error),
+    #[error("database commit failed: {0}")]
+    Commit(String),
     #[error("database migration failed: {0}")]
     Migration(#[from] sqlx::migrate::MigrateError),
     #[error("database url {0:?} is neither sqlite:// nor postgres://")]
@@ -48,10 +52,10 @@ pub enum BackendKind {
 
 #[derive(Clone)]
 enum Backend {
-    /// One writer connection (SQLite allows one writer at a time; queueing in the pool beats
-    /// retrying on SQLITE_BUSY) and several readers, which WAL lets run beside it.
+    /// One writer (SQLite allows one at a time) that commits writes in groups, and several
+    /// readers, which WAL lets run beside it.
     Sqlite {
-        writer: SqlitePool,
+        writer: SqliteWriter,
         reader: SqlitePool,
     },
     Postgres {
@@ -59,14 +63,9 @@ enum Backend {
     },
 }
 
-/// Runs `$body` with `$pool` bound to the pool for writes (or reads), whatever the backend.
+/// Runs `$body` (an expression of type `Result<_, sqlx::Error>`) with `$pool` bound to a reader
+/// pool, whatever the backend.
 macro_rules! on_db {
-    ($store:expr, write, |$pool:ident| $body:expr) => {
-        match &$store.backend {
-            $crate::store::Backend::Sqlite { writer: $pool, .. } => $body,
-            $crate::store::Backend::Postgres { pool: $pool } => $body,
-        }
-    };
     ($store:expr, read, |$pool:ident| $body:expr) => {
         match &$store.backend {
             $crate::store::Backend::Sqlite { reader: $pool, .. } => $body,
@@ -74,7 +73,29 @@ macro_rules! on_db {
         }
     };
 }
+
+/// Runs the write `$body` (an expression of type `Result<_, sqlx::Error>` that uses `$conn` once,
+/// as an executor or to `begin()` a transaction) and returns a `StoreResult`. On SQLite it joins
+/// the next group commit, so it must own what it uses: clone borrowed arguments before.
+macro_rules! write_db {
+    ($store:expr, |$conn:ident| $body:expr) => {
+        match &$store.backend {
+            $crate::store::Backend::Sqlite { writer, .. } => {
+                writer
+                    .run(move |$conn| Box::pin(async move { $body }))
+                    .await
+            }
+            $crate::store::Backend::Postgres { pool } => {
+                let $conn = pool;
+                async move { $body }
+                    .await
+                    .map_err($crate::store::StoreError::from)
+            }
+        }
+    };
+}
 pub(crate) use on_db;
+pub(crate) use write_db;
 
 /// Pool sizes and timeouts.
 #[derive(Debug, Clone)]
@@ -136,6 +157,7 @@ impl Store {
             .acquire_timeout(options.acquire_timeout)
             .connect_with(connect.clone())
             .await?;
+        let writer = SqliteWriter::start(writer);
         let reader = SqlitePoolOptions::new()
             .max_connections(options.max_connections.max(1))
             .acquire_timeout(options.acquire_timeout)
@@ -162,7 +184,9 @@ impl Store {
         // The PostgreSQL migrator holds an advisory lock, so replicas starting together are safe.
         match &self.backend {
             Backend::Sqlite { writer, .. } => {
-                sqlx::migrate!("./migrations/sqlite").run(writer).await?
+                sqlx::migrate!("./migrations/sqlite")
+                    .run(writer.pool())
+                    .await?
             }
             Backend::Postgres { pool } => sqlx::migrate!("./migrations/postgres").run(pool).await?,
         }
@@ -189,7 +213,7 @@ impl Store {
         match &self.backend {
             Backend::Sqlite { writer, reader } => {
                 reader.close().await;
-                writer.close().await;
+                writer.pool().close().await;
             }
             Backend::Postgres { pool } => pool.close().await,
         }

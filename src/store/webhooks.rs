@@ -1,11 +1,12 @@
 //! Webhook secrets, one per webhook name, and the registration windows that admit a handshake.
 //! A stored secret is never overwritten.
 
+use sqlx::Connection as _;
 use std::time::Duration;
 
 use secrecy::SecretString;
 
-use super::{Store, StoreResult, duration_ms, now_ms, on_db};
+use super::{Store, StoreResult, duration_ms, now_ms, on_db, write_db};
 
 /// What happened to a handshake.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -50,13 +51,15 @@ impl Store {
         name: &str,
         secret: &str,
     ) -> StoreResult<HandshakeOutcome> {
-        let inserted = on_db!(self, write, |pool| {
+        let name = name.to_owned();
+        let secret = secret.to_owned();
+        let inserted = write_db!(self, |pool| {
             sqlx::query(
                 "INSERT INTO webhooks (name, secret, created_at) VALUES ($1, $2, $3) \
                  ON CONFLICT (name) DO NOTHING",
             )
-            .bind(name)
-            .bind(secret)
+            .bind(&name)
+            .bind(&secret)
             .bind(now_ms())
             .execute(pool)
             .await
@@ -77,13 +80,15 @@ impl Store {
         secret: &str,
         window: Duration,
     ) -> StoreResult<HandshakeOutcome> {
+        let name = name.to_owned();
+        let secret = secret.to_owned();
         let now = now_ms();
         let earliest = now - duration_ms(window);
-        let outcome = on_db!(self, write, |pool| async {
+        let outcome = write_db!(self, |pool| async {
             let mut tx = pool.begin().await?;
             let has_secret: Option<String> =
                 sqlx::query_scalar("SELECT name FROM webhooks WHERE name = $1")
-                    .bind(name)
+                    .bind(&name)
                     .fetch_optional(&mut *tx)
                     .await?;
             if has_secret.is_some() {
@@ -92,7 +97,7 @@ impl Store {
             let closed = sqlx::query(
                 "DELETE FROM pending_registrations WHERE name = $1 AND opened_at >= $2",
             )
-            .bind(name)
+            .bind(&name)
             .bind(earliest)
             .execute(&mut *tx)
             .await?
@@ -104,8 +109,8 @@ impl Store {
                 "INSERT INTO webhooks (name, secret, created_at) VALUES ($1, $2, $3) \
                  ON CONFLICT (name) DO NOTHING",
             )
-            .bind(name)
-            .bind(secret)
+            .bind(&name)
+            .bind(&secret)
             .bind(now)
             .execute(&mut *tx)
             .await?
@@ -123,12 +128,13 @@ impl Store {
 
     /// Opens (or reopens) the registration window for `name`.
     pub async fn open_registration(&self, name: &str) -> StoreResult<()> {
-        on_db!(self, write, |pool| {
+        let name = name.to_owned();
+        write_db!(self, |pool| {
             sqlx::query(
                 "INSERT INTO pending_registrations (name, opened_at) VALUES ($1, $2) \
                  ON CONFLICT (name) DO UPDATE SET opened_at = excluded.opened_at",
             )
-            .bind(name)
+            .bind(&name)
             .bind(now_ms())
             .execute(pool)
             .await
@@ -138,9 +144,10 @@ impl Store {
     }
 
     pub async fn close_registration(&self, name: &str) -> StoreResult<()> {
-        on_db!(self, write, |pool| {
+        let name = name.to_owned();
+        write_db!(self, |pool| {
             sqlx::query("DELETE FROM pending_registrations WHERE name = $1")
-                .bind(name)
+                .bind(&name)
                 .execute(pool)
                 .await
                 .map(|r| r.rows_affected())
@@ -156,16 +163,20 @@ impl Store {
         project_gid: &str,
         target: &str,
     ) -> StoreResult<()> {
-        on_db!(self, write, |pool| {
+        let name = name.to_owned();
+        let webhook_gid = webhook_gid.to_owned();
+        let project_gid = project_gid.to_owned();
+        let target = target.to_owned();
+        write_db!(self, |pool| {
             sqlx::query(
                 "UPDATE webhooks SET webhook_gid = $1, project_gid = $2, target = $3, registered_at = $4 \
                  WHERE name = $5",
             )
-            .bind(webhook_gid)
-            .bind(project_gid)
-            .bind(target)
+            .bind(&webhook_gid)
+            .bind(&project_gid)
+            .bind(&target)
             .bind(now_ms())
-            .bind(name)
+            .bind(&name)
             .execute(pool)
             .await
             .map(|r| r.rows_affected())
@@ -201,15 +212,16 @@ impl Store {
 
     /// Forgets the webhook `name` and its secret.
     pub async fn forget_webhook(&self, name: &str) -> StoreResult<bool> {
-        let deleted = on_db!(self, write, |pool| {
+        let name = name.to_owned();
+        let deleted = write_db!(self, |pool| {
             let mut tx = pool.begin().await?;
             let deleted = sqlx::query("DELETE FROM webhooks WHERE name = $1")
-                .bind(name)
+                .bind(&name)
                 .execute(&mut *tx)
                 .await?
                 .rows_affected();
             sqlx::query("DELETE FROM pending_registrations WHERE name = $1")
-                .bind(name)
+                .bind(&name)
                 .execute(&mut *tx)
                 .await?;
             tx.commit().await?;
@@ -220,10 +232,11 @@ impl Store {
 
     /// Records verified deliveries (name, time in ms); a time never moves backwards.
     pub async fn record_deliveries(&self, deliveries: &[(String, i64)]) -> StoreResult<()> {
+        let deliveries = deliveries.to_vec();
         if deliveries.is_empty() {
             return Ok(());
         }
-        on_db!(self, write, |pool| {
+        write_db!(self, |pool| {
             let mut tx = pool.begin().await?;
             for (name, at) in deliveries {
                 sqlx::query(
@@ -231,7 +244,7 @@ impl Store {
                      WHERE name = $2 AND (last_delivery_at IS NULL OR last_delivery_at < $1)",
                 )
                 .bind(at)
-                .bind(name)
+                .bind(&name)
                 .execute(&mut *tx)
                 .await?;
             }
