@@ -10,7 +10,7 @@ use tokio::net::TcpListener;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-use crate::http::{AppState, MetricsRoute, metrics_router, router};
+use crate::http::{AppState, MetricsRoute, SecretCache, metrics_router, router};
 use crate::settings::Settings;
 use crate::store::{BackendKind, Store};
 use crate::upstream::AsanaClient;
@@ -69,6 +69,7 @@ impl Application {
             wake_worker: wake,
             worker: worker.status(),
             health: Arc::new(WebhookHealth::default()),
+            secrets: SecretCache::default(),
         };
 
         let address = format!("{}:{}", settings.server.host, settings.server.port);

@@ -42,6 +42,7 @@ pub struct ServerSettings {
 pub struct AsanaSettings {
     pub base_url: String,
     pub token: SecretString,
+    pub requests_per_minute: u32,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -262,6 +263,10 @@ impl Settings {
         for (key, value) in [
             ("server.max_body_bytes", self.server.max_body_bytes as u64),
             ("server.request_timeout_ms", self.server.request_timeout_ms),
+            (
+                "asana.requests_per_minute",
+                u64::from(self.asana.requests_per_minute),
+            ),
             (
                 "database.max_connections",
                 u64::from(self.database.max_connections),

@@ -3,6 +3,7 @@
 pub mod error;
 mod health;
 mod metrics_endpoint;
+mod secret_cache;
 pub mod webhooks;
 
 use std::sync::Arc;
@@ -20,6 +21,7 @@ use crate::store::Store;
 use crate::webhook_health::WebhookHealth;
 use crate::worker::WorkerStatus;
 use error::ApiError;
+pub use secret_cache::SecretCache;
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
@@ -34,6 +36,7 @@ pub struct AppState {
     pub wake_worker: Arc<Notify>,
     pub worker: Arc<WorkerStatus>,
     pub health: Arc<WebhookHealth>,
+    pub secrets: SecretCache,
 }
 
 /// Where `/metrics` is served.

@@ -203,7 +203,7 @@ async fn deliver(
     signature: &str,
     body: &[u8],
 ) -> Result<(DeliveryResult, Response), Refusal> {
-    let Some(secret) = app.store.webhook_secret(name).await? else {
+    let Some(secret) = app.secrets.get(&app.store, name).await? else {
         return Err(refuse(
             DeliveryResult::UnknownWebhook,
             ApiError::Unauthorized(format!(

@@ -1,5 +1,6 @@
 //! Asana REST API client (`https://app.asana.com/api/1.0`), authenticated with a personal access token.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use reqwest::Url;
@@ -7,8 +8,11 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
+use super::pacing::RequestPacer;
 use super::{Service, UpstreamError, error_from_response, http_client, send_observed};
 use crate::settings::Settings;
+
+const DEFAULT_REQUESTS_PER_MINUTE: u32 = 1500;
 
 const WEBHOOK_FIELDS: &str = "active,resource,resource.name,target,created_at,last_success_at,\
      last_failure_at,last_failure_content,delivery_retry_count";
@@ -18,6 +22,8 @@ pub struct AsanaClient {
     http: reqwest::Client,
     base_url: Url,
     token: SecretString,
+    /// Shared by every clone: the limit is per token, so per process.
+    pacer: Arc<RequestPacer>,
 }
 
 impl std::fmt::Debug for AsanaClient {
@@ -141,6 +147,7 @@ struct Envelope<T> {
 
 impl AsanaClient {
     /// `base_url` is the API root, e.g. `https://app.asana.com/api/1.0`.
+    /// A client that sends at most Asana's paid-plan limit, 1,500 requests a minute.
     pub fn new(
         base_url: &str,
         token: SecretString,
@@ -150,15 +157,23 @@ impl AsanaClient {
             http: http_client(timeout),
             base_url: Url::parse(base_url.trim_end_matches('/'))?,
             token,
+            pacer: Arc::new(RequestPacer::per_minute(DEFAULT_REQUESTS_PER_MINUTE)),
         })
     }
 
+    /// At most `requests_per_minute` requests go out a minute.
+    pub fn with_requests_per_minute(mut self, requests_per_minute: u32) -> Self {
+        self.pacer = Arc::new(RequestPacer::per_minute(requests_per_minute));
+        self
+    }
+
     pub fn from_settings(settings: &Settings) -> Result<Self, url::ParseError> {
-        AsanaClient::new(
+        Ok(AsanaClient::new(
             &settings.asana.base_url,
             settings.asana.token.clone(),
             settings.request_timeout(),
-        )
+        )?
+        .with_requests_per_minute(settings.asana.requests_per_minute))
     }
 
     /// `GET /tasks/{gid}` with the assignee's email: the current assignee, not the one an event named.
@@ -320,9 +335,14 @@ impl AsanaClient {
         let request = request
             .bearer_auth(self.token.expose_secret())
             .header(reqwest::header::ACCEPT, "application/json");
+        self.pacer.wait().await;
         let response = send_observed(Service::Asana, operation, request).await?;
         if !response.status().is_success() {
-            return Err(error_from_response(Service::Asana, response, asana_error_message).await);
+            let error = error_from_response(Service::Asana, response, asana_error_message).await;
+            if let Some(wait) = error.retry_after() {
+                self.pacer.pause_for(wait);
+            }
+            return Err(error);
         }
         let body = response
             .bytes()

@@ -3,6 +3,7 @@
 
 pub mod asana;
 pub mod docspace;
+pub mod pacing;
 
 use std::fmt;
 use std::time::{Duration, Instant, SystemTime};

@@ -387,3 +387,28 @@ store_test! {
         assert_eq!(env.docspace.sent_invitations().len(), 1);
     }
 }
+
+store_test! {
+    async fn asana_requests_are_paced_to_the_configured_rate(env) {
+        env.set("BRIDGE__ASANA__REQUESTS_PER_MINUTE", "600");
+        env.set("BRIDGE__WORKER__CONCURRENCY", "8");
+        for task in 0..20 {
+            env.assign(&format!("8{task:02}"), &format!("9{task:02}"), &format!("p{task}@example.com"));
+        }
+        let app = TestApp::spawn(&env).await;
+        let secret = app.register("proj").await;
+        let events: Vec<_> = (0..20)
+            .map(|t| assignment_delivery(&format!("8{t:02}"), &format!("9{t:02}"))["events"][0].clone())
+            .collect();
+        assert_eq!(app.deliver("proj", &secret, &json!({ "events": events })).await.status(), 200);
+
+        settled_jobs(&env.store().await).await;
+        let mut reads: Vec<_> = env.asana.requests().into_iter().filter(|r| r.path.starts_with("/api/1.0/tasks/")).map(|r| r.at).collect();
+        reads.sort();
+        assert_eq!(reads.len(), 20);
+        // 600 a minute is 10 a second with a burst of 10: the last 10 take about a second.
+        let spread = reads[19].duration_since(reads[0]);
+        assert!(spread >= Duration::from_millis(900), "20 reads within {spread:?}");
+        assert_eq!(env.docspace.sent_invitations().len(), 20);
+    }
+}

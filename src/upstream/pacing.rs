@@ -1,0 +1,78 @@
+//! Staying under an upstream's rate limit instead of collecting 429s: a client-side limiter
+//! (requests per minute, with a one-second burst), and a pause for everyone when the upstream
+//! answers 429 with `Retry-After` (rejected requests count against the limit too).
+
+use std::num::NonZeroU32;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use tokio::time::Instant;
+
+pub struct RequestPacer {
+    limiter: DefaultDirectRateLimiter,
+    paused_until: Mutex<Option<Instant>>,
+}
+
+impl std::fmt::Debug for RequestPacer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RequestPacer").finish_non_exhaustive()
+    }
+}
+
+impl RequestPacer {
+    /// At most `per_minute` requests a minute, in bursts of at most a second's share.
+    pub fn per_minute(per_minute: u32) -> RequestPacer {
+        let rate = NonZeroU32::new(per_minute.max(1)).expect("at least 1");
+        let burst = NonZeroU32::new((per_minute / 60).max(1)).expect("at least 1");
+        RequestPacer {
+            limiter: RateLimiter::direct(Quota::per_minute(rate).allow_burst(burst)),
+            paused_until: Mutex::new(None),
+        }
+    }
+
+    /// Waits until a request may go out.
+    pub async fn wait(&self) {
+        let pause = *self.paused_until.lock().expect("not poisoned");
+        if let Some(until) = pause {
+            tokio::time::sleep_until(until).await;
+        }
+        self.limiter.until_ready().await;
+    }
+
+    /// The upstream asked everyone to wait `delay`.
+    pub fn pause_for(&self, delay: Duration) {
+        let until = Instant::now() + delay;
+        let mut paused = self.paused_until.lock().expect("not poisoned");
+        if paused.is_none_or(|current| current < until) {
+            *paused = Some(until);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn paces_to_the_configured_rate_after_the_burst() {
+        let pacer = RequestPacer::per_minute(600); // 10/s, burst 10
+        let started = std::time::Instant::now();
+        for _ in 0..15 {
+            pacer.wait().await;
+        }
+        // 10 at once, then 5 more at 100 ms each.
+        let elapsed = started.elapsed();
+        assert!(elapsed >= Duration::from_millis(450), "{elapsed:?}");
+        assert!(elapsed < Duration::from_millis(1500), "{elapsed:?}");
+    }
+
+    #[tokio::test]
+    async fn a_pause_holds_every_request() {
+        let pacer = RequestPacer::per_minute(60_000);
+        pacer.pause_for(Duration::from_millis(300));
+        let started = std::time::Instant::now();
+        pacer.wait().await;
+        assert!(started.elapsed() >= Duration::from_millis(290));
+    }
+}
