@@ -10,7 +10,7 @@ use tokio::net::TcpListener;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-use crate::http::{AppState, MetricsRoute, SecretCache, metrics_router, router};
+use crate::http::{AppState, MetricsRoute, SecretCache, metrics_router, router, server};
 use crate::settings::Settings;
 use crate::store::{BackendKind, Store};
 use crate::upstream::AsanaClient;
@@ -28,6 +28,8 @@ pub struct Application {
     store: Store,
     health: Arc<WebhookHealth>,
     asana: AsanaClient,
+    /// Request headers and bodies must arrive within this time.
+    request_timeout: Duration,
     watch_interval: Duration,
 }
 
@@ -101,6 +103,7 @@ impl Application {
             store,
             health,
             asana: AsanaClient::from_settings(&settings)?,
+            request_timeout: Duration::from_millis(settings.server.request_timeout_ms),
             watch_interval: Duration::from_secs(settings.webhooks.watch_interval_secs),
         })
     }
@@ -130,22 +133,26 @@ impl Application {
         tracing::info!(address = %self.local_addr, "listening");
         let metrics_server = self.metrics.map(|(listener, router)| {
             let stopped = stop.clone();
+            let header_timeout = self.request_timeout;
             tokio::spawn(async move {
-                axum::serve(listener, router)
-                    .with_graceful_shutdown(async move { stopped.cancelled().await })
-                    .await
+                server::serve(listener, router, header_timeout, stopped.cancelled_owned()).await
             })
         });
         let server_stop = stop.clone();
-        let served = axum::serve(self.listener, self.router)
-            .with_graceful_shutdown(async move {
+        server::serve(
+            self.listener,
+            self.router,
+            self.request_timeout,
+            async move {
                 tokio::select! {
                     _ = shutdown => tracing::info!("shutting down"),
                     _ = server_stop.cancelled() => {}
                 }
+                // Stop the worker as the listener closes, not after the last request.
                 server_stop.cancel();
-            })
-            .await;
+            },
+        )
+        .await;
         stop.cancel();
         if let Err(err) = worker.await {
             tracing::error!(error = %err, "the worker ended abnormally");
@@ -153,15 +160,12 @@ impl Application {
         if let Err(err) = watcher.await {
             tracing::error!(error = %err, "the webhook watcher ended abnormally");
         }
-        if let Some(metrics_server) = metrics_server {
-            match metrics_server.await {
-                Ok(Err(err)) => tracing::error!(error = %err, "the metrics listener failed"),
-                Err(err) => tracing::error!(error = %err, "the metrics listener ended abnormally"),
-                Ok(Ok(())) => {}
-            }
+        if let Some(metrics_server) = metrics_server
+            && let Err(err) = metrics_server.await
+        {
+            tracing::error!(error = %err, "the metrics listener ended abnormally");
         }
         self.store.close().await;
-        served.context("serving HTTP")?;
         tracing::info!("stopped");
         Ok(())
     }

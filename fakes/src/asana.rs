@@ -109,6 +109,7 @@ impl AsanaFake {
             .route("/api/1.0/tasks", get(list_tasks))
             .route("/api/1.0/projects/{gid}/tasks", get(list_project_tasks))
             .route("/api/1.0/users/me", get(users_me))
+            .route("/api/1.0/users/{gid}", get(get_user))
             .route("/api/1.0/webhooks", get(list_webhooks).post(create_webhook))
             .route(
                 "/api/1.0/webhooks/{gid}",
@@ -479,6 +480,39 @@ async fn page_of_tasks(
                 Value::Null
             };
             Json(json!({"data": data, "next_page": next_page})).into_response()
+        })
+        .await
+}
+
+async fn get_user(
+    State(shared): State<Shared>,
+    Extension(connection): Extension<Connection>,
+    headers: HeaderMap,
+    Path(gid): Path<String>,
+    Query(query): Query<HashMap<String, String>>,
+) -> Response {
+    let common = shared.common.clone();
+    common
+        .respond("get_user", &connection, async move {
+            let world = shared.world.lock().unwrap();
+            if !authorized(&world, &headers) {
+                return unauthorized();
+            }
+            let user = std::iter::once(&world.me)
+                .chain(world.tasks.values().filter_map(|t| t.assignee.as_ref()))
+                .find(|u| u.gid == gid);
+            let Some(user) = user else {
+                return errors(
+                    StatusCode::NOT_FOUND,
+                    &format!("user: Unknown object: {gid}"),
+                );
+            };
+            let fields = opt_fields(&query);
+            let mut data = json!({"gid": user.gid, "resource_type": "user", "name": user.name});
+            if fields.iter().any(|f| f == "email") {
+                data["email"] = json!(user.email);
+            }
+            Json(json!({ "data": data })).into_response()
         })
         .await
 }

@@ -95,19 +95,27 @@ async fn dry_run_report(
     assigned: &[Task],
 ) -> anyhow::Result<ExitCode> {
     let docspace = ctx.docspace()?;
+    let asana = ctx.asana()?;
+    // Tasks per assignee, then one user read per assignee for the email.
+    let mut by_assignee: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for task in assigned {
+        if let Some(assignee) = &task.assignee {
+            by_assignee
+                .entry(assignee.gid.clone())
+                .or_default()
+                .push(task.gid.clone());
+        }
+    }
     let mut people: BTreeMap<String, Vec<String>> = BTreeMap::new();
     let mut without_email = 0;
-    for task in assigned {
-        match task
-            .assignee
-            .as_ref()
-            .and_then(|a| a.email.as_deref())
-            .map(|e| e.trim().to_lowercase())
-        {
-            Some(email) if !email.is_empty() => {
-                people.entry(email).or_default().push(task.gid.clone())
-            }
-            _ => without_email += 1,
+    for (user_gid, tasks) in by_assignee {
+        let user = asana
+            .get_user(&user_gid)
+            .await
+            .with_context(|| format!("reading user {user_gid} at Asana"))?;
+        match user.email.map(|e| e.trim().to_lowercase()) {
+            Some(email) if !email.is_empty() => people.entry(email).or_default().extend(tasks),
+            _ => without_email += tasks.len(),
         }
     }
     let mut rows = table(&["EMAIL", "TASKS", "DECISION"]);

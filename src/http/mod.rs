@@ -4,6 +4,7 @@ pub mod error;
 mod health;
 mod metrics_endpoint;
 mod secret_cache;
+pub mod server;
 pub mod webhooks;
 
 use std::sync::Arc;

@@ -248,13 +248,18 @@ async fn deliver(
         );
     }
     metrics::events("ignored", delivery.ignored as u64);
-    tracing::info!(
-        relevant = jobs.len(),
-        queued = queued.created,
-        duplicates = queued.duplicates,
-        ignored = delivery.ignored,
-        "delivery accepted"
-    );
+    if jobs.is_empty() {
+        // Heartbeats and ignored events: routine, and at most a few a day per webhook.
+        tracing::debug!(ignored = delivery.ignored, "delivery accepted");
+    } else {
+        tracing::info!(
+            relevant = jobs.len(),
+            queued = queued.created,
+            duplicates = queued.duplicates,
+            ignored = delivery.ignored,
+            "delivery accepted"
+        );
+    }
     let response = Json(json!({
         "status": "accepted",
         "queued": queued.created,

@@ -194,7 +194,16 @@ impl AsanaClient {
         self.get("users_me", url).await
     }
 
-    /// One page (up to 100) of a project's incomplete tasks with their assignees' emails.
+    /// `GET /users/{gid}` with the email (empty when the user's email is hidden from the token).
+    #[tracing::instrument(name = "asana.get_user", skip(self), err(level = "debug", Display))]
+    pub async fn get_user(&self, user_gid: &str) -> Result<User, UpstreamError> {
+        let mut url = self.url(&["users", user_gid]);
+        url.query_pairs_mut()
+            .append_pair("opt_fields", "email,name");
+        self.get("get_user", url).await
+    }
+
+    /// One page (up to 100) of a project's incomplete tasks with their assignees (gid and name).
     #[tracing::instrument(
         name = "asana.project_tasks",
         skip(self, completed_since),
@@ -212,7 +221,8 @@ impl AsanaClient {
             query
                 .append_pair("project", project_gid)
                 .append_pair("completed_since", completed_since)
-                .append_pair("opt_fields", "assignee.email,assignee.name,name")
+                // The spec's enum for GET /tasks has no `assignee.email`: read emails per user.
+                .append_pair("opt_fields", "assignee,assignee.name,name")
                 .append_pair("limit", "100");
             if let Some(offset) = offset {
                 query.append_pair("offset", offset);
