@@ -835,15 +835,14 @@ async fn drain(
         let bridge = env.start_bridge(&db, &[]).await;
         let secret = bridge.register("bench").await;
         for chunk in (0..settings.backlog).collect::<Vec<_>>().chunks(500) {
-            let events: Vec<_> =
-                chunk
-                    .iter()
-                    .map(|i| {
-                        assignment_delivery(&format!("{}", offset + i), &format!("{}", offset + i))
+            let events: Vec<_> = chunk
+                .iter()
+                .map(|i| {
+                    assignment_delivery(&format!("{}", offset + i), &format!("{}", offset + i))
                             ["events"][0]
                             .clone()
-                    })
-                    .collect();
+                })
+                .collect();
             let body = serde_json::json!({ "events": events }).to_string();
             let signature = sign(&secret, body.as_bytes());
             let response = bridge

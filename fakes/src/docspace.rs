@@ -31,6 +31,10 @@ struct Portal {
     /// Lowercased email → status (1 active, 4 pending invitation).
     people: HashMap<String, u8>,
     sent: Vec<SentInvitation>,
+    /// Emails whose invitation is refused with 400 "User disabled" (v3.7.1 behaviour).
+    disabled: Vec<String>,
+    /// Each refusal actually answered for a disabled email.
+    refused: Vec<String>,
 }
 
 #[derive(Clone)]
@@ -77,6 +81,29 @@ impl DocSpaceFake {
             .unwrap()
             .people
             .insert(email.to_lowercase(), 1);
+    }
+
+    /// Invitations of `email` are refused with 400 "User disabled: <email>".
+    pub fn disable(&self, email: &str) {
+        self.shared
+            .portal
+            .lock()
+            .unwrap()
+            .disabled
+            .push(email.to_lowercase());
+    }
+
+    /// How many 400s were answered for `email` (a disabled one).
+    pub fn refusals(&self, email: &str) -> usize {
+        let email = email.to_lowercase();
+        self.shared
+            .portal
+            .lock()
+            .unwrap()
+            .refused
+            .iter()
+            .filter(|e| **e == email)
+            .count()
     }
 
     pub fn knows(&self, email: &str) -> bool {
@@ -231,6 +258,11 @@ async fn invite(
                 }
                 if !email.contains('@') || email.starts_with('@') || email.ends_with('@') {
                     return error(StatusCode::BAD_REQUEST, "Incorrect email");
+                }
+                if portal.disabled.contains(email) {
+                    let message = format!("User disabled: {email}");
+                    portal.refused.push(email.clone());
+                    return error(StatusCode::BAD_REQUEST, &message);
                 }
             }
             for (email, employee_type) in invitations {

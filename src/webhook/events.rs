@@ -88,7 +88,10 @@ pub fn parse_delivery(body: &[u8]) -> Result<Delivery, DeliveryError> {
     let mut relevant = Vec::new();
     let mut ignored = 0;
     for (index, event) in raw.events.into_iter().enumerate() {
-        match classify(&event) {
+        let classified = classify(&event).map_err(|problem| {
+            DeliveryError(format!("malformed delivery at events[{index}].{problem}"))
+        })?;
+        match classified {
             Some((kind, assignee_gid)) => {
                 if !is_valid_gid(&event.resource.gid) {
                     return Err(DeliveryError(format!(
@@ -113,27 +116,40 @@ pub fn parse_delivery(body: &[u8]) -> Result<Delivery, DeliveryError> {
     Ok(Delivery { relevant, ignored })
 }
 
-fn classify(event: &RawEvent) -> Option<(EventKind, Option<&str>)> {
+/// The kind of a relevant event and its new assignee; `Ok(None)` for events the bridge ignores,
+/// `Err` for an assignee change whose value has the wrong shape.
+fn classify(event: &RawEvent) -> Result<Option<(EventKind, Option<&str>)>, &'static str> {
     if event.resource.resource_type != "task" {
-        return None;
+        return Ok(None);
     }
     match event.action.as_str() {
-        "added" => Some((EventKind::TaskAdded, None)),
+        "added" => Ok(Some((EventKind::TaskAdded, None))),
         "changed" => {
-            let change = event.change.as_ref()?;
+            let Some(change) = event.change.as_ref() else {
+                return Ok(None);
+            };
             if change.field != "assignee" {
-                return None;
+                return Ok(None);
             }
-            let new_value = change.new_value.as_ref()?.as_object()?;
-            if let Some(kind) = new_value.get("resource_type")
-                && kind.as_str() != Some("user")
-            {
-                return None;
+            let new_value = match &change.new_value {
+                None | Some(serde_json::Value::Null) => return Ok(None),
+                Some(serde_json::Value::Object(value)) => value,
+                Some(_) => return Err("change.new_value: expected an object or null"),
+            };
+            match new_value.get("resource_type") {
+                None => {}
+                Some(serde_json::Value::String(kind)) if kind == "user" => {}
+                Some(serde_json::Value::String(_)) => return Ok(None),
+                Some(_) => return Err("change.new_value.resource_type: expected a string"),
             }
-            let gid = new_value.get("gid").and_then(|g| g.as_str());
-            Some((EventKind::AssigneeChanged, gid))
+            let gid = match new_value.get("gid") {
+                None | Some(serde_json::Value::Null) => None,
+                Some(serde_json::Value::String(gid)) => Some(gid.as_str()),
+                Some(_) => return Err("change.new_value.gid: expected a string"),
+            };
+            Ok(Some((EventKind::AssigneeChanged, gid)))
         }
-        _ => None,
+        _ => Ok(None),
     }
 }
 
@@ -252,6 +268,26 @@ mod tests {
         for (body, needle) in cases {
             let err = parse_delivery(body.as_bytes()).unwrap_err();
             assert!(err.0.contains(needle), "{body}: {err}");
+        }
+    }
+
+    #[test]
+    fn an_assignee_value_of_the_wrong_type_is_malformed() {
+        for (new_value, place) in [
+            ("\"3333\"", "events[0].change.new_value"),
+            ("[1]", "events[0].change.new_value"),
+            (
+                r#"{"gid":3333,"resource_type":"user"}"#,
+                "events[0].change.new_value.gid",
+            ),
+            (
+                r#"{"gid":"3333","resource_type":7}"#,
+                "events[0].change.new_value.resource_type",
+            ),
+        ] {
+            let body = ASSIGNED.replace(r#"{"gid":"3333","resource_type":"user"}"#, new_value);
+            let err = parse_delivery(body.as_bytes()).unwrap_err();
+            assert!(err.0.contains(place), "{new_value}: {err}");
         }
     }
 
