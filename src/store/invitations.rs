@@ -51,25 +51,21 @@ impl Store {
         let email = email.to_owned();
         let task_gid = task_gid.to_owned();
         let invite_type = invite_type.to_owned();
-        let row: (String, i64) = write_db!(self, |pool| {
-            let mut tx = pool.begin().await?;
-            sqlx::query(
+        // One statement: the no-op update on conflict makes RETURNING give the existing row.
+        let row: (String, i64) = write_db!(self, relaxed, |pool| {
+            sqlx::query_as(
                 "INSERT INTO invitations (email, state, job_id, task_gid, invite_type, created_at) \
-                 VALUES ($1, 'sending', $2, $3, $4, $5) ON CONFLICT (email) DO NOTHING",
+                 VALUES ($1, 'sending', $2, $3, $4, $5) \
+                 ON CONFLICT (email) DO UPDATE SET email = excluded.email \
+                 RETURNING state, job_id",
             )
             .bind(&email)
             .bind(job_id)
             .bind(&task_gid)
             .bind(&invite_type)
             .bind(now_ms())
-            .execute(&mut *tx)
-            .await?;
-            let row = sqlx::query_as("SELECT state, job_id FROM invitations WHERE email = $1")
-                .bind(&email)
-                .fetch_one(&mut *tx)
-                .await?;
-            tx.commit().await?;
-            Ok::<_, sqlx::Error>(row)
+            .fetch_one(pool)
+            .await
         })?;
         to_reservation(&row.0, row.1, job_id)
     }
@@ -86,7 +82,7 @@ impl Store {
         let owner = owner.to_owned();
         let email = email.to_owned();
         let now = now_ms();
-        let finished = write_db!(self, |pool| {
+        let finished = write_db!(self, relaxed, |pool| {
             let mut tx = pool.begin().await?;
             sqlx::query(
                 "UPDATE invitations SET state = 'sent', sent_at = $1 WHERE email = $2 AND job_id = $3",
@@ -118,7 +114,7 @@ impl Store {
     /// person, so there is nothing of ours to remember).
     pub async fn release_invitation(&self, email: &str, job_id: i64) -> StoreResult<()> {
         let email = email.to_owned();
-        write_db!(self, |pool| {
+        write_db!(self, relaxed, |pool| {
             sqlx::query(
                 "DELETE FROM invitations WHERE email = $1 AND job_id = $2 AND state = 'sending'",
             )

@@ -6,7 +6,9 @@ use std::fmt;
 use std::str::FromStr;
 use std::time::Duration;
 
-use super::{BackendKind, Store, StoreError, StoreResult, duration_ms, now_ms, on_db, write_db};
+use super::{
+    Backend, BackendKind, Store, StoreError, StoreResult, duration_ms, now_ms, on_db, write_db,
+};
 
 /// A job to create; `dedupe_key` makes creating it twice a no-op.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -191,34 +193,60 @@ impl Store {
     /// Records `jobs` from `source` (a webhook name, or a command) in one transaction. Jobs whose
     /// dedupe key exists are counted as duplicates and not created again.
     pub async fn enqueue(&self, source: &str, jobs: &[NewJob]) -> StoreResult<EnqueueOutcome> {
-        let source = source.to_owned();
-        let jobs = jobs.to_vec();
         if jobs.is_empty() {
             return Ok(EnqueueOutcome::default());
         }
         let now = now_ms();
         let count = jobs.len() as u64;
-        let created = write_db!(self, |pool| {
-            let mut tx = pool.begin().await?;
-            let mut created = 0;
-            for job in &jobs {
-                created += sqlx::query(
+        let created = match &self.backend {
+            // One statement, one round trip, whatever the number of events.
+            Backend::Postgres { pool } => {
+                let column =
+                    |f: fn(&NewJob) -> &String| jobs.iter().map(f).cloned().collect::<Vec<_>>();
+                sqlx::query(
                     "INSERT INTO jobs (dedupe_key, source, task_gid, event_kind, status, run_at, \
-                     created_at, updated_at) VALUES ($1, $2, $3, $4, 'pending', $5, $5, $5) \
+                     created_at, updated_at) \
+                     SELECT key, $2, task, kind, 'pending', $5, $5, $5 \
+                     FROM UNNEST($1::text[], $3::text[], $4::text[]) AS new(key, task, kind) \
                      ON CONFLICT (dedupe_key) DO NOTHING",
                 )
-                .bind(&job.dedupe_key)
-                .bind(&source)
-                .bind(&job.task_gid)
-                .bind(&job.kind)
+                .bind(column(|j| &j.dedupe_key))
+                .bind(source)
+                .bind(column(|j| &j.task_gid))
+                .bind(column(|j| &j.kind))
                 .bind(now)
-                .execute(&mut *tx)
+                .execute(pool)
                 .await?
-                .rows_affected();
+                .rows_affected()
             }
-            tx.commit().await?;
-            Ok::<u64, sqlx::Error>(created)
-        })?;
+            // Inside the group commit's transaction, so a loop of inserts is cheap.
+            Backend::Sqlite { .. } => {
+                let source = source.to_owned();
+                let jobs = jobs.to_vec();
+                write_db!(self, |pool| {
+                    let mut tx = pool.begin().await?;
+                    let mut created = 0;
+                    for job in &jobs {
+                        created += sqlx::query(
+                            "INSERT INTO jobs (dedupe_key, source, task_gid, event_kind, status, \
+                             run_at, created_at, updated_at) \
+                             VALUES ($1, $2, $3, $4, 'pending', $5, $5, $5) \
+                             ON CONFLICT (dedupe_key) DO NOTHING",
+                        )
+                        .bind(&job.dedupe_key)
+                        .bind(&source)
+                        .bind(&job.task_gid)
+                        .bind(&job.kind)
+                        .bind(now)
+                        .execute(&mut *tx)
+                        .await?
+                        .rows_affected();
+                    }
+                    tx.commit().await?;
+                    Ok::<u64, sqlx::Error>(created)
+                })?
+            }
+        };
         Ok(EnqueueOutcome {
             created,
             duplicates: count - created,
@@ -241,7 +269,7 @@ impl Store {
             BackendKind::Postgres => CLAIM_POSTGRES,
         };
         let owner = owner.to_owned();
-        let jobs = write_db!(self, |pool| {
+        let jobs = write_db!(self, relaxed, |pool| {
             sqlx::query_as(sql)
                 .bind(&owner)
                 .bind(lease_until)
@@ -257,7 +285,7 @@ impl Store {
     pub async fn renew_leases(&self, owner: &str, lease: Duration) -> StoreResult<u64> {
         let owner = owner.to_owned();
         let now = now_ms();
-        let renewed = write_db!(self, |pool| {
+        let renewed = write_db!(self, relaxed, |pool| {
             sqlx::query(
                 "UPDATE jobs SET lease_until = $1 WHERE lease_owner = $2 AND status = 'running'",
             )
@@ -282,7 +310,7 @@ impl Store {
         let owner = owner.to_owned();
         let email = email.map(str::to_owned);
         let note = note.map(str::to_owned);
-        let result = write_db!(self, |pool| {
+        let result = write_db!(self, relaxed, |pool| {
             sqlx::query(
                 "UPDATE jobs SET status = 'done', outcome = $1, email = $2, last_error = $3, \
                  lease_owner = NULL, lease_until = NULL, updated_at = $4 \
@@ -313,7 +341,7 @@ impl Store {
         let owner = owner.to_owned();
         let error = error.to_owned();
         let email = email.map(str::to_owned);
-        let result = write_db!(self, |pool| {
+        let result = write_db!(self, relaxed, |pool| {
             sqlx::query(
                 "UPDATE jobs SET status = 'pending', run_at = $1, last_error = $2, \
                  email = COALESCE($3, email), lease_owner = NULL, lease_until = NULL, updated_at = $4 \
@@ -345,7 +373,7 @@ impl Store {
         let error = error.to_owned();
         let email = email.map(str::to_owned);
         let now = now_ms();
-        let updated = write_db!(self, |pool| {
+        let updated = write_db!(self, relaxed, |pool| {
             let mut tx = pool.begin().await?;
             let updated = sqlx::query(
                 "UPDATE jobs SET status = 'failed', outcome = 'failed', last_error = $1, \
@@ -377,7 +405,7 @@ impl Store {
     pub async fn release_leases(&self, owner: &str) -> StoreResult<u64> {
         let owner = owner.to_owned();
         let now = now_ms();
-        let released = write_db!(self, |pool| {
+        let released = write_db!(self, relaxed, |pool| {
             sqlx::query(
                 "UPDATE jobs SET status = 'pending', run_at = $1, lease_owner = NULL, \
                  lease_until = NULL, attempts = CASE WHEN attempts > 0 THEN attempts - 1 ELSE 0 END, \
@@ -396,7 +424,7 @@ impl Store {
     /// works on (SQLite): with shared stores, leases decide.
     pub async fn requeue_abandoned_jobs(&self) -> StoreResult<u64> {
         let now = now_ms();
-        let requeued = write_db!(self, |pool| {
+        let requeued = write_db!(self, relaxed, |pool| {
             sqlx::query(
                 "UPDATE jobs SET status = 'pending', run_at = $1, lease_owner = NULL, \
                  lease_until = NULL, updated_at = $1 WHERE status = 'running'",

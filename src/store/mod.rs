@@ -11,6 +11,7 @@ use std::path::Path;
 use std::str::FromStr;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+pub(crate) use sqlite_writer::Durability;
 use sqlite_writer::SqliteWriter;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::sqlite::{
@@ -76,20 +77,24 @@ macro_rules! on_db {
 
 /// Runs the write `$body` (an expression of type `Result<_, sqlx::Error>` that uses `$conn` once,
 /// as an executor or to `begin()` a transaction) and returns a `StoreResult`. On SQLite it joins
-/// the next group commit, so it must own what it uses: clone borrowed arguments before.
+/// the next group commit, so it must own what it uses: clone borrowed arguments before. Writes are
+/// synced to disk before they return unless marked `relaxed` (see `sqlite_writer`).
 macro_rules! write_db {
+    ($store:expr, relaxed, |$conn:ident| $body:expr) => {
+        write_db!(@run $store, $crate::store::Durability::Relaxed, |$conn| $body)
+    };
     ($store:expr, |$conn:ident| $body:expr) => {
+        write_db!(@run $store, $crate::store::Durability::Synced, |$conn| $body)
+    };
+    (@run $store:expr, $durability:expr, |$conn:ident| $body:expr) => {
         match &$store.backend {
             $crate::store::Backend::Sqlite { writer, .. } => {
-                writer
-                    .run(move |$conn| Box::pin(async move { $body }))
-                    .await
+                writer.run($durability, move |$conn| Box::pin(async move { $body })).await
             }
             $crate::store::Backend::Postgres { pool } => {
+                let _ = $durability;
                 let $conn = pool;
-                async move { $body }
-                    .await
-                    .map_err($crate::store::StoreError::from)
+                async move { $body }.await.map_err($crate::store::StoreError::from)
             }
         }
     };
@@ -213,7 +218,7 @@ impl Store {
         match &self.backend {
             Backend::Sqlite { writer, reader } => {
                 reader.close().await;
-                writer.pool().close().await;
+                writer.close().await;
             }
             Backend::Postgres { pool } => pool.close().await,
         }

@@ -236,7 +236,7 @@ impl Store {
         if deliveries.is_empty() {
             return Ok(());
         }
-        write_db!(self, |pool| {
+        write_db!(self, relaxed, |pool| {
             let mut tx = pool.begin().await?;
             for (name, at) in deliveries {
                 sqlx::query(

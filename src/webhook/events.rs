@@ -165,9 +165,10 @@ fn is_valid_gid(gid: &str) -> bool {
 
 fn dedupe_key(task_gid: &str, kind: EventKind, assignee_gid: &str, created_at: &str) -> String {
     let mut hasher = Sha256::new();
+    // Length-prefixed, so no choice of field contents can make two events hash alike.
     for part in [task_gid, kind.as_str(), assignee_gid, created_at] {
+        hasher.update((part.len() as u64).to_le_bytes());
         hasher.update(part.as_bytes());
-        hasher.update([0x1f]);
     }
     hex::encode(hasher.finalize())
 }
@@ -250,6 +251,18 @@ mod tests {
         let other = parse_delivery(ASSIGNED.replace("3333", "4444").as_bytes()).unwrap();
         assert_eq!(a.relevant[0].dedupe_key, again.relevant[0].dedupe_key);
         assert_ne!(a.relevant[0].dedupe_key, other.relevant[0].dedupe_key);
+    }
+
+    #[test]
+    fn keys_cannot_be_made_to_collide_through_separators() {
+        // Found by reading what the fuzz target checks: with separator bytes instead of lengths,
+        // ("a\u001fb", "c") and ("a", "b\u001fc") hashed the same.
+        let body = r#"{"events":[
+          {"action":"changed","resource":{"gid":"1","resource_type":"task"},"created_at":"c","change":{"field":"assignee","new_value":{"gid":"a\u001fb"}}},
+          {"action":"changed","resource":{"gid":"1","resource_type":"task"},"created_at":"b\u001fc","change":{"field":"assignee","new_value":{"gid":"a"}}}]}"#;
+        let d = parse_delivery(body.as_bytes()).unwrap();
+        assert_eq!(d.relevant.len(), 2);
+        assert_ne!(d.relevant[0].dedupe_key, d.relevant[1].dedupe_key);
     }
 
     #[test]
