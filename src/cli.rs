@@ -37,6 +37,11 @@ pub enum Command {
     Backfill(BackfillArgs),
     /// Validate the settings and check the Asana token, the DocSpace key and the database.
     CheckConfig,
+    /// Write a consistent copy of the SQLite store to PATH while the service runs.
+    Backup {
+        /// Where to write the copy (a new file).
+        path: std::path::PathBuf,
+    },
     /// Exit 0 when the running service answers /healthz (the container's health check).
     Healthcheck {
         /// The service's base URL; default http://127.0.0.1:<server.port>.

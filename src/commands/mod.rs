@@ -58,6 +58,7 @@ pub async fn run(cli: Cli) -> ExitCode {
         Command::Jobs(JobsCommand::Retry { id, failed }) => jobs::retry(&ctx, id, failed).await,
         Command::InviteTask { task_gid } => invite_task::run(&ctx, &task_gid).await,
         Command::Backfill(args) => backfill::run(&ctx, &args.project, args.dry_run).await,
+        Command::Backup { path } => backup(&ctx, &path).await,
         Command::Healthcheck { .. } | Command::CheckConfig => unreachable!("handled above"),
     };
     match result {
@@ -108,6 +109,17 @@ impl Context {
     fn docspace(&self) -> anyhow::Result<DocSpaceClient> {
         DocSpaceClient::from_settings(&self.settings).context("docspace.base_url")
     }
+}
+
+async fn backup(ctx: &Context, path: &std::path::Path) -> anyhow::Result<ExitCode> {
+    let store = ctx.store().await?;
+    store.backup_to(path).await?;
+    let size = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
+    println!(
+        "Wrote a consistent copy of the store to {} ({size} bytes)",
+        path.display()
+    );
+    Ok(ExitCode::SUCCESS)
 }
 
 /// A stored time (ms since the epoch) for people, in UTC.

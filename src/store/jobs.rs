@@ -2,8 +2,6 @@
 //! once and a job whose process died is taken again once its lease runs out.
 
 use sqlx::Connection as _;
-use std::fmt;
-use std::str::FromStr;
 use std::time::Duration;
 
 use super::{
@@ -57,11 +55,15 @@ pub struct JobRecord {
 
 impl JobRecord {
     pub fn status(&self) -> StoreResult<JobStatus> {
-        self.status.parse()
+        JobStatus::parse(&self.status)
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Where a job is: waiting (`pending`), leased to a worker (`running`), or finished.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, strum::EnumString, strum::Display, strum::IntoStaticStr,
+)]
+#[strum(serialize_all = "snake_case")]
 pub enum JobStatus {
     Pending,
     Running,
@@ -70,41 +72,20 @@ pub enum JobStatus {
 }
 
 impl JobStatus {
-    pub const ALL: [JobStatus; 4] = [
-        JobStatus::Pending,
-        JobStatus::Running,
-        JobStatus::Done,
-        JobStatus::Failed,
-    ];
-
     pub fn as_str(self) -> &'static str {
-        match self {
-            JobStatus::Pending => "pending",
-            JobStatus::Running => "running",
-            JobStatus::Done => "done",
-            JobStatus::Failed => "failed",
-        }
+        self.into()
     }
-}
 
-impl FromStr for JobStatus {
-    type Err = StoreError;
-    fn from_str(s: &str) -> StoreResult<JobStatus> {
-        JobStatus::ALL
-            .into_iter()
-            .find(|status| status.as_str() == s)
-            .ok_or_else(|| StoreError::Corrupt(format!("unknown job status {s:?}")))
-    }
-}
-
-impl fmt::Display for JobStatus {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
+    fn parse(stored: &str) -> StoreResult<JobStatus> {
+        stored
+            .parse()
+            .map_err(|_| StoreError::Corrupt(format!("unknown job status {stored:?}")))
     }
 }
 
 /// How a finished job ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, strum::Display, strum::IntoStaticStr)]
+#[strum(serialize_all = "snake_case")]
 pub enum Outcome {
     Invited,
     AlreadyMember,
@@ -116,42 +97,8 @@ pub enum Outcome {
 }
 
 impl Outcome {
-    pub const ALL: [Outcome; 7] = [
-        Outcome::Invited,
-        Outcome::AlreadyMember,
-        Outcome::AlreadyInvited,
-        Outcome::NoAssignee,
-        Outcome::NoEmail,
-        Outcome::DomainNotAllowed,
-        Outcome::Failed,
-    ];
-
     pub fn as_str(self) -> &'static str {
-        match self {
-            Outcome::Invited => "invited",
-            Outcome::AlreadyMember => "already_member",
-            Outcome::AlreadyInvited => "already_invited",
-            Outcome::NoAssignee => "no_assignee",
-            Outcome::NoEmail => "no_email",
-            Outcome::DomainNotAllowed => "domain_not_allowed",
-            Outcome::Failed => "failed",
-        }
-    }
-}
-
-impl FromStr for Outcome {
-    type Err = StoreError;
-    fn from_str(s: &str) -> StoreResult<Outcome> {
-        Outcome::ALL
-            .into_iter()
-            .find(|outcome| outcome.as_str() == s)
-            .ok_or_else(|| StoreError::Corrupt(format!("unknown job outcome {s:?}")))
-    }
-}
-
-impl fmt::Display for Outcome {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
+        self.into()
     }
 }
 
@@ -561,7 +508,7 @@ impl Store {
         })?;
         let mut counts = QueueCounts::default();
         for (status, count) in rows {
-            match status.parse()? {
+            match JobStatus::parse(&status)? {
                 JobStatus::Pending => counts.pending = count,
                 JobStatus::Running => counts.running = count,
                 JobStatus::Done => counts.done = count,
@@ -569,5 +516,19 @@ impl Store {
             }
         }
         Ok(counts)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_the_stored_and_printed_ones() {
+        assert_eq!(JobStatus::Pending.as_str(), "pending");
+        assert_eq!(JobStatus::parse("failed").unwrap(), JobStatus::Failed);
+        assert!(JobStatus::parse("lost").is_err());
+        assert_eq!(Outcome::AlreadyMember.as_str(), "already_member");
+        assert_eq!(Outcome::DomainNotAllowed.to_string(), "domain_not_allowed");
     }
 }

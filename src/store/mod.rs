@@ -39,6 +39,8 @@ pub enum StoreError {
         path: String,
         source: std::io::Error,
     },
+    #[error("backup failed: {0}")]
+    Backup(String),
     #[error("unexpected value in the database: {0}")]
     Corrupt(String),
 }
@@ -212,6 +214,32 @@ impl Store {
             .await
             .map(|_| ()))?;
         Ok(())
+    }
+
+    /// Writes a consistent snapshot of a SQLite store to `path` (a new file) while it is in use.
+    /// PostgreSQL has its own tools (`pg_dump`) for that.
+    pub async fn backup_to(&self, path: &Path) -> StoreResult<()> {
+        match &self.backend {
+            Backend::Sqlite { reader, .. } => {
+                if path.exists() {
+                    return Err(StoreError::Backup(format!(
+                        "{} exists already",
+                        path.display()
+                    )));
+                }
+                let target = path.to_str().ok_or_else(|| {
+                    StoreError::Backup(format!("{} is not a UTF-8 path", path.display()))
+                })?;
+                sqlx::query("VACUUM INTO $1")
+                    .bind(target)
+                    .execute(reader)
+                    .await?;
+                Ok(())
+            }
+            Backend::Postgres { .. } => Err(StoreError::Backup(
+                "the store is PostgreSQL: back it up with pg_dump".into(),
+            )),
+        }
     }
 
     pub async fn close(&self) {

@@ -17,21 +17,14 @@ const DEFAULT_REQUESTS_PER_MINUTE: u32 = 1500;
 const WEBHOOK_FIELDS: &str = "active,resource,resource.name,target,created_at,last_success_at,\
      last_failure_at,last_failure_content,delivery_retry_count";
 
-#[derive(Clone)]
+/// `Debug` shows no credential: the token is a `SecretString`.
+#[derive(Clone, Debug)]
 pub struct AsanaClient {
     http: reqwest::Client,
     base_url: Url,
     token: SecretString,
     /// Shared by every clone: the limit is per token, so per process.
     pacer: Arc<RequestPacer>,
-}
-
-impl std::fmt::Debug for AsanaClient {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("AsanaClient")
-            .field("base_url", &self.base_url.as_str())
-            .finish_non_exhaustive()
-    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]

@@ -9,19 +9,12 @@ use serde::{Deserialize, Serialize};
 use super::{Service, UpstreamError, error_from_response, http_client, send_observed};
 use crate::settings::{InviteType, Settings};
 
-#[derive(Clone)]
+/// `Debug` shows no credential: the token is a `SecretString`.
+#[derive(Clone, Debug)]
 pub struct DocSpaceClient {
     http: reqwest::Client,
     base_url: Url,
     api_key: SecretString,
-}
-
-impl std::fmt::Debug for DocSpaceClient {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("DocSpaceClient")
-            .field("base_url", &self.base_url.as_str())
-            .finish_non_exhaustive()
-    }
 }
 
 /// The caller's profile, as much of it as the checks print.
@@ -202,6 +195,17 @@ mod tests {
         );
         assert!(text.contains("Invitations[0].Type"), "{text}");
         assert_eq!(docspace_error_message(&serde_json::json!({})), None);
+    }
+
+    #[test]
+    fn debug_hides_the_api_key() {
+        let client = DocSpaceClient::new(
+            "https://x.onlyoffice.com",
+            SecretString::from("sk-very-secret"),
+            std::time::Duration::from_secs(1),
+        )
+        .unwrap();
+        assert!(!format!("{client:?}").contains("sk-very-secret"));
     }
 
     #[test]

@@ -330,3 +330,38 @@ store_test! {
         assert_eq!(out.status.code(), Some(0), "{out:?}");
     }
 }
+
+store_test! {
+    async fn backup_writes_a_consistent_copy_of_a_sqlite_store(env) {
+        env.assign("501", "601", "jane@example.com");
+        let app = TestApp::spawn(&env).await;
+        let secret = app.register("proj").await;
+        app.deliver_assignment("proj", &secret, "501", "601").await;
+        settled_jobs(&env.store().await).await;
+        let dir = tempfile::tempdir().unwrap();
+        let copy = dir.path().join("copy.db");
+
+        let out = env.run(&["backup", copy.to_str().unwrap()]).await;
+
+        match env.backend {
+            crate::helpers::Backend::Sqlite => {
+                out.expect_code(0);
+                let restored = asana_docspace_bridge::store::Store::connect(
+                    &format!("sqlite://{}", copy.display()),
+                    &Default::default(),
+                )
+                .await
+                .unwrap();
+                assert!(restored.webhook_secret("proj").await.unwrap().is_some());
+                assert_eq!(restored.sent_invitations().await.unwrap(), ["jane@example.com"]);
+                let again = env.run(&["backup", copy.to_str().unwrap()]).await;
+                again.expect_code(1);
+                assert!(again.stderr.contains("exists already"), "{}", again.stderr);
+            }
+            crate::helpers::Backend::Postgres => {
+                out.expect_code(1);
+                assert!(out.stderr.contains("pg_dump"), "{}", out.stderr);
+            }
+        }
+    }
+}
