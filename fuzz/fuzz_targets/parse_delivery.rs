@@ -1,0 +1,169 @@
+//! Arbitrary bytes as a webhook delivery body (`parse_delivery` runs on every verified delivery).
+//!
+//! Invariants checked:
+//! - it never panics (libFuzzer reports a panic as a crash);
+//! - it is deterministic: the same bytes give the same result twice;
+//! - an `Err` says "malformed delivery";
+//! - on `Ok`, every relevant event has a task gid of 1 to 64 ASCII letters, digits, `-` or `_`,
+//!   and a dedupe key of 64 lowercase hex digits;
+//! - on `Ok`, when serde_json also reads the bytes as a JSON object with an `events` array (an
+//!   oracle independent of the crate's typed structs): `relevant.len() + ignored` is the array's
+//!   length; the relevant events are exactly those the documented rules pick (resource_type
+//!   `task` and action `added`, or action `changed` on field `assignee` whose new_value is an
+//!   object whose resource_type, if present, is `user`), in order, with their kind and gid; no
+//!   event is an assignee change of the wrong shape (new_value neither an object nor null, its
+//!   resource_type not a string, its gid neither a string nor null: those make the delivery an
+//!   error); and two relevant events have equal dedupe keys exactly when (task gid, kind, new assignee
+//!   gid, created_at) are equal ("Equal events collapse into one job", and only those).
+#![no_main]
+
+use asana_docspace_bridge::webhook::{Delivery, EventKind, parse_delivery};
+use libfuzzer_sys::fuzz_target;
+use serde_json::Value;
+
+fuzz_target!(|data: &[u8]| {
+    let first = parse_delivery(data);
+    let second = parse_delivery(data);
+    assert_eq!(first, second, "parse_delivery is not deterministic");
+
+    let delivery = match first {
+        Ok(delivery) => delivery,
+        Err(err) => {
+            assert!(
+                err.0.starts_with("malformed delivery"),
+                "unexpected error text: {err}"
+            );
+            return;
+        }
+    };
+
+    for event in &delivery.relevant {
+        let gid = &event.task_gid;
+        assert!(
+            !gid.is_empty()
+                && gid.len() <= 64
+                && gid
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'),
+            "relevant event with a bad task gid: {gid:?}"
+        );
+        let key = &event.dedupe_key;
+        assert!(
+            key.len() == 64
+                && key
+                    .bytes()
+                    .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)),
+            "dedupe key is not 64 lowercase hex digits: {key:?}"
+        );
+    }
+
+    // The independent oracle: only where serde_json reads the same bytes as a JSON value.
+    let Ok(value) = serde_json::from_slice::<Value>(data) else {
+        return;
+    };
+    let Some(events) = value.get("events").and_then(Value::as_array) else {
+        return;
+    };
+    check_against_oracle(&delivery, events);
+});
+
+/// What the documented rules say about one event: `Ok(Some((kind, task gid, assignee gid,
+/// created_at)))` when it is relevant, `Ok(None)` when it is ignored, `Err` when it is an assignee
+/// change whose value has the wrong shape (which must make the whole delivery an error).
+type Expected<'a> = (EventKind, &'a str, &'a str, &'a str);
+
+fn expected(event: &Value) -> Result<Option<Expected<'_>>, &'static str> {
+    let resource = event.get("resource").ok_or("resource missing")?;
+    let resource_type = resource
+        .get("resource_type")
+        .and_then(Value::as_str)
+        .ok_or("resource.resource_type not a string")?;
+    let gid = resource
+        .get("gid")
+        .and_then(Value::as_str)
+        .ok_or("resource.gid not a string")?;
+    let action = event
+        .get("action")
+        .and_then(Value::as_str)
+        .ok_or("action not a string")?;
+    if resource_type != "task" {
+        return Ok(None);
+    }
+    let created_at = event
+        .get("created_at")
+        .and_then(Value::as_str)
+        .unwrap_or("");
+    match action {
+        "added" => Ok(Some((EventKind::TaskAdded, gid, "", created_at))),
+        "changed" => {
+            let Some(change) = event.get("change").filter(|c| !c.is_null()) else {
+                return Ok(None);
+            };
+            if change.get("field").and_then(Value::as_str) != Some("assignee") {
+                return Ok(None);
+            }
+            let new_value = match change.get("new_value") {
+                None | Some(Value::Null) => return Ok(None),
+                Some(Value::Object(value)) => value,
+                Some(_) => return Err("change.new_value is neither an object nor null"),
+            };
+            match new_value.get("resource_type") {
+                None => {}
+                Some(Value::String(kind)) if kind == "user" => {}
+                Some(Value::String(_)) => return Ok(None),
+                Some(_) => return Err("change.new_value.resource_type is not a string"),
+            }
+            let assignee = match new_value.get("gid") {
+                None | Some(Value::Null) => "",
+                Some(Value::String(gid)) => gid.as_str(),
+                Some(_) => return Err("change.new_value.gid is neither a string nor null"),
+            };
+            Ok(Some((
+                EventKind::AssigneeChanged,
+                gid,
+                assignee,
+                created_at,
+            )))
+        }
+        _ => Ok(None),
+    }
+}
+
+fn check_against_oracle(delivery: &Delivery, events: &[Value]) {
+    assert_eq!(
+        delivery.relevant.len() + delivery.ignored,
+        events.len(),
+        "relevant + ignored != number of events"
+    );
+    let mut wanted = Vec::new();
+    for (index, event) in events.iter().enumerate() {
+        match expected(event) {
+            Ok(Some(relevant)) => wanted.push(relevant),
+            Ok(None) => {}
+            Err(problem) => {
+                panic!("Ok for a delivery whose events[{index}] is malformed: {problem}")
+            }
+        }
+    }
+    assert_eq!(
+        delivery.relevant.len(),
+        wanted.len(),
+        "relevant events differ from the documented rules: got {:?}, want {wanted:?}",
+        delivery.relevant
+    );
+    for (got, want) in delivery.relevant.iter().zip(&wanted) {
+        assert_eq!(got.kind, want.0, "kind of {got:?}, want {want:?}");
+        assert_eq!(got.task_gid, want.1, "task gid of {got:?}, want {want:?}");
+    }
+    for (i, (a, wa)) in delivery.relevant.iter().zip(&wanted).enumerate() {
+        for (b, wb) in delivery.relevant.iter().zip(&wanted).skip(i + 1) {
+            assert_eq!(
+                a.dedupe_key == b.dedupe_key,
+                wa == wb,
+                "dedupe keys {} and {} vs events {wa:?} and {wb:?}",
+                a.dedupe_key,
+                b.dedupe_key
+            );
+        }
+    }
+}
