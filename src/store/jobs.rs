@@ -1,11 +1,14 @@
 //! The job queue: one row per relevant event, claimed with a lease so a job never runs twice at
 //! once and a job whose process died is taken again once its lease runs out.
 
-use sqlx::Connection as _;
 use std::time::Duration;
 
+use sqlx::Connection as _;
+use sqlx::{QueryBuilder, Sqlite, SqliteConnection};
+
 use super::{
-    Backend, BackendKind, Store, StoreError, StoreResult, duration_ms, now_ms, on_db, write_db,
+    Backend, BackendKind, Durability, Store, StoreError, StoreResult, duration_ms, now_ms, on_db,
+    write_db,
 };
 
 /// A job to create; `dedupe_key` makes creating it twice a no-op.
@@ -119,6 +122,34 @@ pub struct QueueCounts {
     pub failed: i64,
 }
 
+/// Rows per INSERT on SQLite: 5 parameters each, well under its limit of 32,766.
+const INSERT_CHUNK: usize = 1000;
+
+/// Inserts `jobs` in one statement; returns how many were new.
+async fn insert_jobs(
+    conn: &mut SqliteConnection,
+    source: &str,
+    jobs: &[NewJob],
+    now: i64,
+) -> Result<u64, sqlx::Error> {
+    let mut insert = QueryBuilder::<Sqlite>::new(
+        "INSERT INTO jobs (dedupe_key, source, task_gid, event_kind, status, run_at, created_at, \
+         updated_at) ",
+    );
+    insert.push_values(jobs, |mut row, job| {
+        row.push_bind(job.dedupe_key.clone())
+            .push_bind(source.to_owned())
+            .push_bind(job.task_gid.clone())
+            .push_bind(job.kind.clone())
+            .push("'pending'")
+            .push_bind(now)
+            .push_bind(now)
+            .push_bind(now);
+    });
+    insert.push(" ON CONFLICT (dedupe_key) DO NOTHING");
+    Ok(insert.build().execute(conn).await?.rows_affected())
+}
+
 const CLAIM_SQLITE: &str = "UPDATE jobs SET status = 'running', attempts = attempts + 1, \
      lease_owner = $1, lease_until = $2, updated_at = $3 \
      WHERE id IN (SELECT id FROM jobs \
@@ -166,32 +197,27 @@ impl Store {
                 .await?
                 .rows_affected()
             }
-            // Inside the group commit's transaction, so a loop of inserts is cheap.
-            Backend::Sqlite { .. } => {
+            // One multi-row statement per delivery (in chunks, for SQLite's limit on bound
+            // parameters), inside the group commit's transaction.
+            Backend::Sqlite { writer, .. } => {
                 let source = source.to_owned();
                 let jobs = jobs.to_vec();
-                write_db!(self, |pool| {
-                    let mut tx = pool.begin().await?;
-                    let mut created = 0;
-                    for job in &jobs {
-                        created += sqlx::query(
-                            "INSERT INTO jobs (dedupe_key, source, task_gid, event_kind, status, \
-                             run_at, created_at, updated_at) \
-                             VALUES ($1, $2, $3, $4, 'pending', $5, $5, $5) \
-                             ON CONFLICT (dedupe_key) DO NOTHING",
-                        )
-                        .bind(&job.dedupe_key)
-                        .bind(&source)
-                        .bind(&job.task_gid)
-                        .bind(&job.kind)
-                        .bind(now)
-                        .execute(&mut *tx)
-                        .await?
-                        .rows_affected();
-                    }
-                    tx.commit().await?;
-                    Ok::<u64, sqlx::Error>(created)
-                })?
+                writer
+                    .run(Durability::Synced, move |conn| {
+                        Box::pin(async move {
+                            if jobs.len() <= INSERT_CHUNK {
+                                return insert_jobs(conn, &source, &jobs, now).await;
+                            }
+                            let mut tx = conn.begin().await?;
+                            let mut created = 0;
+                            for chunk in jobs.chunks(INSERT_CHUNK) {
+                                created += insert_jobs(&mut tx, &source, chunk, now).await?;
+                            }
+                            tx.commit().await?;
+                            Ok(created)
+                        })
+                    })
+                    .await?
             }
         };
         Ok(EnqueueOutcome {

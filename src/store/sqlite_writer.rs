@@ -1,9 +1,8 @@
 //! Group commit for SQLite. SQLite has one writer at a time and every durable commit costs an
 //! fsync (0.2 to 2 ms on this machine's disk), so committing each write on its own caps the service
 //! at a few hundred to a few thousand writes a second. Here every write is an operation sent to one
-//! writer task, which runs all operations waiting at that moment in a single transaction (each in
-//! a savepoint, so one failing operation does not undo the others) and commits once; a lone
-//! operation runs as it is. Nobody gets an answer before that commit is on disk: an acknowledged
+//! writer task, which runs all operations waiting at that moment in a single transaction (a
+//! failing operation does not undo the others) and commits once; a lone operation runs as it is. Nobody gets an answer before that commit is on disk: an acknowledged
 //! delivery is as durable as with one transaction per write.
 //!
 //! Writes are `Synced` (the commit waits for fsync: deliveries, webhook secrets, registrations,
@@ -206,14 +205,12 @@ async fn run_batch(
         op.run(conn).await;
         return Ok(wanted);
     }
+    // No savepoint per operation: an operation of several statements has its own transaction,
+    // which is a savepoint here, and a failed single statement is undone by SQLite itself; either
+    // way a failing operation leaves the others' writes alone.
     let mut tx = conn.begin().await.map_err(|e| e.to_string())?;
     for op in batch.iter_mut() {
-        let mut savepoint = tx.begin().await.map_err(|e| e.to_string())?;
-        if op.run(&mut savepoint).await {
-            savepoint.commit().await.map_err(|e| e.to_string())?;
-        } else {
-            savepoint.rollback().await.map_err(|e| e.to_string())?;
-        }
+        op.run(&mut tx).await;
     }
     tx.commit().await.map_err(|e| e.to_string())?;
     Ok(wanted)
