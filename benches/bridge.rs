@@ -206,104 +206,44 @@ async fn run(quick: bool, only: Option<String>) {
 
     // 3. Assignments, durably queued before the acknowledgement.
     if wants("assignments") {
-        let mut best_sqlite = 0.0;
-        let db = env.sqlite_url("assignments");
         // The worker would compete for the CPU: point it at an Asana that never answers.
         env.asana.set_latency(Duration::from_secs(3600));
-        let bridge = env.start_bridge(&db, &[]).await;
-        let secret = bridge.register("bench").await;
         let next = Arc::new(AtomicU64::new(0));
-        let mut acknowledged = 0;
-        for &c in &CONCURRENCIES {
-            bridge.reset_peak();
-            let (secret, next) = (secret.clone(), next.clone());
-            let stats = load(
-                &bridge.webhook_url("bench"),
-                c,
-                settings.load,
-                Arc::new(move |_| {
-                    distinct_assignment(&secret, next.fetch_add(1, Ordering::Relaxed))
-                }),
-            )
-            .await;
-            acknowledged += stats.count;
-            let resources = bridge.sample();
-            max_rss_kib = max_rss_kib.max(resources.peak_rss_kib);
-            best_sqlite = f64::max(best_sqlite, stats.rps());
-            report.row([
-                &format!("assignments, SQLite, c={c}"),
-                &fmt_rps(stats.rps()),
-                &format!(
-                    "{:.2}",
-                    stats.rps() / ceiling_rps.get(&c).copied().unwrap_or(f64::NAN)
-                ),
-                &ms(stats.p50),
-                &ms(stats.p99),
-                &ms(stats.max),
-                &resources.rss(),
-                &resources.cpu(),
-            ]);
-        }
-        let queued = count_jobs(&db).await;
-        report.note(format!(
-            "SQLite: {acknowledged} assignments acknowledged, {queued} jobs in the store afterwards"
-        ));
-        assert!(
-            queued as u64 >= acknowledged,
-            "every acknowledged assignment is in the store"
-        );
+        let sqlite = env.sqlite_url("assignments");
+        let best = assignments(
+            &env,
+            &sqlite,
+            "SQLite",
+            &settings,
+            &ceiling_rps,
+            &next,
+            &mut report,
+            &mut max_rss_kib,
+        )
+        .await;
         report.target(
             "queued assignments ≥ 5,000/s on SQLite",
-            format!("{}/s", fmt_rps(best_sqlite)),
-            best_sqlite >= 5000.0,
+            format!("{}/s", fmt_rps(best)),
+            best >= 5000.0,
         );
-        drop(bridge);
-
         match env.postgres_url().await {
             Some(pg) => {
-                let bridge = env.start_bridge(&pg.url, &[]).await;
-                let secret = bridge.register("bench").await;
-                let mut best = 0.0;
-                let mut acknowledged = 0;
-                for &c in &CONCURRENCIES {
-                    bridge.reset_peak();
-                    let (secret, next) = (secret.clone(), next.clone());
-                    let stats = load(
-                        &bridge.webhook_url("bench"),
-                        c,
-                        settings.load,
-                        Arc::new(move |_| {
-                            distinct_assignment(&secret, next.fetch_add(1, Ordering::Relaxed))
-                        }),
-                    )
-                    .await;
-                    acknowledged += stats.count;
-                    let resources = bridge.sample();
-                    max_rss_kib = max_rss_kib.max(resources.peak_rss_kib);
-                    best = f64::max(best, stats.rps());
-                    report.row([
-                        &format!("assignments, PostgreSQL, c={c}"),
-                        &fmt_rps(stats.rps()),
-                        &format!(
-                            "{:.2}",
-                            stats.rps() / ceiling_rps.get(&c).copied().unwrap_or(f64::NAN)
-                        ),
-                        &ms(stats.p50),
-                        &ms(stats.p99),
-                        &ms(stats.max),
-                        &resources.rss(),
-                        &resources.cpu(),
-                    ]);
-                }
-                let queued = count_jobs(&pg.url).await;
-                report.note(format!("PostgreSQL: {acknowledged} assignments acknowledged, {queued} jobs in the store afterwards"));
-                assert!(queued as u64 >= acknowledged);
+                let best = assignments(
+                    &env,
+                    &pg.url,
+                    "PostgreSQL",
+                    &settings,
+                    &ceiling_rps,
+                    &next,
+                    &mut report,
+                    &mut max_rss_kib,
+                )
+                .await;
                 report.target(
                     "queued assignments ≥ 3,000/s on PostgreSQL",
                     format!("{}/s", fmt_rps(best)),
                     best >= 3000.0,
                 );
-                drop(bridge);
                 pg.drop_database().await;
             }
             None => {
@@ -502,6 +442,61 @@ impl BenchEnv {
             baseline: std::sync::Mutex::new(cpu_ticks(pid)),
         }
     }
+}
+
+/// Distinct signed assignments at each concurrency against a bridge on `database_url`; checks
+/// that every acknowledged one is in the store and returns the best rate.
+#[allow(clippy::too_many_arguments)]
+async fn assignments(
+    env: &BenchEnv,
+    database_url: &str,
+    store: &str,
+    settings: &Settings,
+    ceiling_rps: &HashMap<usize, f64>,
+    next: &Arc<AtomicU64>,
+    report: &mut Report,
+    max_rss_kib: &mut u64,
+) -> f64 {
+    let bridge = env.start_bridge(database_url, &[]).await;
+    let secret = bridge.register("bench").await;
+    let (mut best, mut acknowledged) = (0.0, 0);
+    for &c in &CONCURRENCIES {
+        bridge.reset_peak();
+        let (secret, next) = (secret.clone(), next.clone());
+        let stats = load(
+            &bridge.webhook_url("bench"),
+            c,
+            settings.load,
+            Arc::new(move |_| distinct_assignment(&secret, next.fetch_add(1, Ordering::Relaxed))),
+        )
+        .await;
+        acknowledged += stats.count;
+        let resources = bridge.sample();
+        *max_rss_kib = (*max_rss_kib).max(resources.peak_rss_kib);
+        best = f64::max(best, stats.rps());
+        report.row([
+            &format!("assignments, {store}, c={c}"),
+            &fmt_rps(stats.rps()),
+            &format!(
+                "{:.2}",
+                stats.rps() / ceiling_rps.get(&c).copied().unwrap_or(f64::NAN)
+            ),
+            &ms(stats.p50),
+            &ms(stats.p99),
+            &ms(stats.max),
+            &resources.rss(),
+            &resources.cpu(),
+        ]);
+    }
+    let queued = count_jobs(database_url).await;
+    report.note(format!(
+        "{store}: {acknowledged} assignments acknowledged, {queued} jobs in the store afterwards"
+    ));
+    assert!(
+        queued as u64 >= acknowledged,
+        "every acknowledged assignment is in the store"
+    );
+    best
 }
 
 struct PgDatabase {
