@@ -112,10 +112,6 @@ impl Application {
         self.local_addr.port()
     }
 
-    pub fn local_addr(&self) -> SocketAddr {
-        self.local_addr
-    }
-
     /// Serves until `shutdown` completes, then stops accepting, finishes in-flight requests,
     /// gives running jobs their grace period and returns.
     pub async fn run_until_stopped(

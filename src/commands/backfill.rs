@@ -48,10 +48,7 @@ pub async fn run(ctx: &Context, project: &str, dry_run: bool) -> anyhow::Result<
     progress.finish_and_clear();
 
     if dry_run {
-        let rules = InviteRules {
-            allowed_domains: ctx.settings.invite.allowed_domains.clone(),
-            invite_type: ctx.settings.docspace.invite_type,
-        };
+        let rules = InviteRules::from_settings(&ctx.settings);
         return dry_run_report(ctx, &store, &rules, scanned, &assigned).await;
     }
 

@@ -131,7 +131,7 @@ async fn handle(
         (None, Some(signature)) => deliver(app, name, signature, &body).await,
         (None, None) => {
             // A name with a secret expects deliveries: the signature is what is missing.
-            if app.store.webhook_secret(name).await?.is_some() {
+            if app.secrets.get(&app.store, name).await?.is_some() {
                 Err(refuse(
                     DeliveryResult::BadSignature,
                     ApiError::Unauthorized("missing X-Hook-Signature".into()),

@@ -110,23 +110,6 @@ impl Store {
         Ok(finished)
     }
 
-    /// Gives up job `job_id`'s unconfirmed reservation of `email` (DocSpace already knew the
-    /// person, so there is nothing of ours to remember).
-    pub async fn release_invitation(&self, email: &str, job_id: i64) -> StoreResult<()> {
-        let email = email.to_owned();
-        write_db!(self, relaxed, |pool| {
-            sqlx::query(
-                "DELETE FROM invitations WHERE email = $1 AND job_id = $2 AND state = 'sending'",
-            )
-            .bind(&email)
-            .bind(job_id)
-            .execute(pool)
-            .await
-            .map(|r| r.rows_affected())
-        })?;
-        Ok(())
-    }
-
     /// Emails this service invited, oldest first.
     pub async fn sent_invitations(&self) -> StoreResult<Vec<String>> {
         let emails = on_db!(self, read, |pool| {

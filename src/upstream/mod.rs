@@ -87,15 +87,6 @@ impl UpstreamError {
         }
     }
 
-    pub fn service(&self) -> Service {
-        match self {
-            UpstreamError::RateLimited { service, .. }
-            | UpstreamError::Status { service, .. }
-            | UpstreamError::Transport { service, .. }
-            | UpstreamError::InvalidResponse { service, .. } => *service,
-        }
-    }
-
     pub(crate) fn transport(service: Service, err: reqwest::Error) -> UpstreamError {
         // Without the URL: it may carry an email address in its query.
         let err = err.without_url();

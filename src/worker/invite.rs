@@ -21,6 +21,13 @@ pub struct InviteRules {
 }
 
 impl InviteRules {
+    pub fn from_settings(settings: &Settings) -> InviteRules {
+        InviteRules {
+            allowed_domains: settings.invite.allowed_domains.clone(),
+            invite_type: settings.docspace.invite_type,
+        }
+    }
+
     pub fn allows(&self, email: &str) -> bool {
         if self.allowed_domains.is_empty() {
             return true;
@@ -98,20 +105,13 @@ impl Inviter {
             store,
             AsanaClient::from_settings(settings)?,
             DocSpaceClient::from_settings(settings)?,
-            InviteRules {
-                allowed_domains: settings.invite.allowed_domains.clone(),
-                invite_type: settings.docspace.invite_type,
-            },
+            InviteRules::from_settings(settings),
             RetryPolicy {
                 max_attempts: settings.worker.max_attempts,
                 backoff_base: Duration::from_millis(settings.worker.backoff_base_ms),
                 backoff_max: Duration::from_millis(settings.worker.backoff_max_ms),
             },
         ))
-    }
-
-    pub fn rules(&self) -> &InviteRules {
-        &self.rules
     }
 
     /// Runs one attempt of `job`, which `owner` has leased, and records the result.

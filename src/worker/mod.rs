@@ -17,7 +17,6 @@ use tracing::Instrument;
 use crate::settings::WorkerSettings;
 use crate::store::{ClaimedJob, Store};
 
-pub use backoff::{backoff_delay, retry_after_delay};
 pub use invite::{InviteRules, Inviter, JobEnd, RetryPolicy};
 
 /// Whether the worker loop is alive, for readiness.
