@@ -190,3 +190,44 @@ store_test! {
         assert_eq!(job.attempts, 0, "the interrupted attempt does not count");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_sqlite_jobs_a_dead_process_left_running_are_due_again_at_start() {
+    let mut env = crate::helpers::Env::on(crate::helpers::Backend::Sqlite)
+        .await
+        .unwrap();
+    // A lease far longer than the test may wait: its expiry cannot be what frees the job.
+    env.set("BRIDGE__WORKER__LEASE_MS", "600000");
+    env.assign("501", "601", "jane@example.com");
+    env.docspace.set_latency(Duration::from_secs(600));
+    let bridge = BridgeProcess::start(&env).await;
+    let secret = bridge.register("proj").await;
+    bridge
+        .deliver_assignment("proj", &secret, "501", "601")
+        .await;
+    assert!(
+        env.docspace
+            .wait_for_requests(WAIT, |r| !r.is_empty())
+            .await,
+        "the job is in flight"
+    );
+    bridge.kill9().await;
+    let store = env.store().await;
+    let job = store.job(1).await.unwrap().unwrap();
+    assert_eq!(job.status, "running");
+    assert!(
+        job.lease_owner.is_some(),
+        "still leased to the dead process"
+    );
+    env.docspace.set_latency(Duration::ZERO);
+
+    let started = std::time::Instant::now();
+    let _bridge = BridgeProcess::start(&env).await;
+
+    let job = job_with_status(&store, 1, "done").await;
+    assert_eq!(job.outcome.as_deref(), Some("invited"));
+    assert!(
+        started.elapsed() < WAIT,
+        "well before the lease would expire"
+    );
+}
