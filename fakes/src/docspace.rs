@@ -123,6 +123,17 @@ impl DocSpaceFake {
         self.shared.portal.lock().unwrap().sent.clone()
     }
 
+    /// The emails invitations were sent to, sorted.
+    pub fn sent_emails(&self) -> Vec<String> {
+        let mut emails: Vec<String> = self
+            .sent_invitations()
+            .into_iter()
+            .map(|i| i.email)
+            .collect();
+        emails.sort();
+        emails
+    }
+
     /// Every `POST /people/invite` received, including refused and repeated ones.
     pub fn invite_requests(&self) -> Vec<RecordedRequest> {
         self.requests_to("/api/2.0/people/invite")

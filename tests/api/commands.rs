@@ -217,13 +217,7 @@ store_test! {
         let _app = TestApp::spawn(&env).await;
         let jobs = settled_jobs(&store).await;
         assert_eq!(jobs.len(), expected_tasks);
-        let mut sent: Vec<_> = env
-            .docspace
-            .sent_invitations()
-            .into_iter()
-            .map(|i| i.email)
-            .collect();
-        sent.sort();
+        let sent = env.docspace.sent_emails();
         assert_eq!(sent, expected_people.into_iter().collect::<Vec<_>>());
     }
 }

@@ -317,6 +317,18 @@ impl Bridge {
         format!("{}{path}", self.address)
     }
 
+    /// `GET /readyz`: the status code and the JSON body.
+    pub async fn readyz(&self) -> (u16, Value) {
+        let response = self
+            .client
+            .get(self.url("/readyz"))
+            .send()
+            .await
+            .expect("readyz");
+        let status = response.status().as_u16();
+        (status, response.json().await.expect("a JSON body"))
+    }
+
     pub async fn handshake(&self, name: &str, secret: &str) -> reqwest::Response {
         self.client
             .post(self.url(&format!("/webhooks/asana/{name}")))
@@ -399,6 +411,14 @@ pub async fn settled_jobs(store: &Store) -> Vec<JobRecord> {
             .then_some(jobs)
     })
     .await
+}
+
+/// The outcome of the job for `task_gid` among `jobs`.
+pub fn outcome_of(jobs: &[JobRecord], task_gid: &str) -> String {
+    jobs.iter()
+        .find(|j| j.task_gid == task_gid)
+        .and_then(|j| j.outcome.clone())
+        .unwrap_or_else(|| panic!("no finished job for task {task_gid}"))
 }
 
 /// Waits until job `id` reached `status`.

@@ -403,15 +403,7 @@ store_test! {
 
         env.asana.forget_webhook(&gid);
         eventually("readyz to report the deleted webhook", WAIT, || async {
-            let body: Value = app
-                .client
-                .get(app.url("/readyz"))
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
+            let (_, body) = app.readyz().await;
             body["degraded"]["webhooks"]["proj"]
                 .as_str()
                 .filter(|r| r.contains("deleted"))
@@ -431,15 +423,7 @@ store_test! {
             app.deliver("quiet", &secret, &heartbeat).await.status(),
             200
         );
-        let body: Value = app
-            .client
-            .get(app.url("/readyz"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let (_, body) = app.readyz().await;
         assert_eq!(body["status"], "ready", "{body}");
 
         // Stop the service (flushing delivery times), and age "quiet" by 25 hours.
@@ -472,15 +456,7 @@ store_test! {
             app.deliver("quiet", &secret, &heartbeat).await.status(),
             200
         );
-        let body: Value = app
-            .client
-            .get(app.url("/readyz"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let (_, body) = app.readyz().await;
         assert_eq!(body["status"], "ready", "{body}");
     }
 }

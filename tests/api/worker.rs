@@ -6,7 +6,7 @@ use asana_docspace_fakes::{FakeUser, Fault, assignment_delivery};
 use serde_json::json;
 
 use crate::helpers::{
-    ASANA_TOKEN, DOCSPACE_KEY, PROJECT, TestApp, WAIT, job_with_status, settled_jobs,
+    ASANA_TOKEN, DOCSPACE_KEY, PROJECT, TestApp, WAIT, job_with_status, outcome_of, settled_jobs,
 };
 
 store_test! {
@@ -167,14 +167,7 @@ store_test! {
         app.deliver_assignment("proj", &secret, "502", "602").await;
 
         let jobs = settled_jobs(&env.store().await).await;
-        let outcome = |task: &str| {
-            jobs.iter()
-                .find(|j| j.task_gid == task)
-                .unwrap()
-                .outcome
-                .clone()
-                .unwrap()
-        };
+        let outcome = |task: &str| outcome_of(&jobs, task);
         assert_eq!(outcome("501"), "no_assignee");
         assert_eq!(outcome("502"), "no_email");
         assert!(env.docspace.invite_requests().is_empty());
@@ -243,24 +236,11 @@ store_test! {
         }
 
         let jobs = settled_jobs(&env.store().await).await;
-        let outcome = |task: &str| {
-            jobs.iter()
-                .find(|j| j.task_gid == task)
-                .unwrap()
-                .outcome
-                .clone()
-                .unwrap()
-        };
+        let outcome = |task: &str| outcome_of(&jobs, task);
         assert_eq!(outcome("501"), "invited");
         assert_eq!(outcome("502"), "domain_not_allowed");
         assert_eq!(outcome("503"), "invited");
-        let mut sent: Vec<_> = env
-            .docspace
-            .sent_invitations()
-            .into_iter()
-            .map(|i| i.email)
-            .collect();
-        sent.sort();
+        let sent = env.docspace.sent_emails();
         assert_eq!(sent, ["bob@corp.example", "jane@example.com"]);
     }
 }
