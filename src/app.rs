@@ -167,14 +167,17 @@ impl Application {
     }
 }
 
-/// A database URL without its password, for messages.
+/// A database URL without its password, for messages. One that does not parse is not shown at
+/// all: where its password starts and ends is anyone's guess.
 pub fn redact_url(url: &str) -> String {
     match url::Url::parse(url) {
-        Ok(mut parsed) if parsed.password().is_some() => {
-            let _ = parsed.set_password(Some("***"));
+        Ok(mut parsed) => {
+            if parsed.password().is_some() {
+                let _ = parsed.set_password(Some("***"));
+            }
             parsed.to_string()
         }
-        _ => url.to_string(),
+        Err(err) => format!("<a URL that does not parse ({err}), not shown>"),
     }
 }
 
@@ -214,5 +217,17 @@ mod tests {
             redact_url("sqlite://data/bridge.db"),
             "sqlite://data/bridge.db"
         );
+    }
+
+    #[test]
+    fn a_url_that_does_not_parse_is_not_shown() {
+        for url in [
+            "postgres://bridge:hunter2@db:port/bridge",
+            "postgres://bridge:hunter2@[db/bridge",
+        ] {
+            let shown = redact_url(url);
+            assert!(!shown.contains("hunter2"), "{url} shown as {shown}");
+            assert!(shown.contains("not shown"), "{shown}");
+        }
     }
 }

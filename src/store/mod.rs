@@ -32,10 +32,16 @@ pub enum StoreError {
     Commit(String),
     #[error("database migration failed: {0}")]
     Migration(#[from] sqlx::migrate::MigrateError),
-    #[error("database url {0:?} is neither sqlite:// nor postgres://")]
+    /// Only the URL's scheme: the rest may hold a password.
+    #[error("the database url (scheme {0:?}) is neither sqlite:// nor postgres://")]
     UnsupportedUrl(String),
     #[error("could not create the database folder {path}: {source}")]
     CreateDir {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("could not create the database file {path}: {source}")]
+    CreateFile {
         path: String,
         source: std::io::Error,
     },
@@ -141,7 +147,7 @@ impl Store {
         } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
             Store::connect_postgres(url, options).await?
         } else {
-            return Err(StoreError::UnsupportedUrl(url.to_string()));
+            return Err(StoreError::UnsupportedUrl(url_scheme(url).to_string()));
         };
         store.migrate().await?;
         Ok(store)
@@ -157,7 +163,14 @@ impl Store {
             .foreign_keys(true);
         let file = connect.get_filename();
         if let Some(parent) = file.parent().filter(|p| !p.as_os_str().is_empty()) {
-            create_dir(parent)?;
+            create_private_dir(parent)?;
+        }
+        // SQLite gives its -wal and -shm files the database file's mode: 0600 covers all three.
+        if !is_in_memory(url) {
+            create_private_file(file).map_err(|source| StoreError::CreateFile {
+                path: file.display().to_string(),
+                source,
+            })?;
         }
         let writer = SqlitePoolOptions::new()
             .max_connections(1)
@@ -221,19 +234,28 @@ impl Store {
     pub async fn backup_to(&self, path: &Path) -> StoreResult<()> {
         match &self.backend {
             Backend::Sqlite { reader, .. } => {
-                if path.exists() {
-                    return Err(StoreError::Backup(format!(
-                        "{} exists already",
-                        path.display()
-                    )));
-                }
                 let target = path.to_str().ok_or_else(|| {
                     StoreError::Backup(format!("{} is not a UTF-8 path", path.display()))
                 })?;
-                sqlx::query("VACUUM INTO $1")
+                // VACUUM INTO fills an empty file: creating it first, owner-only, keeps the copy
+                // as private as the store, and refuses to overwrite anything.
+                let mut create = std::fs::OpenOptions::new();
+                create.write(true).create_new(true);
+                owner_only(&mut create);
+                create.open(path).map_err(|err| match err.kind() {
+                    std::io::ErrorKind::AlreadyExists => {
+                        StoreError::Backup(format!("{} exists already", path.display()))
+                    }
+                    _ => StoreError::Backup(format!("could not create {}: {err}", path.display())),
+                })?;
+                let copied = sqlx::query("VACUUM INTO $1")
                     .bind(target)
                     .execute(reader)
-                    .await?;
+                    .await;
+                if let Err(err) = copied {
+                    let _ = std::fs::remove_file(path);
+                    return Err(err.into());
+                }
                 Ok(())
             }
             Backend::Postgres { .. } => Err(StoreError::Backup(
@@ -253,11 +275,61 @@ impl Store {
     }
 }
 
-fn create_dir(path: &Path) -> StoreResult<()> {
-    std::fs::create_dir_all(path).map_err(|source| StoreError::CreateDir {
-        path: path.display().to_string(),
-        source,
-    })
+/// Creates the database's folder (and missing parents) readable by the owner only.
+fn create_private_dir(path: &Path) -> StoreResult<()> {
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+    builder
+        .create(path)
+        .map_err(|source| StoreError::CreateDir {
+            path: path.display().to_string(),
+            source,
+        })
+}
+
+/// Creates the database file readable by the owner only, unless it exists already (its mode
+/// is then the operator's to keep).
+fn create_private_file(path: &Path) -> std::io::Result<()> {
+    let mut create = std::fs::OpenOptions::new();
+    create.write(true).create_new(true);
+    owner_only(&mut create);
+    match create.open(path) {
+        Ok(_) => Ok(()),
+        Err(err) if err.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(err) => Err(err),
+    }
+}
+
+fn owner_only(options: &mut std::fs::OpenOptions) {
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(options, 0o600);
+    #[cfg(not(unix))]
+    let _ = options;
+}
+
+/// `sqlite::memory:` or `mode=memory`: no file to create.
+fn is_in_memory(url: &str) -> bool {
+    let rest = url.trim_start_matches("sqlite:").trim_start_matches("//");
+    let (database, params) = rest.split_once('?').unwrap_or((rest, ""));
+    database == ":memory:" || params.split('&').any(|p| p == "mode=memory")
+}
+
+/// The scheme of a URL, for messages that must not show the rest of it.
+fn url_scheme(url: &str) -> &str {
+    match url.split_once(':') {
+        Some((scheme, _))
+            if !scheme.is_empty()
+                && scheme.len() <= 16
+                && scheme
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"+-.".contains(&b)) =>
+        {
+            scheme
+        }
+        _ => "not shown",
+    }
 }
 
 /// Milliseconds since the Unix epoch: how every time is stored.
