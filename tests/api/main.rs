@@ -5,6 +5,8 @@
 mod helpers;
 
 mod commands;
+mod demo;
+mod files;
 mod health;
 mod lifecycle;
 mod operability;
