@@ -18,6 +18,9 @@ pub enum Fault {
     HangAfterWork,
     /// Close the connection without answering, before doing the work.
     Drop,
+    /// Answer 200 with a body of `bytes` bytes of JSON whitespace, produced as it is sent (the fake
+    /// never holds it), with a `Content-Length` when `declared` (else chunked).
+    HugeBody { bytes: u64, declared: bool },
 }
 
 impl Fault {

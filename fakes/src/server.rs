@@ -2,7 +2,9 @@
 //! a log of every request, fault injection, and a way to await a condition on the fake's state.
 
 use std::future::Future;
+use std::pin::Pin;
 use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use axum::Router;
@@ -11,6 +13,7 @@ use axum::extract::{Request, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
+use http_body::{Frame, SizeHint};
 use hyper_util::rt::TokioIo;
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
@@ -183,9 +186,63 @@ impl Common {
                 std::future::pending::<()>().await;
                 unreachable!()
             }
+            Some(Fault::HugeBody { bytes, declared }) => {
+                let mut response = Response::new(Body::new(Filler::new(bytes, declared)));
+                response
+                    .headers_mut()
+                    .insert("content-type", HeaderValue::from_static("application/json"));
+                response
+            }
         };
         self.notify();
         response
+    }
+}
+
+/// `remaining` bytes of spaces, in 64 KiB chunks made as hyper asks for them.
+struct Filler {
+    remaining: u64,
+    declared: bool,
+    chunk: Bytes,
+}
+
+impl Filler {
+    fn new(bytes: u64, declared: bool) -> Filler {
+        Filler {
+            remaining: bytes,
+            declared,
+            chunk: Bytes::from(vec![b' '; 64 * 1024]),
+        }
+    }
+}
+
+impl http_body::Body for Filler {
+    type Data = Bytes;
+    type Error = std::convert::Infallible;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        _cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        if self.remaining == 0 {
+            return Poll::Ready(None);
+        }
+        let len = self.remaining.min(self.chunk.len() as u64);
+        self.remaining -= len;
+        Poll::Ready(Some(Ok(Frame::data(self.chunk.slice(..len as usize)))))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.remaining == 0
+    }
+
+    /// Exact (hence a `Content-Length`) only when declared: otherwise hyper sends it chunked.
+    fn size_hint(&self) -> SizeHint {
+        if self.declared {
+            SizeHint::with_exact(self.remaining)
+        } else {
+            SizeHint::default()
+        }
     }
 }
 

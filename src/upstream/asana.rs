@@ -9,7 +9,10 @@ use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
 use super::pacing::RequestPacer;
-use super::{Service, UpstreamError, error_from_response, http_client, send_observed};
+use super::{
+    DEFAULT_MAX_RETRY_AFTER, Service, UpstreamError, error_from_response, http_client, read_body,
+    send_observed,
+};
 use crate::settings::Settings;
 
 const DEFAULT_REQUESTS_PER_MINUTE: u32 = 1500;
@@ -25,6 +28,7 @@ pub struct AsanaClient {
     token: SecretString,
     /// Shared by every clone: the limit is per token, so per process.
     pacer: Arc<RequestPacer>,
+    max_retry_after: Duration,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -151,6 +155,7 @@ impl AsanaClient {
             base_url: Url::parse(base_url.trim_end_matches('/'))?,
             token,
             pacer: Arc::new(RequestPacer::per_minute(DEFAULT_REQUESTS_PER_MINUTE)),
+            max_retry_after: DEFAULT_MAX_RETRY_AFTER,
         })
     }
 
@@ -160,13 +165,20 @@ impl AsanaClient {
         self
     }
 
+    /// A 429's `Retry-After` (for the job and for the pause of every request) counts up to `max`.
+    pub fn with_max_retry_after(mut self, max: Duration) -> Self {
+        self.max_retry_after = max;
+        self
+    }
+
     pub fn from_settings(settings: &Settings) -> Result<Self, url::ParseError> {
         Ok(AsanaClient::new(
             &settings.asana.base_url,
             settings.asana.token.clone(),
             settings.request_timeout(),
         )?
-        .with_requests_per_minute(settings.asana.requests_per_minute))
+        .with_requests_per_minute(settings.asana.requests_per_minute)
+        .with_max_retry_after(Duration::from_millis(settings.worker.backoff_max_ms)))
     }
 
     /// `GET /tasks/{gid}` with the assignee's email: the current assignee, not the one an event named.
@@ -341,16 +353,19 @@ impl AsanaClient {
         self.pacer.wait().await;
         let response = send_observed(Service::Asana, operation, request).await?;
         if !response.status().is_success() {
-            let error = error_from_response(Service::Asana, response, asana_error_message).await;
+            let error = error_from_response(
+                Service::Asana,
+                response,
+                asana_error_message,
+                self.max_retry_after,
+            )
+            .await;
             if let Some(wait) = error.retry_after() {
                 self.pacer.pause_for(wait);
             }
             return Err(error);
         }
-        let body = response
-            .bytes()
-            .await
-            .map_err(|e| UpstreamError::transport(Service::Asana, e))?;
+        let body = read_body(Service::Asana, response).await?;
         serde_json::from_slice(&body).map_err(|e| UpstreamError::InvalidResponse {
             service: Service::Asana,
             message: e.to_string(),

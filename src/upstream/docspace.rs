@@ -6,7 +6,10 @@ use reqwest::{StatusCode, Url};
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 
-use super::{Service, UpstreamError, error_from_response, http_client, send_observed};
+use super::{
+    DEFAULT_MAX_RETRY_AFTER, Service, UpstreamError, error_from_response, http_client, read_body,
+    send_observed,
+};
 use crate::settings::{InviteType, Settings};
 
 /// `Debug` shows no credential: the token is a `SecretString`.
@@ -15,6 +18,7 @@ pub struct DocSpaceClient {
     http: reqwest::Client,
     base_url: Url,
     api_key: SecretString,
+    max_retry_after: Duration,
 }
 
 /// The caller's profile, as much of it as the checks print.
@@ -58,15 +62,23 @@ impl DocSpaceClient {
             http: http_client(timeout),
             base_url: Url::parse(base_url.trim_end_matches('/'))?,
             api_key,
+            max_retry_after: DEFAULT_MAX_RETRY_AFTER,
         })
     }
 
+    /// A 429's `Retry-After` counts up to `max`.
+    pub fn with_max_retry_after(mut self, max: Duration) -> Self {
+        self.max_retry_after = max;
+        self
+    }
+
     pub fn from_settings(settings: &Settings) -> Result<Self, url::ParseError> {
-        DocSpaceClient::new(
+        Ok(DocSpaceClient::new(
             &settings.docspace.base_url,
             settings.docspace.api_key.clone(),
             settings.request_timeout(),
-        )
+        )?
+        .with_max_retry_after(Duration::from_millis(settings.worker.backoff_max_ms)))
     }
 
     /// `GET /api/2.0/people/@self`: who the API key acts as.
@@ -79,14 +91,9 @@ impl DocSpaceClient {
             )
             .await?;
         if !response.status().is_success() {
-            return Err(
-                error_from_response(Service::DocSpace, response, docspace_error_message).await,
-            );
+            return Err(self.error_from(response).await);
         }
-        let body = response
-            .bytes()
-            .await
-            .map_err(|e| UpstreamError::transport(Service::DocSpace, e))?;
+        let body = read_body(Service::DocSpace, response).await?;
         let envelope: ProfileEnvelope =
             serde_json::from_slice(&body).map_err(|e| UpstreamError::InvalidResponse {
                 service: Service::DocSpace,
@@ -105,9 +112,7 @@ impl DocSpaceClient {
         match response.status() {
             StatusCode::NOT_FOUND => Ok(false),
             status if status.is_success() => Ok(true),
-            _ => {
-                Err(error_from_response(Service::DocSpace, response, docspace_error_message).await)
-            }
+            _ => Err(self.error_from(response).await),
         }
     }
 
@@ -125,8 +130,18 @@ impl DocSpaceClient {
         if response.status().is_success() {
             Ok(())
         } else {
-            Err(error_from_response(Service::DocSpace, response, docspace_error_message).await)
+            Err(self.error_from(response).await)
         }
+    }
+
+    async fn error_from(&self, response: reqwest::Response) -> UpstreamError {
+        error_from_response(
+            Service::DocSpace,
+            response,
+            docspace_error_message,
+            self.max_retry_after,
+        )
+        .await
     }
 
     fn url(&self, segments: &[&str]) -> Url {

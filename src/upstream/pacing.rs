@@ -40,14 +40,20 @@ impl RequestPacer {
         self.limiter.until_ready().await;
     }
 
-    /// The upstream asked everyone to wait `delay`.
+    /// The upstream asked everyone to wait `delay` (the caller caps it; this only never overflows).
     pub fn pause_for(&self, delay: Duration) {
-        let until = Instant::now() + delay;
+        let now = Instant::now();
+        let until = now.checked_add(delay).unwrap_or_else(|| far_future(now));
         let mut paused = self.paused_until.lock().expect("not poisoned");
         if paused.is_none_or(|current| current < until) {
             *paused = Some(until);
         }
     }
+}
+
+/// About 30 years from `now`, as tokio's own sleeps use for a deadline past `Instant`'s range.
+fn far_future(now: Instant) -> Instant {
+    now + Duration::from_secs(86_400 * 365 * 30)
 }
 
 #[cfg(test)]
@@ -74,5 +80,13 @@ mod tests {
         let started = std::time::Instant::now();
         pacer.wait().await;
         assert!(started.elapsed() >= Duration::from_millis(290));
+    }
+
+    #[tokio::test]
+    async fn a_pause_beyond_the_range_of_instant_does_not_panic() {
+        let pacer = RequestPacer::per_minute(60_000);
+        pacer.pause_for(Duration::MAX);
+        let waited = tokio::time::timeout(Duration::from_millis(100), pacer.wait()).await;
+        assert!(waited.is_err(), "still paused");
     }
 }

@@ -17,10 +17,12 @@ pub fn backoff_delay(attempts: i64, base: Duration, max: Duration) -> Duration {
 }
 
 /// The wait after a failure that named its own (`Retry-After`): at least that, plus a little
-/// jitter so jobs that were refused together do not return together.
-pub fn retry_after_delay(retry_after: Duration, base: Duration) -> Duration {
+/// jitter so jobs that were refused together do not return together; never more than `max`.
+pub fn retry_after_delay(retry_after: Duration, base: Duration, max: Duration) -> Duration {
     let spread = duration_ms(base.min(Duration::from_secs(1)));
-    retry_after + Duration::from_millis(rand::random_range(0..=spread))
+    retry_after
+        .saturating_add(Duration::from_millis(rand::random_range(0..=spread)))
+        .min(max)
 }
 
 fn duration_ms(d: Duration) -> u64 {
@@ -65,8 +67,15 @@ mod tests {
     #[test]
     fn retry_after_is_a_floor() {
         for _ in 0..100 {
-            let d = retry_after_delay(Duration::from_secs(2), BASE);
+            let d = retry_after_delay(Duration::from_secs(2), BASE, MAX);
             assert!(d >= Duration::from_secs(2) && d <= Duration::from_secs(3));
+        }
+    }
+
+    #[test]
+    fn retry_after_is_capped_at_max() {
+        for retry_after in [MAX, MAX + Duration::from_millis(1), Duration::MAX] {
+            assert_eq!(retry_after_delay(retry_after, BASE, MAX), MAX);
         }
     }
 }

@@ -231,7 +231,9 @@ impl Inviter {
                 let attempts = u32::try_from(job.attempts).unwrap_or(u32::MAX);
                 if error.is_transient() && attempts < self.retry.max_attempts {
                     let delay = match error.retry_after() {
-                        Some(wait) => retry_after_delay(wait, self.retry.backoff_base),
+                        Some(wait) => {
+                            retry_after_delay(wait, self.retry.backoff_base, self.retry.backoff_max)
+                        }
                         None => backoff_delay(
                             job.attempts,
                             self.retry.backoff_base,

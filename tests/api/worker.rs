@@ -266,6 +266,8 @@ store_test! {
 
 store_test! {
     async fn an_asana_rate_limit_is_waited_out_for_at_least_retry_after(env) {
+        // Retry-After is honoured up to the backoff cap.
+        env.set("BRIDGE__WORKER__BACKOFF_MAX_MS", "5000");
         env.assign("501", "601", "jane@example.com");
         env.asana
             .push_fault("get_task", Fault::rate_limited(Some("1")));
@@ -390,5 +392,88 @@ store_test! {
         let spread = reads[19].duration_since(reads[0]);
         assert!(spread >= Duration::from_millis(900), "20 reads within {spread:?}");
         assert_eq!(env.docspace.sent_invitations().len(), 20);
+    }
+}
+
+store_test! {
+    async fn an_asana_retry_after_of_2_pow_64_waits_only_backoff_max(env) {
+        env.set("BRIDGE__WORKER__BACKOFF_MAX_MS", "1000");
+        // Longer than the test waits: a job whose attempt panicked would sit running.
+        env.set("BRIDGE__WORKER__LEASE_MS", "60000");
+        env.assign("501", "601", "jane@example.com");
+        env.asana
+            .push_fault("get_task", Fault::rate_limited(Some("18446744073709551615")));
+        let app = TestApp::spawn(&env).await;
+        let secret = app.register("proj").await;
+
+        app.deliver_assignment("proj", &secret, "501", "601").await;
+
+        assert!(env.docspace.wait_for_sent(1, WAIT).await, "the invitation goes out");
+        let reads = env.asana.requests_to("/tasks/501");
+        assert_eq!(reads.len(), 2);
+        let waited = reads[1].at.duration_since(reads[0].at);
+        assert!(
+            waited >= Duration::from_millis(900) && waited < Duration::from_secs(5),
+            "retried after {waited:?}"
+        );
+        let jobs = settled_jobs(&env.store().await).await;
+        assert_eq!(jobs[0].attempts, 2);
+    }
+}
+
+store_test! {
+    async fn a_docspace_retry_after_date_in_year_9999_waits_only_backoff_max(env) {
+        env.set("BRIDGE__WORKER__BACKOFF_MAX_MS", "1000");
+        env.assign("501", "601", "jane@example.com");
+        env.docspace.push_fault(
+            "find_user",
+            Fault::rate_limited(Some("Fri, 31 Dec 9999 23:59:59 GMT")),
+        );
+        let app = TestApp::spawn(&env).await;
+        let secret = app.register("proj").await;
+
+        app.deliver_assignment("proj", &secret, "501", "601").await;
+
+        assert!(env.docspace.wait_for_sent(1, WAIT).await, "the invitation goes out");
+        let lookups = env.docspace.requests_to("/api/2.0/people/email");
+        assert_eq!(lookups.len(), 2);
+        let waited = lookups[1].at.duration_since(lookups[0].at);
+        assert!(
+            waited >= Duration::from_millis(900) && waited < Duration::from_secs(5),
+            "retried after {waited:?}"
+        );
+    }
+}
+
+store_test! {
+    async fn oversized_answers_are_read_no_further_and_count_as_transient(env) {
+        env.set("BRIDGE__WORKER__MAX_ATTEMPTS", "1");
+        for (task, user) in [("501", "601"), ("502", "602"), ("503", "603")] {
+            env.assign(task, user, &format!("{user}@example.com"));
+        }
+        // Whichever two task reads come first get 64 MiB, with and without a Content-Length; the
+        // third job's DocSpace lookup gets a 503 with an 8 MiB error body.
+        for declared in [true, false] {
+            env.asana.push_fault("get_task", Fault::HugeBody { bytes: 64 << 20, declared });
+        }
+        let huge_error = json!({"error": {"message": "x".repeat(8 << 20)}});
+        env.docspace.push_fault("find_user", Fault::json(503, huge_error));
+        let app = TestApp::spawn(&env).await;
+        let secret = app.register("proj").await;
+
+        for (task, user) in [("501", "601"), ("502", "602"), ("503", "603")] {
+            app.deliver_assignment("proj", &secret, task, user).await;
+        }
+
+        let jobs = settled_jobs(&env.store().await).await;
+        assert_eq!(jobs.len(), 3);
+        for job in &jobs {
+            assert_eq!(job.status, "failed", "{job:?}");
+            let error: String = job.last_error.as_deref().unwrap_or("").chars().take(300).collect();
+            // "gave up": the retry path, taken only by transient failures.
+            assert!(error.starts_with("gave up after 1 attempts"), "{error}");
+            assert!(error.contains("response too large"), "{error}");
+        }
+        assert!(env.docspace.invite_requests().is_empty());
     }
 }

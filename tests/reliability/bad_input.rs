@@ -22,7 +22,7 @@ async fn bridge_with(settings: &[(&str, &str)]) -> (Env, BridgeProcess, String) 
     (env, bridge, secret)
 }
 
-fn peak_rss_mib(bridge: &BridgeProcess) -> u64 {
+pub(crate) fn peak_rss_mib(bridge: &BridgeProcess) -> u64 {
     let status = std::fs::read_to_string(format!(
         "/proc/{}/status",
         bridge.child.id().expect("running")

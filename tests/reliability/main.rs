@@ -8,4 +8,5 @@ mod helpers;
 
 mod bad_input;
 mod crashes;
+mod hostile_upstreams;
 mod upstream_faults;
