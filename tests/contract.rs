@@ -38,8 +38,9 @@ const WORKSPACE: &str = "1200000000000001";
 const WEBHOOK: &str = "1200000000000200";
 const TASK: &str = "1200000000000300";
 const PUBLIC_URL: &str = "https://bridge.example.com";
-/// The `opt_fields` the bridge reads a task with (the known exception).
-const TASK_FIELDS: &str = "assignee.email,assignee.name,name";
+/// The `opt_fields` the bridge reads a task with (the known exception): the assignee's email, and
+/// the task's projects and parent (both in the spec's enum).
+const TASK_FIELDS: &str = "assignee.email,assignee.name,name,projects,parent";
 const PEOPLE_EMAIL: &str = "/api/2.0/people/email";
 const PEOPLE_INVITE: &str = "/api/2.0/people/invite";
 
@@ -401,11 +402,39 @@ async fn asana_get_task_is_the_known_exception_and_works_against_the_fake() {
     let assignee = task.assignee.expect("an assignee");
     assert_eq!(assignee.gid, "1200000000000400");
     assert_eq!(assignee.email.as_deref(), Some("Jane.Doe@example.com"));
+    let projects: Vec<_> = task
+        .placement
+        .projects
+        .iter()
+        .map(|p| p.gid.as_str())
+        .collect();
+    assert_eq!(projects, [PROJECT]);
+    assert_eq!(task.placement.parent, None);
     let asked = fake.requests_to(&path);
     assert_eq!(asked.len(), 1);
     assert_eq!(
         asked[0].query_param("opt_fields").as_deref(),
         Some(TASK_FIELDS)
+    );
+}
+
+/// Following a subtask's parents asks only for fields the spec lists.
+#[tokio::test]
+async fn asana_get_task_placement_passes_the_spec() {
+    let Some(c) = Contract::start("asana_get_task_placement_passes_the_spec").await else {
+        return;
+    };
+    let placement = c.asana_client().get_task_placement(TASK).await;
+    c.assert_all_accepted();
+    let path = format!("/tasks/{TASK}");
+    c.assert_requests(&[(Method::GET, &path)], &[]);
+    c.ensure(
+        c.asana.exchanges()[0].query_param("opt_fields").as_deref() == Some("projects,parent"),
+        "only the projects and the parent are asked for",
+    );
+    c.ensure(
+        placement.is_ok(),
+        format!("get_task_placement: {placement:?}"),
     );
 }
 

@@ -41,6 +41,8 @@ pub struct FakeTask {
     pub assignee: Option<FakeUser>,
     pub completed: bool,
     pub projects: Vec<String>,
+    /// The task this is a subtask of.
+    pub parent: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -143,6 +145,19 @@ impl AsanaFake {
             assignee,
             completed: false,
             projects: vec![project.to_string()],
+            parent: None,
+        });
+    }
+
+    /// A subtask of `parent_gid`, in no project of its own, assigned to `assignee` (or nobody).
+    pub fn assign_subtask(&self, task_gid: &str, parent_gid: &str, assignee: Option<FakeUser>) {
+        self.put_task(FakeTask {
+            gid: task_gid.to_string(),
+            name: format!("Subtask {task_gid}"),
+            assignee,
+            completed: false,
+            projects: Vec::new(),
+            parent: Some(parent_gid.to_string()),
         });
     }
 
@@ -353,9 +368,15 @@ fn opt_fields(query: &HashMap<String, String>) -> Vec<String> {
         .unwrap_or_default()
 }
 
-/// A task as Asana renders it for the requested `opt_fields` (compact when none are given).
-fn render_task(task: &FakeTask, fields: &[String]) -> Value {
+/// A task as Asana renders it for the requested `opt_fields` (compact when none are given);
+/// `projects` and `parent` are compact records, like Asana's.
+fn render_task(world: &World, task: &FakeTask, fields: &[String]) -> Value {
     let wants = |f: &str| fields.iter().any(|x| x == f);
+    let wants_under = |f: &str| {
+        fields
+            .iter()
+            .any(|x| x == f || x.strip_prefix(f).is_some_and(|rest| rest.starts_with('.')))
+    };
     let mut out = json!({"gid": task.gid, "resource_type": "task"});
     if fields.is_empty() || wants("name") {
         out["name"] = json!(task.name);
@@ -382,6 +403,23 @@ fn render_task(task: &FakeTask, fields: &[String]) -> Value {
     if wants("completed") {
         out["completed"] = json!(task.completed);
     }
+    if wants_under("projects") {
+        let projects: Vec<Value> = task
+            .projects
+            .iter()
+            .map(|gid| json!({"gid": gid, "resource_type": "project", "name": format!("Project {gid}")}))
+            .collect();
+        out["projects"] = json!(projects);
+    }
+    if wants_under("parent") {
+        out["parent"] = match task.parent.as_ref() {
+            None => Value::Null,
+            Some(gid) => {
+                let name = world.tasks.get(gid).map(|t| t.name.clone());
+                json!({"gid": gid, "resource_type": "task", "name": name, "resource_subtype": "default_task"})
+            }
+        };
+    }
     out
 }
 
@@ -400,9 +438,8 @@ async fn get_task(
                 return unauthorized();
             }
             match world.tasks.get(&gid) {
-                Some(task) => {
-                    Json(json!({"data": render_task(task, &opt_fields(&query))})).into_response()
-                }
+                Some(task) => Json(json!({"data": render_task(&world, task, &opt_fields(&query))}))
+                    .into_response(),
                 None => errors(
                     StatusCode::NOT_FOUND,
                     &format!("task: Unknown object: {gid}"),
@@ -472,7 +509,7 @@ async fn page_of_tasks(
             };
             let fields = opt_fields(&query);
             let end = (start + limit).min(tasks.len());
-            let data: Vec<Value> = tasks[start..end].iter().map(|t| render_task(t, &fields)).collect();
+            let data: Vec<Value> = tasks[start..end].iter().map(|t| render_task(&world, t, &fields)).collect();
             let next_page = if end < tasks.len() {
                 let offset = format!("off-{end}");
                 json!({"offset": offset, "path": format!("{path}?limit={limit}&offset={offset}"), "uri": format!("https://app.asana.com/api/1.0{path}?limit={limit}&offset={offset}")})

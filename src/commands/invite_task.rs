@@ -1,12 +1,13 @@
 //! `invite-task <GID>`: the original one-shot integration, through the service's own rules and ledger.
 
+use std::future::Future;
 use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Context as _;
 
 use super::Context;
-use crate::store::{NewJob, now_ms};
+use crate::store::{NewJob, Store, now_ms};
 use crate::worker::{Inviter, JobEnd};
 
 pub async fn run(ctx: &Context, task_gid: &str) -> anyhow::Result<ExitCode> {
@@ -31,7 +32,7 @@ pub async fn run(ctx: &Context, task_gid: &str) -> anyhow::Result<ExitCode> {
         .create_leased_job("invite-task", &job, &owner, lease)
         .await?
         .context("a fresh job key collided; run the command again")?;
-    let end = inviter.run(&job, &owner).await?;
+    let end = renewing_leases(&store, &owner, lease, inviter.run(&job, &owner)).await?;
     let record = store.job(job.id).await?.context("the job just run")?;
     let email = record.email.as_deref().unwrap_or("-");
     match end {
@@ -64,6 +65,30 @@ pub async fn run(ctx: &Context, task_gid: &str) -> anyhow::Result<ExitCode> {
                 "task {task_gid}: the job's lease ran out before its result was recorded; see `jobs list`"
             );
             Ok(ExitCode::FAILURE)
+        }
+    }
+}
+
+/// Runs `work` while renewing `owner`'s leases every third of `lease`, as the worker does for its
+/// jobs: a slow upstream must not let a worker take the job while this command still runs it.
+async fn renewing_leases<T>(
+    store: &Store,
+    owner: &str,
+    lease: Duration,
+    work: impl Future<Output = T>,
+) -> T {
+    let mut renew = tokio::time::interval(lease / 3);
+    renew.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    renew.reset();
+    tokio::pin!(work);
+    loop {
+        tokio::select! {
+            end = &mut work => return end,
+            _ = renew.tick() => {
+                if let Err(err) = store.renew_leases(owner, lease).await {
+                    tracing::warn!(error = %err, "could not renew the job's lease");
+                }
+            }
         }
     }
 }

@@ -4,10 +4,20 @@
 //! A job reserves the email (`sending`) before it calls DocSpace and confirms it (`sent`) in the
 //! same transaction that finishes the job. A job that died between the two finds its own
 //! reservation when it runs again and checks DocSpace instead of inviting twice.
+//!
+//! Both happen only while the job's lease is held by the worker asking, checked in the same
+//! transaction (the row lock of that check also orders it against a claim on PostgreSQL): a worker
+//! whose lease ran out, and whose job may be running elsewhere already, reserves nothing and so
+//! never calls DocSpace's invite, and leaves the confirmation to the job's new holder.
 
 use sqlx::Connection as _;
 
 use super::{Store, StoreResult, now_ms, on_db, write_db};
+
+/// Touches job `$2` if `$3` holds its lease and it has not run out at `$1`. The row lock this
+/// takes lasts until the transaction ends, so no claim can take the job in between.
+const TOUCH_IF_LEASE_HELD: &str = "UPDATE jobs SET updated_at = $1 \
+     WHERE id = $2 AND lease_owner = $3 AND status = 'running' AND lease_until >= $1";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum InvitationState {
@@ -40,20 +50,35 @@ impl Store {
             .transpose()
     }
 
-    /// Reserves `email` for job `job_id` unless another job holds it.
+    /// Reserves `email` for job `job_id` unless another job holds it. `None` when `owner` no
+    /// longer holds the job's lease: nothing is reserved, and the job must not call DocSpace.
     pub async fn reserve_invitation(
         &self,
         email: &str,
         job_id: i64,
+        owner: &str,
         task_gid: &str,
         invite_type: &str,
-    ) -> StoreResult<Reservation> {
+    ) -> StoreResult<Option<Reservation>> {
         let email = email.to_owned();
+        let owner = owner.to_owned();
         let task_gid = task_gid.to_owned();
         let invite_type = invite_type.to_owned();
-        // One statement: the no-op update on conflict makes RETURNING give the existing row.
-        let row: (String, i64) = write_db!(self, relaxed, |pool| {
-            sqlx::query_as(
+        let now = now_ms();
+        let row: Option<(String, i64)> = write_db!(self, relaxed, |pool| {
+            let mut tx = pool.begin().await?;
+            let held = sqlx::query(TOUCH_IF_LEASE_HELD)
+                .bind(now)
+                .bind(job_id)
+                .bind(&owner)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+            if held != 1 {
+                return Ok(None);
+            }
+            // The no-op update on conflict makes RETURNING give the existing row.
+            let row = sqlx::query_as(
                 "INSERT INTO invitations (email, state, job_id, task_gid, invite_type, created_at) \
                  VALUES ($1, 'sending', $2, $3, $4, $5) \
                  ON CONFLICT (email) DO UPDATE SET email = excluded.email \
@@ -63,16 +88,19 @@ impl Store {
             .bind(job_id)
             .bind(&task_gid)
             .bind(&invite_type)
-            .bind(now_ms())
-            .fetch_one(pool)
-            .await
+            .bind(now)
+            .fetch_one(&mut *tx)
+            .await?;
+            tx.commit().await?;
+            Ok::<_, sqlx::Error>(Some(row))
         })?;
-        to_reservation(&row.0, row.1, job_id)
+        row.map(|(state, holder)| to_reservation(&state, holder, job_id))
+            .transpose()
     }
 
     /// Records that DocSpace accepted the invitation and finishes the job as `invited`, in one
-    /// transaction. Returns false when the job's lease was lost meanwhile (the ledger is still
-    /// updated: the invitation did go out).
+    /// transaction. Returns false, changing nothing, when `owner` lost the job's lease meanwhile:
+    /// the job's new holder finds the reservation, asks DocSpace, and confirms it.
     pub async fn confirm_invitation(
         &self,
         job_id: i64,
@@ -84,14 +112,6 @@ impl Store {
         let now = now_ms();
         let finished = write_db!(self, relaxed, |pool| {
             let mut tx = pool.begin().await?;
-            sqlx::query(
-                "UPDATE invitations SET state = 'sent', sent_at = $1 WHERE email = $2 AND job_id = $3",
-            )
-            .bind(now)
-            .bind(&email)
-            .bind(job_id)
-            .execute(&mut *tx)
-            .await?;
             let finished = sqlx::query(
                 "UPDATE jobs SET status = 'done', outcome = 'invited', email = $1, last_error = NULL, \
                  lease_owner = NULL, lease_until = NULL, updated_at = $2 \
@@ -104,8 +124,19 @@ impl Store {
             .execute(&mut *tx)
             .await?
             .rows_affected();
+            if finished != 1 {
+                return Ok(false);
+            }
+            sqlx::query(
+                "UPDATE invitations SET state = 'sent', sent_at = $1 WHERE email = $2 AND job_id = $3",
+            )
+            .bind(now)
+            .bind(&email)
+            .bind(job_id)
+            .execute(&mut *tx)
+            .await?;
             tx.commit().await?;
-            Ok::<bool, sqlx::Error>(finished == 1)
+            Ok::<bool, sqlx::Error>(true)
         })?;
         Ok(finished)
     }

@@ -1,5 +1,7 @@
 //! The job queue: one row per relevant event, claimed with a lease so a job never runs twice at
-//! once and a job whose process died is taken again once its lease runs out.
+//! once and a job whose process died is taken again once its lease runs out. A task has at most
+//! one job that has not started yet: it reads the task's current state when it runs, so further
+//! events for that task are duplicates until it is claimed.
 
 use std::time::Duration;
 
@@ -11,7 +13,8 @@ use super::{
     write_db,
 };
 
-/// A job to create; `dedupe_key` makes creating it twice a no-op.
+/// A job to create; `dedupe_key` makes creating it twice a no-op, and so does a job for the same
+/// task that has not started yet.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NewJob {
     pub dedupe_key: String,
@@ -96,6 +99,8 @@ pub enum Outcome {
     NoAssignee,
     NoEmail,
     DomainNotAllowed,
+    /// The task is not in its webhook's project, nor a subtask of a task in it.
+    NotInProject,
     Failed,
 }
 
@@ -122,10 +127,11 @@ pub struct QueueCounts {
     pub failed: i64,
 }
 
-/// Rows per INSERT on SQLite: 5 parameters each, well under its limit of 32,766.
+/// Rows per INSERT on SQLite: 8 parameters each, well under its limit of 32,766.
 const INSERT_CHUNK: usize = 1000;
 
-/// Inserts `jobs` in one statement; returns how many were new.
+/// Inserts `jobs` in one statement; returns how many were new (neither the same event nor a task
+/// with a job that has not started yet).
 async fn insert_jobs(
     conn: &mut SqliteConnection,
     source: &str,
@@ -134,7 +140,7 @@ async fn insert_jobs(
 ) -> Result<u64, sqlx::Error> {
     let mut insert = QueryBuilder::<Sqlite>::new(
         "INSERT INTO jobs (dedupe_key, source, task_gid, event_kind, status, run_at, created_at, \
-         updated_at) ",
+         updated_at, unstarted_task_gid) ",
     );
     insert.push_values(jobs, |mut row, job| {
         row.push_bind(job.dedupe_key.clone())
@@ -144,21 +150,22 @@ async fn insert_jobs(
             .push("'pending'")
             .push_bind(now)
             .push_bind(now)
-            .push_bind(now);
+            .push_bind(now)
+            .push_bind(job.task_gid.clone());
     });
-    insert.push(" ON CONFLICT (dedupe_key) DO NOTHING");
+    insert.push(" ON CONFLICT DO NOTHING");
     Ok(insert.build().execute(conn).await?.rows_affected())
 }
 
 const CLAIM_SQLITE: &str = "UPDATE jobs SET status = 'running', attempts = attempts + 1, \
-     lease_owner = $1, lease_until = $2, updated_at = $3 \
+     lease_owner = $1, lease_until = $2, updated_at = $3, unstarted_task_gid = NULL \
      WHERE id IN (SELECT id FROM jobs \
         WHERE (status = 'pending' AND run_at <= $3) OR (status = 'running' AND lease_until < $3) \
         ORDER BY run_at, id LIMIT $4) \
      RETURNING id, task_gid, event_kind, source, attempts";
 
 const CLAIM_POSTGRES: &str = "UPDATE jobs SET status = 'running', attempts = attempts + 1, \
-     lease_owner = $1, lease_until = $2, updated_at = $3 \
+     lease_owner = $1, lease_until = $2, updated_at = $3, unstarted_task_gid = NULL \
      WHERE id IN (SELECT id FROM jobs \
         WHERE (status = 'pending' AND run_at <= $3) OR (status = 'running' AND lease_until < $3) \
         ORDER BY run_at, id LIMIT $4 FOR UPDATE SKIP LOCKED) \
@@ -169,7 +176,8 @@ const JOB_COLUMNS: &str = "id, source, task_gid, event_kind, status, attempts, r
 
 impl Store {
     /// Records `jobs` from `source` (a webhook name, or a command) in one transaction. Jobs whose
-    /// dedupe key exists are counted as duplicates and not created again.
+    /// dedupe key exists, or whose task has a job that has not started yet, are counted as
+    /// duplicates and not created.
     pub async fn enqueue(&self, source: &str, jobs: &[NewJob]) -> StoreResult<EnqueueOutcome> {
         if jobs.is_empty() {
             return Ok(EnqueueOutcome::default());
@@ -177,16 +185,18 @@ impl Store {
         let now = now_ms();
         let count = jobs.len() as u64;
         let created = match &self.backend {
-            // One statement, one round trip, whatever the number of events.
+            // One statement, one round trip, whatever the number of events. Rows go in task order
+            // so that deliveries racing over the same tasks wait for each other, never deadlock.
             Backend::Postgres { pool } => {
                 let column =
                     |f: fn(&NewJob) -> &String| jobs.iter().map(f).cloned().collect::<Vec<_>>();
                 sqlx::query(
                     "INSERT INTO jobs (dedupe_key, source, task_gid, event_kind, status, run_at, \
-                     created_at, updated_at) \
-                     SELECT key, $2, task, kind, 'pending', $5, $5, $5 \
+                     created_at, updated_at, unstarted_task_gid) \
+                     SELECT key, $2, task, kind, 'pending', $5, $5, $5, task \
                      FROM UNNEST($1::text[], $3::text[], $4::text[]) AS new(key, task, kind) \
-                     ON CONFLICT (dedupe_key) DO NOTHING",
+                     ORDER BY task, key \
+                     ON CONFLICT DO NOTHING",
                 )
                 .bind(column(|j| &j.dedupe_key))
                 .bind(source)
@@ -556,5 +566,6 @@ mod tests {
         assert!(JobStatus::parse("lost").is_err());
         assert_eq!(Outcome::AlreadyMember.as_str(), "already_member");
         assert_eq!(Outcome::DomainNotAllowed.to_string(), "domain_not_allowed");
+        assert_eq!(Outcome::NotInProject.as_str(), "not_in_project");
     }
 }

@@ -230,6 +230,18 @@ impl Store {
         Ok(deleted == 1)
     }
 
+    /// The project `webhooks create` registered the webhook `name` for; `None` for a name
+    /// without one (a `first-use` handshake) or without a webhook.
+    pub async fn webhook_project(&self, name: &str) -> StoreResult<Option<String>> {
+        let project: Option<Option<String>> = on_db!(self, read, |pool| {
+            sqlx::query_scalar("SELECT project_gid FROM webhooks WHERE name = $1")
+                .bind(name)
+                .fetch_optional(pool)
+                .await
+        })?;
+        Ok(project.flatten())
+    }
+
     /// Records verified deliveries (name, time in ms); a time never moves backwards.
     pub async fn record_deliveries(&self, deliveries: &[(String, i64)]) -> StoreResult<()> {
         let deliveries = deliveries.to_vec();

@@ -17,6 +17,14 @@ use crate::settings::Settings;
 
 const DEFAULT_REQUESTS_PER_MINUTE: u32 = 1500;
 
+/// A task's assignee with the email, and where the task lives: its projects and its parent (a
+/// subtask's `projects` may be empty). Asana's spec lists `projects` and `parent` but no nested
+/// user fields; see `tests/contract.rs`.
+const TASK_FIELDS: &str = "assignee.email,assignee.name,name,projects,parent";
+
+/// Where a task lives, for following a subtask's parents.
+const TASK_PLACEMENT_FIELDS: &str = "projects,parent";
+
 const WEBHOOK_FIELDS: &str = "active,resource,resource.name,target,created_at,last_success_at,\
      last_failure_at,last_failure_content,delivery_retry_count";
 
@@ -38,6 +46,21 @@ pub struct Task {
     pub name: Option<String>,
     #[serde(default)]
     pub assignee: Option<Assignee>,
+    #[serde(flatten)]
+    pub placement: TaskPlacement,
+}
+
+/// The projects a task is in, and the task it is a subtask of.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+pub struct TaskPlacement {
+    #[serde(default, deserialize_with = "null_as_empty")]
+    pub projects: Vec<ResourceRef>,
+    #[serde(default)]
+    pub parent: Option<ResourceRef>,
+}
+
+fn null_as_empty<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<ResourceRef>, D::Error> {
+    Ok(Option::<Vec<ResourceRef>>::deserialize(d)?.unwrap_or_default())
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -181,13 +204,26 @@ impl AsanaClient {
         .with_max_retry_after(Duration::from_millis(settings.worker.backoff_max_ms)))
     }
 
-    /// `GET /tasks/{gid}` with the assignee's email: the current assignee, not the one an event named.
+    /// `GET /tasks/{gid}` with the assignee's email (the current assignee, not the one an event
+    /// named) and the task's projects and parent.
     #[tracing::instrument(name = "asana.get_task", skip(self), err(level = "debug", Display))]
     pub async fn get_task(&self, task_gid: &str) -> Result<Task, UpstreamError> {
         let mut url = self.url(&["tasks", task_gid]);
-        url.query_pairs_mut()
-            .append_pair("opt_fields", "assignee.email,assignee.name,name");
+        url.query_pairs_mut().append_pair("opt_fields", TASK_FIELDS);
         self.get("get_task", url).await
+    }
+
+    /// `GET /tasks/{gid}` for the task's projects and parent only.
+    #[tracing::instrument(
+        name = "asana.get_task_placement",
+        skip(self),
+        err(level = "debug", Display)
+    )]
+    pub async fn get_task_placement(&self, task_gid: &str) -> Result<TaskPlacement, UpstreamError> {
+        let mut url = self.url(&["tasks", task_gid]);
+        url.query_pairs_mut()
+            .append_pair("opt_fields", TASK_PLACEMENT_FIELDS);
+        self.get("get_task_placement", url).await
     }
 
     /// `GET /users/me`: who the token belongs to, and their workspaces.

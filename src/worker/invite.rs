@@ -1,5 +1,6 @@
-//! One job, start to finish: read the task's current assignee from Asana, apply the invite rules,
-//! and invite the email to DocSpace at most once, recording how it ended.
+//! One job, start to finish: read the task's current assignee from Asana, check that the task is
+//! in its webhook's project, apply the invite rules, and invite the email to DocSpace at most once
+//! (and only while the job's lease is held), recording how it ended.
 
 use std::time::Duration;
 
@@ -8,9 +9,12 @@ use crate::store::{
     ClaimedJob, InvitationState, Outcome, Reservation, Store, StoreError, duration_ms, now_ms,
 };
 use crate::telemetry::{mask_email, mask_emails_in, metrics};
+use crate::upstream::asana::TaskPlacement;
 use crate::upstream::{AsanaClient, DocSpaceClient, UpstreamError};
+use crate::webhook::EventKind;
 
 use super::backoff::{backoff_delay, retry_after_delay};
+use super::project_scope::{MAX_PARENT_LEVELS, Placement, placement};
 
 /// Who gets invited, and as what.
 #[derive(Debug, Clone)]
@@ -61,6 +65,8 @@ enum Attempt {
         error: UpstreamError,
         email: Option<String>,
     },
+    /// The job's lease ran out before DocSpace was asked to invite: whoever holds it now goes on.
+    LeaseLost,
 }
 
 /// How a job run ended, as recorded in the store.
@@ -116,15 +122,22 @@ impl Inviter {
 
     /// Runs one attempt of `job`, which `owner` has leased, and records the result.
     pub async fn run(&self, job: &ClaimedJob, owner: &str) -> Result<JobEnd, StoreError> {
-        let attempt = self.attempt(job).await?;
+        let attempt = self.attempt(job, owner).await?;
         self.record(job, owner, attempt).await
     }
 
-    async fn attempt(&self, job: &ClaimedJob) -> Result<Attempt, StoreError> {
+    async fn attempt(&self, job: &ClaimedJob, owner: &str) -> Result<Attempt, StoreError> {
         let task = match self.asana.get_task(&job.task_gid).await {
             Ok(task) => task,
             Err(error) => return Ok(Attempt::Upstream { error, email: None }),
         };
+        if let Some(project) = self.webhook_project(job).await? {
+            match self.is_in_project(&project, &task.placement).await {
+                Ok(true) => {}
+                Ok(false) => return Ok(done(Outcome::NotInProject, None)),
+                Err(error) => return Ok(Attempt::Upstream { error, email: None }),
+            }
+        }
         let Some(assignee) = task.assignee else {
             return Ok(done(Outcome::NoAssignee, None));
         };
@@ -167,27 +180,30 @@ impl Inviter {
             Ok(false) => {}
         }
 
-        if !resuming {
-            match self
-                .store
-                .reserve_invitation(
-                    &email,
-                    job.id,
-                    &job.task_gid,
-                    self.rules.invite_type.as_str(),
-                )
-                .await?
-            {
-                Reservation::Theirs { job_id, state } => {
-                    return Ok(Attempt::Done {
-                        outcome: Outcome::AlreadyInvited,
-                        note: Some(already_invited_note(job_id, state)),
-                        email: Some(email),
-                    });
-                }
-                Reservation::Mine(InvitationState::Sent) => return Ok(Attempt::Invited { email }),
-                Reservation::Mine(InvitationState::Sending) => {}
+        // Also when resuming: it is where a lost lease is noticed, before DocSpace is asked.
+        match self
+            .store
+            .reserve_invitation(
+                &email,
+                job.id,
+                owner,
+                &job.task_gid,
+                self.rules.invite_type.as_str(),
+            )
+            .await?
+        {
+            None => return Ok(Attempt::LeaseLost),
+            Some(Reservation::Theirs { job_id, state }) => {
+                return Ok(Attempt::Done {
+                    outcome: Outcome::AlreadyInvited,
+                    note: Some(already_invited_note(job_id, state)),
+                    email: Some(email),
+                });
             }
+            Some(Reservation::Mine(InvitationState::Sent)) => {
+                return Ok(Attempt::Invited { email });
+            }
+            Some(Reservation::Mine(InvitationState::Sending)) => {}
         }
 
         match self.docspace.invite(&email, self.rules.invite_type).await {
@@ -197,6 +213,35 @@ impl Inviter {
                 email: Some(email),
             }),
         }
+    }
+
+    /// The project the job's webhook was registered for. Jobs of commands (`backfill`,
+    /// `invite-task`) and of webhooks with no registered project are not restricted.
+    async fn webhook_project(&self, job: &ClaimedJob) -> Result<Option<String>, StoreError> {
+        let from_webhook = [EventKind::AssigneeChanged, EventKind::TaskAdded]
+            .iter()
+            .any(|kind| kind.as_str() == job.kind);
+        if !from_webhook {
+            return Ok(None);
+        }
+        self.store.webhook_project(&job.source).await
+    }
+
+    /// Whether the task is in `project`, or is a subtask whose parent chain reaches a task in it
+    /// within [`MAX_PARENT_LEVELS`].
+    async fn is_in_project(
+        &self,
+        project: &str,
+        task: &TaskPlacement,
+    ) -> Result<bool, UpstreamError> {
+        let mut next = placement(project, task);
+        for _ in 0..MAX_PARENT_LEVELS {
+            let Placement::AskParent(parent) = next else {
+                break;
+            };
+            next = placement(project, &self.asana.get_task_placement(&parent).await?);
+        }
+        Ok(next == Placement::InProject)
     }
 
     async fn record(
@@ -271,6 +316,12 @@ impl Inviter {
                         .await?;
                     (recorded, JobEnd::Failed(reason))
                 }
+            }
+            Attempt::LeaseLost => {
+                tracing::warn!(
+                    "job lease was lost before DocSpace was asked to invite; its new holder finishes it"
+                );
+                return Ok(JobEnd::LeaseLost);
             }
         };
         if recorded {

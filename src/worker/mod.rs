@@ -3,6 +3,7 @@
 
 mod backoff;
 mod invite;
+mod project_scope;
 
 use std::collections::VecDeque;
 use std::sync::Arc;

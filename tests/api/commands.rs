@@ -1,5 +1,7 @@
 //! Operator commands: jobs, invite-task, backfill, check-config and healthcheck.
 
+use std::time::Duration;
+
 use asana_docspace_fakes::{FakeTask, FakeUser, Fault};
 use serde_json::json;
 
@@ -154,6 +156,7 @@ store_test! {
                 assignee,
                 completed,
                 projects: vec![PROJECT.to_string()],
+                parent: None,
             });
         }
         env.asana.assign(
@@ -357,5 +360,33 @@ store_test! {
                 assert!(out.stderr.contains("pg_dump"), "{}", out.stderr);
             }
         }
+    }
+}
+
+store_test! {
+    async fn invite_task_keeps_its_lease_while_upstreams_are_slow(env) {
+        // Each call answers within the request timeout, but the job as a whole outlasts its lease
+        // several times over, while a worker polls for jobs whose lease ran out.
+        env.set("BRIDGE__WORKER__LEASE_MS", "600");
+        env.set("BRIDGE__WORKER__REQUEST_TIMEOUT_MS", "500");
+        env.assign("501", "601", "jane@example.com");
+        env.asana.set_latency(Duration::from_millis(400));
+        env.docspace.set_latency(Duration::from_millis(400));
+        let _app = TestApp::spawn(&env).await;
+
+        let out = env.run(&["invite-task", "501"]).await;
+
+        out.expect_code(0);
+        assert!(out.stdout.contains("task 501: invited"), "{}", out.stdout);
+        assert_eq!(
+            env.asana.requests_to("/tasks/501").len(),
+            1,
+            "no worker took the job and read the task again"
+        );
+        assert_eq!(env.docspace.invite_requests().len(), 1);
+        let jobs = settled_jobs(&env.store().await).await;
+        assert_eq!(jobs.len(), 1);
+        assert_eq!(jobs[0].attempts, 1);
+        assert_eq!(jobs[0].outcome.as_deref(), Some("invited"));
     }
 }

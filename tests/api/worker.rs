@@ -2,6 +2,8 @@
 
 use std::time::Duration;
 
+use asana_docspace_bridge::store::{InvitationState, NewJob, Outcome, Reservation};
+use asana_docspace_bridge::worker::{Inviter, JobEnd};
 use asana_docspace_fakes::{FakeUser, Fault, assignment_delivery};
 use serde_json::json;
 
@@ -475,5 +477,349 @@ store_test! {
             assert!(error.contains("response too large"), "{error}");
         }
         assert!(env.docspace.invite_requests().is_empty());
+    }
+}
+
+/// A project other than the test project.
+const OTHER_PROJECT: &str = "1200000000000999";
+
+/// Registers `name` by handshake and records it as `webhooks create --project PROJECT` does.
+async fn register_for_project(app: &TestApp, env: &crate::helpers::Env, name: &str) -> String {
+    let secret = app.register(name).await;
+    env.store()
+        .await
+        .record_registration(
+            name,
+            "1200000000000777",
+            PROJECT,
+            &app.url("/webhooks/asana/x"),
+        )
+        .await
+        .expect("record the registration");
+    secret
+}
+
+/// One delivery of `count` assignment events for `task_gid`, each to another user (so each is
+/// an event of its own, with its own dedupe key).
+fn many_assignments(task_gid: &str, first_user: u64, count: u64) -> serde_json::Value {
+    let events: Vec<_> = (first_user..first_user + count)
+        .map(|user| assignment_delivery(task_gid, &user.to_string())["events"][0].clone())
+        .collect();
+    json!({ "events": events })
+}
+
+store_test! {
+    async fn tasks_of_the_registered_project_and_their_subtasks_are_invited(env) {
+        env.assign("501", "601", "jane@example.com");
+        env.asana.assign("510", PROJECT, None);
+        env.asana
+            .assign_subtask("511", "510", Some(FakeUser::new("611", "bob@example.com")));
+        env.asana
+            .assign_subtask("512", "511", Some(FakeUser::new("612", "carol@example.com")));
+        let app = TestApp::spawn(&env).await;
+        let secret = register_for_project(&app, &env, "proj").await;
+
+        for (task, user) in [("501", "601"), ("511", "611"), ("512", "612")] {
+            app.deliver_assignment("proj", &secret, task, user).await;
+        }
+
+        let jobs = settled_jobs(&env.store().await).await;
+        for task in ["501", "511", "512"] {
+            assert_eq!(outcome_of(&jobs, task), "invited", "task {task}");
+        }
+        assert_eq!(
+            env.docspace.sent_emails(),
+            ["bob@example.com", "carol@example.com", "jane@example.com"]
+        );
+        let fields = env.asana.requests_to("/tasks/501")[0]
+            .query_param("opt_fields")
+            .unwrap();
+        for wanted in ["assignee.email", "projects", "parent"] {
+            assert!(fields.split(',').any(|f| f == wanted), "{fields}");
+        }
+        assert_eq!(env.asana.requests_to("/tasks/501").len(), 1, "one read");
+        assert_eq!(
+            env.asana.requests_to("/tasks/510").len(),
+            2,
+            "each subtask's parent chain is read up to the task in the project"
+        );
+    }
+}
+
+store_test! {
+    async fn tasks_outside_the_registered_project_are_not_acted_on(env) {
+        // Elsewhere; a subtask of a task elsewhere; a subtask nested deeper than is followed.
+        env.asana.assign(
+            "701",
+            OTHER_PROJECT,
+            Some(FakeUser::new("601", "mallory@example.com")),
+        );
+        env.asana.assign("710", OTHER_PROJECT, None);
+        env.asana
+            .assign_subtask("711", "710", Some(FakeUser::new("611", "eve@example.com")));
+        env.asana.assign("720", PROJECT, None);
+        env.asana.assign_subtask("721", "720", None);
+        env.asana.assign_subtask("722", "721", None);
+        env.asana.assign_subtask("723", "722", None);
+        env.asana
+            .assign_subtask("724", "723", Some(FakeUser::new("624", "deep@example.com")));
+        let app = TestApp::spawn(&env).await;
+        let secret = register_for_project(&app, &env, "proj").await;
+
+        for (task, user) in [("701", "601"), ("711", "611"), ("724", "624")] {
+            app.deliver_assignment("proj", &secret, task, user).await;
+        }
+
+        let jobs = settled_jobs(&env.store().await).await;
+        for task in ["701", "711", "724"] {
+            assert_eq!(outcome_of(&jobs, task), "not_in_project", "task {task}");
+            let job = jobs.iter().find(|j| j.task_gid == task).unwrap();
+            assert_eq!(job.email, None, "task {task}");
+        }
+        assert!(
+            env.docspace.requests().is_empty(),
+            "DocSpace is never called: {:?}",
+            env.docspace.requests()
+        );
+        assert!(
+            env.asana.requests_to("/tasks/720").is_empty(),
+            "the chain is followed 3 levels up, no further"
+        );
+        assert!(env.store().await.sent_invitations().await.unwrap().is_empty());
+    }
+}
+
+store_test! {
+    async fn webhooks_without_a_registered_project_act_on_any_task(env) {
+        env.asana.assign(
+            "701",
+            OTHER_PROJECT,
+            Some(FakeUser::new("601", "jane@example.com")),
+        );
+        let app = TestApp::spawn(&env).await;
+        let secret = app.register("handmade").await;
+
+        app.deliver_assignment("handmade", &secret, "701", "601").await;
+
+        let jobs = settled_jobs(&env.store().await).await;
+        assert_eq!(outcome_of(&jobs, "701"), "invited");
+        assert_eq!(env.docspace.sent_emails(), ["jane@example.com"]);
+    }
+}
+
+store_test! {
+    async fn a_forged_delivery_for_a_foreign_task_to_a_created_webhook_invites_nobody(env) {
+        env.set("BRIDGE__WEBHOOKS__HANDSHAKE", "registration");
+        let app = TestApp::spawn(&env).await;
+        env.set("BRIDGE__SERVER__PUBLIC_URL", &app.address);
+        env.assign("501", "601", "jane@example.com");
+        env.asana.assign(
+            "701",
+            OTHER_PROJECT,
+            Some(FakeUser::new("666", "mallory@evil.example")),
+        );
+        let created = env
+            .run(&["webhooks", "create", "--project", PROJECT, "--name", "proj"])
+            .await;
+        created.expect_code(0);
+        let gid = env.asana.webhooks()[0].gid.clone();
+
+        // Signed with the webhook's own secret, as a stale event or a leaked secret would be.
+        let forged = env
+            .asana
+            .deliver(&gid, &assignment_delivery("701", "666"))
+            .await
+            .unwrap();
+        assert_eq!(forged.status(), 200);
+        let genuine = env
+            .asana
+            .deliver(&gid, &assignment_delivery("501", "601"))
+            .await
+            .unwrap();
+        assert_eq!(genuine.status(), 200);
+
+        let jobs = settled_jobs(&env.store().await).await;
+        assert_eq!(outcome_of(&jobs, "701"), "not_in_project");
+        assert_eq!(outcome_of(&jobs, "501"), "invited");
+        assert_eq!(env.docspace.sent_emails(), ["jane@example.com"]);
+        assert!(
+            env.docspace
+                .requests()
+                .iter()
+                .all(|r| !r.query.as_deref().unwrap_or("").contains("evil")),
+            "mallory was not even looked up"
+        );
+    }
+}
+
+store_test! {
+    async fn events_for_a_task_whose_job_has_not_started_are_duplicates(env) {
+        env.assign("501", "601", "jane@example.com");
+        let app = TestApp::spawn(&env).await;
+        let secret = app.register("proj").await;
+
+        let response = app
+            .deliver("proj", &secret, &many_assignments("501", 10_000, 500))
+            .await;
+
+        assert_eq!(response.status(), 200);
+        let ack: serde_json::Value = response.json().await.unwrap();
+        assert_eq!(ack["queued"], 1, "{ack}");
+        assert_eq!(ack["duplicates"], 499, "{ack}");
+        let jobs = settled_jobs(&env.store().await).await;
+        assert_eq!(jobs.len(), 1);
+        assert_eq!(jobs[0].outcome.as_deref(), Some("invited"));
+        assert_eq!(env.asana.requests_to("/tasks/501").len(), 1);
+    }
+}
+
+store_test! {
+    async fn racing_deliveries_for_one_waiting_task_queue_one_job(env) {
+        // One job at a time, and the first one slow: the next job waits unclaimed meanwhile.
+        env.set("BRIDGE__WORKER__CONCURRENCY", "1");
+        env.assign("500", "600", "blocker@example.com");
+        env.assign("501", "601", "jane@example.com");
+        env.asana
+            .push_fault("get_task", Fault::Delay(Duration::from_millis(1500)));
+        let app = TestApp::spawn(&env).await;
+        let secret = app.register("proj").await;
+        app.deliver_assignment("proj", &secret, "500", "600").await;
+        assert!(
+            env.asana
+                .wait_for_requests(WAIT, |r| r.iter().any(|r| r.path.ends_with("/tasks/500")))
+                .await
+        );
+
+        let mut deliveries = tokio::task::JoinSet::new();
+        for i in 0..4u64 {
+            let bridge = crate::helpers::Bridge::at(&app.address);
+            let (secret, body) = (secret.clone(), many_assignments("501", 10_000 + 125 * i, 125));
+            deliveries.spawn(async move {
+                let response = bridge.deliver("proj", &secret, &body).await;
+                assert_eq!(response.status(), 200);
+                response.json::<serde_json::Value>().await.unwrap()
+            });
+        }
+        let acks = deliveries.join_all().await;
+
+        let count = |key: &str| acks.iter().map(|a| a[key].as_u64().unwrap()).sum::<u64>();
+        assert_eq!(count("queued"), 1, "{acks:?}");
+        assert_eq!(count("duplicates"), 499, "{acks:?}");
+        let jobs = settled_jobs(&env.store().await).await;
+        assert_eq!(jobs.iter().filter(|j| j.task_gid == "501").count(), 1);
+        assert_eq!(outcome_of(&jobs, "501"), "invited");
+    }
+}
+
+store_test! {
+    async fn an_event_after_the_job_started_queues_a_new_one(env) {
+        env.assign("501", "601", "jane@example.com");
+        let app = TestApp::spawn(&env).await;
+        let secret = app.register("proj").await;
+        app.deliver_assignment("proj", &secret, "501", "601").await;
+        let store = env.store().await;
+        job_with_status(&store, 1, "done").await;
+
+        env.assign("501", "602", "bob@example.com");
+        let response = app
+            .deliver("proj", &secret, &assignment_delivery("501", "602"))
+            .await;
+
+        let ack: serde_json::Value = response.json().await.unwrap();
+        assert_eq!(ack["queued"], 1, "{ack}");
+        let jobs = settled_jobs(&store).await;
+        assert_eq!(jobs.len(), 2);
+        assert_eq!(
+            env.docspace.sent_emails(),
+            ["bob@example.com", "jane@example.com"]
+        );
+    }
+}
+
+store_test! {
+    async fn the_ledger_is_written_only_by_the_lease_holder(env) {
+        let store = env.store().await;
+        let job = NewJob {
+            dedupe_key: "k".into(),
+            task_gid: "501".into(),
+            kind: "assignee_changed".into(),
+        };
+        store.enqueue("proj", &[job]).await.unwrap();
+        let short = Duration::from_millis(50);
+        let claimed = store.claim_due_jobs("old", 1, short).await.unwrap();
+        assert_eq!(claimed.len(), 1);
+        let id = claimed[0].id;
+        let stolen = crate::helpers::eventually("the lease to run out", WAIT, || async {
+            let jobs = store.claim_due_jobs("new", 1, WAIT).await.unwrap();
+            (!jobs.is_empty()).then_some(jobs)
+        })
+        .await;
+        assert_eq!(stolen[0].id, id);
+
+        let email = "jane@example.com";
+        let reserve = |owner: &'static str| store.reserve_invitation(email, id, owner, "501", "User");
+        assert_eq!(reserve("old").await.unwrap(), None, "the old holder reserves nothing");
+        assert_eq!(store.invitation(email, id).await.unwrap(), None);
+        assert_eq!(
+            reserve("new").await.unwrap(),
+            Some(Reservation::Mine(InvitationState::Sending))
+        );
+        assert!(!store.confirm_invitation(id, "old", email).await.unwrap());
+        assert_eq!(
+            store.invitation(email, id).await.unwrap(),
+            Some(Reservation::Mine(InvitationState::Sending)),
+            "the old holder confirms nothing"
+        );
+        assert!(store.confirm_invitation(id, "new", email).await.unwrap());
+        assert_eq!(store.sent_invitations().await.unwrap(), [email]);
+        assert_eq!(store.job(id).await.unwrap().unwrap().outcome.as_deref(), Some("invited"));
+    }
+}
+
+store_test! {
+    async fn a_worker_that_lost_its_lease_does_not_invite(env) {
+        env.assign("501", "601", "jane@example.com");
+        env.asana
+            .push_fault("get_task", Fault::Delay(Duration::from_millis(800)));
+        let store = env.store().await;
+        let inviter = Inviter::from_settings(&env.settings(), store.clone()).unwrap();
+        let job = NewJob {
+            dedupe_key: "k".into(),
+            task_gid: "501".into(),
+            kind: "assignee_changed".into(),
+        };
+        store.enqueue("proj", &[job]).await.unwrap();
+        let old = store
+            .claim_due_jobs("old", 1, Duration::from_millis(300))
+            .await
+            .unwrap()
+            .remove(0);
+
+        let old_run = tokio::spawn({
+            let (inviter, job) = (inviter.clone(), old.clone());
+            async move { inviter.run(&job, "old").await }
+        });
+        // The old holder is reading the task (slowly) when another worker takes the job.
+        assert!(
+            env.asana
+                .wait_for_requests(WAIT, |r| r.iter().any(|r| r.path.ends_with("/tasks/501")))
+                .await
+        );
+        let new = crate::helpers::eventually("the lease to run out", WAIT, || async {
+            store
+                .claim_due_jobs("new", 1, WAIT)
+                .await
+                .unwrap()
+                .pop()
+        })
+        .await;
+
+        assert_eq!(old_run.await.unwrap().unwrap(), JobEnd::LeaseLost);
+        assert!(env.docspace.invite_requests().is_empty(), "the old holder sent no invitation");
+        assert_eq!(store.invitation("jane@example.com", old.id).await.unwrap(), None);
+
+        let end = inviter.run(&new, "new").await.unwrap();
+        assert_eq!(end, JobEnd::Done(Outcome::Invited));
+        assert_eq!(env.docspace.invite_requests().len(), 1);
     }
 }
