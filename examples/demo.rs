@@ -80,6 +80,7 @@ async fn demo() -> anyhow::Result<()> {
         &settings.server.public_url,
         PROJECT,
         Some("demo"),
+        std::future::pending(),
     )
     .await?;
     say(&format!(
