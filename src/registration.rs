@@ -64,6 +64,8 @@ struct Attempt<'s> {
     name: String,
     project: String,
     nonce: RegistrationNonce,
+    /// The target without the nonce, for messages.
+    base: String,
     target: String,
 }
 
@@ -113,6 +115,7 @@ impl<'s> Attempt<'s> {
             name,
             project: project.to_string(),
             nonce,
+            base,
             target,
         })
     }
@@ -123,7 +126,7 @@ impl<'s> Attempt<'s> {
         let created = asana
             .create_webhook(&self.project, &self.target)
             .await
-            .map_err(|err| anyhow!(explain_create_failure(&err, &self.project, &self.target)))?;
+            .map_err(|err| anyhow!(explain_create_failure(&err, &self.project, &self.base)))?;
         let gid = created.webhook.gid.clone();
         let why = match self.confirm(&created).await {
             Ok(registered) => return Ok(registered),
