@@ -45,14 +45,7 @@ pub async fn register_webhook(
     interrupted: impl Future<Output = ()>,
 ) -> anyhow::Result<Registered> {
     let attempt = Attempt::open(store, public_url, project, name).await?;
-    let result = tokio::select! {
-        result = attempt.run(asana) => result,
-        () = interrupted => Err(anyhow!(
-            "interrupted: the registration was abandoned. If Asana created the webhook already, \
-             `webhooks list` shows it as \"not registered here\": remove it with `webhooks delete <GID>`"
-        )),
-    };
-    match result {
+    match attempt.run(asana, interrupted).await {
         Ok(registered) => Ok(registered),
         Err(err) => Err(attempt.abandon(err).await),
     }
@@ -120,12 +113,22 @@ impl<'s> Attempt<'s> {
         })
     }
 
-    /// Asks Asana for the webhook and confirms it; a webhook Asana created but that cannot be
-    /// confirmed is deleted there.
-    async fn run(&self, asana: &AsanaClient) -> anyhow::Result<Registered> {
-        let created = asana
-            .create_webhook(&self.project, &self.target)
-            .await
+    /// Asks Asana for the webhook, unless `interrupted` first, and confirms it; a webhook Asana
+    /// created but that cannot be confirmed is deleted there. Once Asana has answered, the
+    /// attempt runs to its end (a read and a write) so that it never stops half-confirmed.
+    async fn run(
+        &self,
+        asana: &AsanaClient,
+        interrupted: impl Future<Output = ()>,
+    ) -> anyhow::Result<Registered> {
+        let created = tokio::select! {
+            created = asana.create_webhook(&self.project, &self.target) => created,
+            () = interrupted => bail!(
+                "interrupted: the registration was abandoned. If Asana created the webhook already, \
+                 `webhooks list` shows it as \"not registered here\": remove it with `webhooks delete <GID>`"
+            ),
+        };
+        let created = created
             .map_err(|err| anyhow!(explain_create_failure(&err, &self.project, &self.base)))?;
         let gid = created.webhook.gid.clone();
         let why = match self.confirm(&created).await {
@@ -194,7 +197,8 @@ impl<'s> Attempt<'s> {
             Ok(_) => why,
             Err(err) => anyhow!(
                 "{why:#}; removing what the handshake stored failed too ({err}): it verifies no \
-                 delivery and is deleted by the next `webhooks create`"
+                 delivery, and the first `webhooks create` after its {} s deletes it",
+                REGISTRATION_WINDOW.as_secs()
             ),
         }
     }
