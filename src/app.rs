@@ -11,7 +11,8 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use crate::http::{AppState, MetricsRoute, SecretCache, metrics_router, router, server};
-use crate::settings::Settings;
+use crate::registration::first_use_warning;
+use crate::settings::{HandshakeMode, Settings};
 use crate::store::{BackendKind, Store};
 use crate::upstream::AsanaClient;
 use crate::webhook_health::WebhookHealth;
@@ -54,6 +55,9 @@ impl Application {
                     "jobs interrupted by the previous run are due again"
                 );
             }
+        }
+        if settings.webhooks.handshake == HandshakeMode::FirstUse {
+            tracing::warn!("{}", first_use_warning());
         }
         let inviter = Inviter::from_settings(&settings, store.clone())?;
         let wake = Arc::new(Notify::new());

@@ -1,16 +1,27 @@
-//! Registering a webhook safely: open a registration window in the shared store, ask Asana to
-//! create the webhook (it performs the handshake against the running service, which accepts it
-//! only inside the window), then check that the secret Asana reports is the one the handshake
-//! stored. On a mismatch the webhook is deleted at Asana and forgotten here.
+//! Registering a webhook safely: open a registration window in the shared store, bound to a
+//! one-time nonce; ask Asana to create the webhook at a target URL that carries the nonce (Asana
+//! performs the handshake against the running service, which accepts it only inside the window
+//! and with the nonce); check that the secret Asana reports is the one the handshake stored; then
+//! confirm it, which makes it verify deliveries. Whatever fails or interrupts the attempt before
+//! that, what it stored is removed (and a webhook Asana created is deleted there); if the command
+//! dies instead, the unconfirmed secret verifies nothing and is deleted after the window.
 
-use anyhow::{Context as _, bail};
+use std::future::Future;
+use std::time::Duration;
+
+use anyhow::{anyhow, bail};
 use secrecy::ExposeSecret;
 use subtle::ConstantTimeEq;
 
 use crate::settings::env_var_name;
-use crate::store::{Store, now_ms};
+use crate::store::{RegisteredWebhook, RegistrationOpening, Store, now_ms};
+use crate::upstream::asana::CreatedWebhook;
 use crate::upstream::{AsanaClient, UpstreamError};
-use crate::webhook::is_valid_webhook_name;
+use crate::webhook::{RegistrationNonce, is_valid_webhook_name};
+
+/// How long after `webhooks create` opens a registration its handshake is accepted, and how long
+/// the command then has to confirm it.
+pub const REGISTRATION_WINDOW: Duration = Duration::from_secs(60);
 
 /// A webhook Asana created and this service holds the secret of.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -22,81 +33,186 @@ pub struct Registered {
     pub registered_at: i64,
 }
 
-/// Creates a webhook for `project` at `{public_url}/webhooks/asana/{name}`; `name` defaults to an
-/// unguessable random one. The service must be running and reachable at `public_url`.
+/// Creates a webhook for `project` at `{public_url}/webhooks/asana/{name}?r=<nonce>`; `name`
+/// defaults to an unguessable random one. The service must be running and reachable at
+/// `public_url`. When `interrupted` completes first, the attempt is abandoned and undone here.
 pub async fn register_webhook(
     store: &Store,
     asana: &AsanaClient,
     public_url: &str,
     project: &str,
     name: Option<&str>,
+    interrupted: impl Future<Output = ()>,
 ) -> anyhow::Result<Registered> {
-    if public_url.is_empty() {
-        bail!(
-            "server.public_url ({}) is not set: webhooks create needs the https URL Asana reaches this service at",
-            env_var_name("server.public_url")
-        );
+    let attempt = Attempt::open(store, public_url, project, name).await?;
+    match attempt.run(asana, interrupted).await {
+        Ok(registered) => Ok(registered),
+        Err(err) => Err(attempt.abandon(err).await),
     }
-    if !is_gid(project) {
-        bail!("--project must be an Asana project gid (digits), not {project:?}");
-    }
-    let name = match name {
-        Some(name) if is_valid_webhook_name(name) => name.to_string(),
-        Some(name) => {
-            bail!("--name {name:?} is not valid: use 1 to 64 letters, digits, '-' or '_'")
-        }
-        None => random_name(),
-    };
-    if store.webhook_secret(&name).await?.is_some() {
-        bail!(
-            "a webhook named {name:?} exists here already: choose another --name, or `webhooks delete {name}` first"
-        );
-    }
-    let target = format!("{}/webhooks/asana/{name}", public_url.trim_end_matches('/'));
+}
 
-    store.open_registration(&name).await?;
-    let created = match asana.create_webhook(project, &target).await {
-        Ok(created) => created,
-        Err(err) => {
-            store.close_registration(&name).await?;
-            bail!(explain_create_failure(&err, project, &target));
+/// One registration under way: its name, its nonce and the target that carries it.
+struct Attempt<'s> {
+    store: &'s Store,
+    name: String,
+    project: String,
+    nonce: RegistrationNonce,
+    /// The target without the nonce, for messages.
+    base: String,
+    target: String,
+}
+
+impl<'s> Attempt<'s> {
+    /// Checks the arguments and opens the window.
+    async fn open(
+        store: &'s Store,
+        public_url: &str,
+        project: &str,
+        name: Option<&str>,
+    ) -> anyhow::Result<Attempt<'s>> {
+        if public_url.is_empty() {
+            bail!(
+                "server.public_url ({}) is not set: webhooks create needs the https URL Asana reaches this service at",
+                env_var_name("server.public_url")
+            );
         }
-    };
-    let gid = created.webhook.gid.clone();
-    let stored = store.webhook_secret(&name).await?;
-    let matches = match (&created.secret, &stored) {
-        (Some(given), Some(stored)) => {
-            bool::from(given.as_bytes().ct_eq(stored.expose_secret().as_bytes()))
+        if !is_gid(project) {
+            bail!("--project must be an Asana project gid (digits), not {project:?}");
         }
-        _ => false,
-    };
-    if !matches {
-        // Whoever answered the handshake, it was not with the secret Asana reports: trust neither.
-        let cleanup = asana.delete_webhook(&gid).await;
-        store.forget_webhook(&name).await?;
-        let why = if stored.is_none() {
-            "the handshake did not reach this service's store (does server.public_url point at another server?)"
-        } else {
-            "the secret in Asana's answer differs from the one the handshake delivered"
+        let name = match name {
+            Some(name) if is_valid_webhook_name(name) => name.to_string(),
+            Some(name) => {
+                bail!("--name {name:?} is not valid: use 1 to 64 letters, digits, '-' or '_'")
+            }
+            None => random_name(),
         };
-        match cleanup {
-            Ok(()) => bail!("{why}; webhook {gid} was deleted at Asana"),
+        let nonce = RegistrationNonce::generate();
+        let base = format!("{}/webhooks/asana/{name}", public_url.trim_end_matches('/'));
+        let target = nonce.target(&base);
+        match store
+            .open_registration(&name, &nonce.hash(), REGISTRATION_WINDOW)
+            .await?
+        {
+            RegistrationOpening::Opened => {}
+            RegistrationOpening::HasSecret => bail!(
+                "a webhook named {name:?} exists here already: choose another --name, or `webhooks delete {name}` first"
+            ),
+            RegistrationOpening::InProgress => bail!(
+                "another `webhooks create` is registering {name:?} (or died less than {} s ago): \
+                 wait for it, or choose another --name",
+                REGISTRATION_WINDOW.as_secs()
+            ),
+        }
+        Ok(Attempt {
+            store,
+            name,
+            project: project.to_string(),
+            nonce,
+            base,
+            target,
+        })
+    }
+
+    /// Asks Asana for the webhook, unless `interrupted` first, and confirms it; a webhook Asana
+    /// created but that cannot be confirmed is deleted there. Once Asana has answered, the
+    /// attempt runs to its end (a read and a write) so that it never stops half-confirmed.
+    async fn run(
+        &self,
+        asana: &AsanaClient,
+        interrupted: impl Future<Output = ()>,
+    ) -> anyhow::Result<Registered> {
+        let created = tokio::select! {
+            created = asana.create_webhook(&self.project, &self.target) => created,
+            () = interrupted => bail!(
+                "interrupted: the registration was abandoned. If Asana created the webhook already, \
+                 `webhooks list` shows it as \"not registered here\": remove it with `webhooks delete <GID>`"
+            ),
+        };
+        let created = created
+            .map_err(|err| anyhow!(explain_create_failure(&err, &self.project, &self.base)))?;
+        let gid = created.webhook.gid.clone();
+        let why = match self.confirm(&created).await {
+            Ok(registered) => return Ok(registered),
+            Err(why) => why,
+        };
+        match asana.delete_webhook(&gid).await {
+            Ok(()) => bail!("{why:#}; webhook {gid} was deleted at Asana"),
             Err(err) => bail!(
-                "{why}; deleting webhook {gid} at Asana failed too ({err}): delete it by hand"
+                "{why:#}; deleting webhook {gid} at Asana failed too ({err}): delete it by hand"
             ),
         }
     }
-    store
-        .record_registration(&name, &gid, project, &target)
-        .await
-        .context("recording the registration")?;
-    Ok(Registered {
-        name,
-        webhook_gid: gid,
-        project_gid: project.to_string(),
-        target,
-        registered_at: now_ms(),
-    })
+
+    /// Confirms the secret the handshake stored if it is the one in Asana's answer.
+    async fn confirm(&self, created: &CreatedWebhook) -> anyhow::Result<Registered> {
+        let hash = self.nonce.hash();
+        let stored = self.store.unconfirmed_secret(&self.name, &hash).await?;
+        let matches = match (&created.secret, &stored) {
+            (Some(given), Some(stored)) => {
+                bool::from(given.as_bytes().ct_eq(stored.expose_secret().as_bytes()))
+            }
+            _ => false,
+        };
+        if stored.is_none() {
+            bail!(
+                "the handshake did not reach this service's store (does server.public_url point at another server?)"
+            );
+        }
+        if !matches {
+            // Whoever answered the handshake, it was not with the secret Asana reports: trust neither.
+            bail!("the secret in Asana's answer differs from the one the handshake delivered");
+        }
+        let registered = RegisteredWebhook {
+            webhook_gid: &created.webhook.gid,
+            project_gid: &self.project,
+            target: &self.target,
+        };
+        if !self
+            .store
+            .confirm_registration(&self.name, &hash, &registered)
+            .await?
+        {
+            bail!(
+                "the {} s registration window closed before the registration was confirmed",
+                REGISTRATION_WINDOW.as_secs()
+            );
+        }
+        Ok(Registered {
+            name: self.name.clone(),
+            webhook_gid: created.webhook.gid.clone(),
+            project_gid: self.project.clone(),
+            target: self.target.clone(),
+            registered_at: now_ms(),
+        })
+    }
+
+    /// Removes the window and whatever secret this attempt's handshake stored; returns `why`
+    /// the attempt failed, with the clean-up's own failure if it had one.
+    async fn abandon(&self, why: anyhow::Error) -> anyhow::Error {
+        match self
+            .store
+            .abandon_registration(&self.name, &self.nonce.hash())
+            .await
+        {
+            Ok(_) => why,
+            Err(err) => anyhow!(
+                "{why:#}; removing what the handshake stored failed too ({err}): it verifies no \
+                 delivery, and the first `webhooks create` after its {} s deletes it",
+                REGISTRATION_WINDOW.as_secs()
+            ),
+        }
+    }
+}
+
+/// What `first-use` handshakes risk and how to avoid it: logged at start-up, printed by `check-config`.
+pub fn first_use_warning() -> String {
+    format!(
+        "webhooks.handshake = first-use: anyone who can reach /webhooks/asana/<name> can plant a \
+         webhook secret on a name that has none yet, and then have deliveries signed with it \
+         accepted. Unless you create webhooks by hand, set {}=registration (the default) and \
+         create them with `webhooks create`, which binds each handshake to its own registration",
+        env_var_name("webhooks.handshake")
+    )
 }
 
 /// One line an operator can act on, for each way Asana refuses.

@@ -545,14 +545,23 @@ async fn command_webhooks_create_passes_the_spec_up_to_the_missing_handshake() {
         .unwrap_or_default();
     let one = format!("/webhooks/{created_gid}");
     c.assert_requests(&[(Method::POST, "/webhooks"), (Method::DELETE, &one)], &[]);
+    let mut sent = exchanges[0].request_json();
+    let target = sent["data"]["target"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let nonce = target
+        .strip_prefix(&format!("{PUBLIC_URL}/webhooks/asana/x?r="))
+        .unwrap_or_default();
+    sent["data"]["target"] = json!(format!("{PUBLIC_URL}/webhooks/asana/x"));
     c.ensure(
-        exchanges[0].request_json()
-            == json!({"data": {
-                "resource": PROJECT,
-                "target": format!("{PUBLIC_URL}/webhooks/asana/x"),
-                "filters": webhook_filters(),
-            }}),
-        "the create body",
+        sent == json!({"data": {
+            "resource": PROJECT,
+            "target": format!("{PUBLIC_URL}/webhooks/asana/x"),
+            "filters": webhook_filters(),
+        }}) && nonce.len() == 32
+            && nonce.bytes().all(|b| b.is_ascii_hexdigit()),
+        format!("the create body, its target with a 128-bit nonce: {target}"),
     );
     c.ensure(
         out.code == Some(1)

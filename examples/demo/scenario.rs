@@ -66,6 +66,7 @@ pub async fn demo() -> anyhow::Result<Vec<String>> {
         &settings.server.public_url,
         PROJECT,
         Some("demo"),
+        std::future::pending(),
     )
     .await?;
     say(&format!(

@@ -679,9 +679,20 @@ async fn create_webhook(
                 let shared = shared.clone();
                 let hook = hook.clone();
                 tokio::spawn(async move {
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    let _ = deliver(&shared, &hook, r#"{"events":[]}"#.to_string()).await;
-                    shared.common.notify();
+                    // Like Asana, retry a heartbeat that was not answered 2xx, backing off.
+                    let mut pause = Duration::from_millis(50);
+                    for _ in 0..6 {
+                        tokio::time::sleep(pause).await;
+                        if !shared.world.lock().unwrap().webhooks.contains_key(&hook.gid) {
+                            break;
+                        }
+                        let answer = deliver(&shared, &hook, r#"{"events":[]}"#.to_string()).await;
+                        shared.common.notify();
+                        if answer.is_ok_and(|r| r.status().is_success()) {
+                            break;
+                        }
+                        pause *= 2;
+                    }
                 });
             }
             (

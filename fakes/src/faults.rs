@@ -1,7 +1,10 @@
 //! Faults a fake can inject: queued for the next requests to a route, or drawn at random.
 
 use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
 use std::time::Duration;
+
+use tokio::sync::watch;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Fault {
@@ -14,6 +17,8 @@ pub enum Fault {
     },
     /// Answer normally, after this long.
     Delay(Duration),
+    /// Answer normally once the test opens the gate: a stall that ends exactly when told.
+    Hold(Gate),
     /// Do the work (record it, change state), then never answer.
     HangAfterWork,
     /// Close the connection without answering, before doing the work.
@@ -62,6 +67,40 @@ impl Fault {
         }
     }
 }
+
+/// Holds requests (see [`Fault::Hold`]) until [`Gate::open`]; every clone is the same gate.
+#[derive(Debug, Clone)]
+pub struct Gate(Arc<watch::Sender<bool>>);
+
+impl Gate {
+    pub fn new() -> Gate {
+        Gate(Arc::new(watch::channel(false).0))
+    }
+
+    /// Lets every held request, and any later one, through.
+    pub fn open(&self) {
+        self.0.send_replace(true);
+    }
+
+    pub(crate) async fn opened(&self) {
+        let mut state = self.0.subscribe();
+        let _ = state.wait_for(|open| *open).await;
+    }
+}
+
+impl Default for Gate {
+    fn default() -> Gate {
+        Gate::new()
+    }
+}
+
+impl PartialEq for Gate {
+    fn eq(&self, other: &Gate) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+impl Eq for Gate {}
 
 #[derive(Debug, Default)]
 pub(crate) struct Faults {

@@ -11,7 +11,7 @@ pub use asana::{
     AsanaFake, FakeTask, FakeUser, FakeWebhook, assignment_delivery, task_added_delivery,
 };
 pub use docspace::{DocSpaceFake, SentInvitation};
-pub use faults::Fault;
+pub use faults::{Fault, Gate};
 pub use server::RecordedRequest;
 
 use hmac::{Hmac, KeyInit, Mac};

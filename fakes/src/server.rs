@@ -175,6 +175,10 @@ impl Common {
                 tokio::time::sleep(delay).await;
                 work.await
             }
+            Some(Fault::Hold(gate)) => {
+                gate.opened().await;
+                work.await
+            }
             Some(Fault::HangAfterWork) => {
                 let _ = work.await;
                 self.notify();

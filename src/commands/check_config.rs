@@ -4,7 +4,8 @@ use std::process::ExitCode;
 
 use super::Context;
 use crate::app::redact_url;
-use crate::settings::{Settings, SettingsError, Sources, env_var_name};
+use crate::registration::first_use_warning;
+use crate::settings::{HandshakeMode, Settings, SettingsError, Sources, env_var_name};
 use crate::store::Store;
 use crate::telemetry::{LogTarget, init_logging};
 
@@ -43,6 +44,9 @@ pub async fn run(sources: Sources<'_>) -> ExitCode {
             },
             env_var_name("docspace.invite_type")
         );
+    }
+    if ctx.settings.webhooks.handshake == HandshakeMode::FirstUse {
+        println!("warn {}", first_use_warning());
     }
     if ctx.settings.server.public_url.is_empty() {
         println!(

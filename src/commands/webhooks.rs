@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use anyhow::{Context as _, anyhow, bail};
 
 use super::{Context, format_time, table};
+use crate::app::shutdown_signal;
 use crate::registration::{is_gid, register_webhook};
 use crate::store::Store;
 use crate::upstream::UpstreamError;
@@ -20,6 +21,7 @@ pub async fn create(ctx: &Context, project: &str, name: Option<&str>) -> anyhow:
         &ctx.settings.server.public_url,
         project,
         name,
+        shutdown_signal(),
     )
     .await?;
     println!("Created webhook");

@@ -1,13 +1,11 @@
 //! Asana webhook ingress: handshakes store a secret, deliveries are verified on their raw bytes,
 //! parsed, and recorded as jobs before they are acknowledged. No upstream call happens here.
 
-use std::time::Duration;
-
 use axum::Json;
 use axum::Router;
 use axum::body::{Body, Bytes};
 use axum::extract::rejection::PathRejection;
-use axum::extract::{Path, State};
+use axum::extract::{Path, RawQuery, State};
 use axum::http::header::CONTENT_LENGTH;
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -17,18 +15,17 @@ use serde_json::json;
 
 use super::AppState;
 use super::error::ApiError;
+use crate::registration::REGISTRATION_WINDOW;
 use crate::settings::HandshakeMode;
-use crate::store::{HandshakeOutcome, NewJob, StoreError};
+use crate::store::{HandshakeOutcome, NewJob, StoreError, now_ms};
 use crate::telemetry::metrics::{self, DeliveryResult};
 use crate::webhook::{
-    EventKind, SignatureError, is_valid_webhook_name, parse_delivery, verify_signature,
+    EventKind, SignatureError, is_valid_webhook_name, nonce_in_query, nonce_matches,
+    parse_delivery, verify_signature,
 };
 
 pub const HOOK_SECRET: HeaderName = HeaderName::from_static("x-hook-secret");
 pub const HOOK_SIGNATURE: HeaderName = HeaderName::from_static("x-hook-signature");
-
-/// How long after `webhooks create` opens a registration its handshake is accepted.
-pub const REGISTRATION_WINDOW: Duration = Duration::from_secs(60);
 
 /// The webhook name used by `POST /webhooks/asana`.
 pub const DEFAULT_NAME: &str = "default";
@@ -39,20 +36,41 @@ pub fn router() -> Router<AppState> {
         .route("/webhooks/asana/{name}", post(receive_named))
 }
 
-async fn receive_default(State(app): State<AppState>, headers: HeaderMap, body: Body) -> Response {
-    receive(app, Ok(DEFAULT_NAME.to_string()), headers, body).await
+async fn receive_default(
+    State(app): State<AppState>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let request = Request {
+        headers,
+        nonce: nonce_in_query(query.as_deref()),
+    };
+    receive(app, Ok(DEFAULT_NAME.to_string()), request, body).await
 }
 
 async fn receive_named(
     State(app): State<AppState>,
     name: Result<Path<String>, PathRejection>,
+    RawQuery(query): RawQuery,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
     let name = name
         .map(|Path(name)| name)
         .map_err(|e| bad_request(format!("invalid webhook name: {e}")));
-    receive(app, name, headers, body).await
+    let request = Request {
+        headers,
+        nonce: nonce_in_query(query.as_deref()),
+    };
+    receive(app, name, request, body).await
+}
+
+/// What a webhook request carries besides its body: headers, and the registration nonce of the
+/// target URL (`?r=…`), which only handshakes use.
+struct Request {
+    headers: HeaderMap,
+    nonce: Option<String>,
 }
 
 /// A refused webhook request: the answer, and how it counts in `bridge_deliveries_total`.
@@ -86,13 +104,13 @@ fn bad_request(message: impl Into<String>) -> Refusal {
 async fn receive(
     app: AppState,
     name: Result<String, Refusal>,
-    headers: HeaderMap,
+    request: Request,
     body: Body,
 ) -> Response {
     let handled = match name {
         Ok(name) => {
             tracing::Span::current().record("webhook", name.as_str());
-            handle(&app, &name, &headers, body).await
+            handle(&app, &name, &request, body).await
         }
         Err(refusal) => Err(refusal),
     };
@@ -107,9 +125,10 @@ async fn receive(
 async fn handle(
     app: &AppState,
     name: &str,
-    headers: &HeaderMap,
+    request: &Request,
     body: Body,
 ) -> Result<(DeliveryResult, Response), Refusal> {
+    let headers = &request.headers;
     if !is_valid_webhook_name(name) {
         return Err(bad_request(
             "invalid webhook name: use 1 to 64 letters, digits, '-' or '_'",
@@ -127,7 +146,7 @@ async fn handle(
     let signature = single_header(headers, &HOOK_SIGNATURE)?.map(HeaderValue::as_bytes);
     let body = read_body(app, headers, body).await?;
     match (secret, signature) {
-        (Some(secret), _) => handshake(app, name, secret).await,
+        (Some(secret), _) => handshake(app, name, secret, request.nonce.as_deref()).await,
         (None, Some(signature)) => deliver(app, name, signature, &body).await,
         (None, None) => {
             // A name with a secret expects deliveries: the signature is what is missing.
@@ -149,19 +168,31 @@ async fn handshake(
     app: &AppState,
     name: &str,
     secret: &str,
+    nonce: Option<&str>,
 ) -> Result<(DeliveryResult, Response), Refusal> {
     if secret.is_empty() || secret.len() > 256 || !secret.bytes().all(|b| b.is_ascii_graphic()) {
         return Err(bad_request(
             "X-Hook-Secret must be 1 to 256 printable ASCII characters",
         ));
     }
-    let outcome = match app.handshake {
-        HandshakeMode::Registration => {
+    // Decided on a read: a refused handshake writes nothing.
+    let window = app
+        .store
+        .registration_window(name)
+        .await?
+        .filter(|window| window.is_open(now_ms(), REGISTRATION_WINDOW));
+    let outcome = match (window, app.handshake) {
+        // An open window binds the name to its own registration, in either mode.
+        (Some(window), _) => {
+            if !nonce.is_some_and(|nonce| nonce_matches(nonce, &window.nonce_hash)) {
+                return Err(wrong_nonce(name));
+            }
             app.store
-                .store_secret_in_window(name, secret, REGISTRATION_WINDOW)
+                .store_secret_in_window(name, secret, &window.nonce_hash, REGISTRATION_WINDOW)
                 .await?
         }
-        HandshakeMode::FirstUse => app.store.store_secret_if_absent(name, secret).await?,
+        (None, HandshakeMode::Registration) => HandshakeOutcome::NoRegistrationWindow,
+        (None, HandshakeMode::FirstUse) => app.store.store_secret_if_absent(name, secret).await?,
     };
     match outcome {
         HandshakeOutcome::Stored => {
@@ -203,6 +234,20 @@ async fn handshake(
             ))
         }
     }
+}
+
+fn wrong_nonce(name: &str) -> Refusal {
+    tracing::warn!(
+        "refused a handshake for webhook {name:?}: a registration is open for it, but the handshake \
+         does not carry its nonce (only the target URL `webhooks create` gave Asana does)"
+    );
+    refuse(
+        DeliveryResult::HandshakeRefused,
+        ApiError::Forbidden(format!(
+            "the handshake for webhook {name:?} does not carry the nonce of its registration: \
+             only Asana, called by `webhooks create`, knows the target URL that does"
+        )),
+    )
 }
 
 async fn deliver(

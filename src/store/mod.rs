@@ -22,7 +22,9 @@ pub use invitations::{InvitationState, Reservation};
 pub use jobs::{
     ClaimedJob, EnqueueOutcome, JobRecord, JobStatus, NewJob, Outcome, QueueCounts, RetryRequest,
 };
-pub use webhooks::{HandshakeOutcome, WebhookRecord};
+pub use webhooks::{
+    HandshakeOutcome, RegisteredWebhook, RegistrationOpening, RegistrationWindow, WebhookRecord,
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {

@@ -275,7 +275,7 @@ impl AsanaClient {
     /// `POST /webhooks`. Asana performs the handshake against `target` before it answers.
     #[tracing::instrument(
         name = "asana.create_webhook",
-        skip(self),
+        skip(self, target),
         err(level = "debug", Display)
     )]
     pub async fn create_webhook(

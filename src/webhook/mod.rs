@@ -2,9 +2,11 @@
 //! turning a delivery body into the events the bridge acts on.
 
 pub mod events;
+pub mod registration_nonce;
 pub mod signature;
 
 pub use events::{Delivery, DeliveryError, EventKind, RelevantEvent, parse_delivery};
+pub use registration_nonce::{RegistrationNonce, nonce_in_query, nonce_matches};
 pub use signature::{SignatureError, verify_signature};
 
 /// Webhook names route deliveries (`/webhooks/asana/{name}`): 1 to 64 letters, digits, `-` or `_`.

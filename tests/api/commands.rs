@@ -241,6 +241,32 @@ store_test! {
 }
 
 store_test! {
+    async fn check_config_warns_that_first_use_lets_anyone_plant_a_secret(env) {
+        let out = env.run(&["check-config"]).await;
+        out.expect_code(0);
+        let warning = out
+            .stdout
+            .lines()
+            .find(|l| l.starts_with("warn webhooks.handshake = first-use"))
+            .unwrap_or_else(|| panic!("a first-use warning: {}", out.stdout));
+        assert!(
+            warning.contains("anyone who can reach /webhooks/asana/<name> can plant a webhook secret"),
+            "{warning}"
+        );
+        assert!(
+            warning.contains("set BRIDGE__WEBHOOKS__HANDSHAKE=registration (the default)")
+                && warning.contains("`webhooks create`"),
+            "says how to avoid it: {warning}"
+        );
+
+        env.set("BRIDGE__WEBHOOKS__HANDSHAKE", "registration");
+        let out = env.run(&["check-config"]).await;
+        out.expect_code(0);
+        assert!(!out.stdout.contains("first-use"), "{}", out.stdout);
+    }
+}
+
+store_test! {
     async fn check_config_fails_on_bad_credentials_and_warns_about_paid_seats(env) {
         env.set("BRIDGE__ASANA__TOKEN", "1/wrong");
         env.set("BRIDGE__DOCSPACE__API_KEY", "sk-wrong");

@@ -14,6 +14,7 @@ use asana_docspace_fakes::{
     AsanaFake, DocSpaceFake, FakeUser, assignment_delivery, random_secret, sign,
 };
 use serde_json::Value;
+use sqlx::Connection as _;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -206,6 +207,53 @@ impl Env {
         }
     }
 
+    /// Starts the binary with these settings and returns at once, for a test to signal it.
+    pub fn spawn(&self, args: &[&str]) -> RunningCommand {
+        let child = tokio::process::Command::new(binary())
+            .args(args)
+            .env_clear()
+            .envs(&self.vars)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("start the binary");
+        RunningCommand { child }
+    }
+
+    /// Holds SQLite's write lock, or an exclusive lock on `tables` on PostgreSQL, until
+    /// [`WriteLock::release`]: every write to them waits, reads go on.
+    pub async fn lock_writes(&self, tables: &[&str]) -> WriteLock {
+        match self.backend {
+            Backend::Sqlite => {
+                let mut conn = sqlx::SqliteConnection::connect(&self.database_url)
+                    .await
+                    .expect("open");
+                sqlx::query("BEGIN IMMEDIATE")
+                    .execute(&mut conn)
+                    .await
+                    .expect("take the write lock");
+                WriteLock::Sqlite(conn)
+            }
+            Backend::Postgres => {
+                let mut conn = sqlx::PgConnection::connect(&self.database_url)
+                    .await
+                    .expect("open");
+                sqlx::query("BEGIN")
+                    .execute(&mut conn)
+                    .await
+                    .expect("begin");
+                let lock = format!("LOCK TABLE {} IN EXCLUSIVE MODE", tables.join(", "));
+                sqlx::query(sqlx::AssertSqlSafe(lock))
+                    .execute(&mut conn)
+                    .await
+                    .expect("lock the tables");
+                WriteLock::Postgres(conn)
+            }
+        }
+    }
+
     /// A task in the test project assigned to `email`.
     pub fn assign(&self, task_gid: &str, user_gid: &str, email: &str) {
         self.asana
@@ -226,6 +274,66 @@ impl CommandOutput {
     pub fn expect_code(&self, code: i32) -> &CommandOutput {
         assert_eq!(self.code, Some(code), "exit code; output: {self:#?}");
         self
+    }
+}
+
+/// A command started with [`Env::spawn`], still running.
+pub struct RunningCommand {
+    child: tokio::process::Child,
+}
+
+impl RunningCommand {
+    /// Sends `signal` (`"TERM"`, `"INT"`) to the command.
+    pub fn signal(&self, signal: &str) {
+        let pid = self.child.id().expect("running");
+        let status = std::process::Command::new("kill")
+            .args([format!("-{signal}"), pid.to_string()])
+            .status()
+            .expect("kill");
+        assert!(status.success(), "kill -{signal}");
+    }
+
+    /// kill -9.
+    pub fn kill9(&mut self) {
+        self.child.start_kill().expect("kill -9");
+    }
+
+    /// Waits for the command to exit and returns what it printed.
+    pub async fn finish(self) -> CommandOutput {
+        let output = tokio::time::timeout(WAIT, self.child.wait_with_output())
+            .await
+            .expect("the command exits")
+            .expect("wait");
+        CommandOutput {
+            code: output.status.code(),
+            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        }
+    }
+}
+
+/// A write lock on the test's database, held by the test (see [`Env::lock_writes`]).
+pub enum WriteLock {
+    Sqlite(sqlx::SqliteConnection),
+    Postgres(sqlx::PgConnection),
+}
+
+impl WriteLock {
+    pub async fn release(self) {
+        match self {
+            WriteLock::Sqlite(mut conn) => {
+                sqlx::query("ROLLBACK")
+                    .execute(&mut conn)
+                    .await
+                    .expect("rollback");
+            }
+            WriteLock::Postgres(mut conn) => {
+                sqlx::query("ROLLBACK")
+                    .execute(&mut conn)
+                    .await
+                    .expect("rollback");
+            }
+        }
     }
 }
 
@@ -330,8 +438,14 @@ impl Bridge {
     }
 
     pub async fn handshake(&self, name: &str, secret: &str) -> reqwest::Response {
+        self.handshake_to(&self.url(&format!("/webhooks/asana/{name}")), secret)
+            .await
+    }
+
+    /// A handshake to a full target URL (with its query, if any), as Asana sends it.
+    pub async fn handshake_to(&self, target: &str, secret: &str) -> reqwest::Response {
         self.client
-            .post(self.url(&format!("/webhooks/asana/{name}")))
+            .post(target)
             .header("X-Hook-Secret", secret)
             .send()
             .await

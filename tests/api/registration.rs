@@ -3,10 +3,15 @@
 
 use std::time::Duration;
 
-use asana_docspace_fakes::{assignment_delivery, random_secret};
+use asana_docspace_bridge::registration::REGISTRATION_WINDOW;
+use asana_docspace_bridge::store::RegistrationOpening;
+use asana_docspace_bridge::webhook::RegistrationNonce;
+use asana_docspace_fakes::{
+    FakeWebhook, Fault, Gate, RecordedRequest, assignment_delivery, random_secret,
+};
 use serde_json::{Value, json};
 
-use crate::helpers::{Env, PROJECT, TestApp, WAIT, eventually};
+use crate::helpers::{BridgeProcess, Env, PROJECT, TestApp, WAIT, eventually};
 
 /// The service in `registration` mode, and the CLI's settings pointed at it.
 async fn registration_app(env: &mut Env) -> TestApp {
@@ -125,16 +130,260 @@ store_test! {
     async fn a_registration_window_expires_after_sixty_seconds(env) {
         let app = registration_app(&mut env).await;
         let store = env.store().await;
-        store.open_registration("late").await.unwrap();
+        let late = RegistrationNonce::generate();
+        let opened = store
+            .open_registration("late", &late.hash(), REGISTRATION_WINDOW)
+            .await
+            .unwrap();
+        assert_eq!(opened, RegistrationOpening::Opened);
         env.execute_sql("UPDATE pending_registrations SET opened_at = opened_at - 61000 WHERE name = 'late'")
             .await;
 
-        assert_eq!(app.handshake("late", &random_secret()).await.status(), 403);
+        let late_target = late.target(&app.url("/webhooks/asana/late"));
+        assert_eq!(app.handshake_to(&late_target, &random_secret()).await.status(), 403);
 
-        store.open_registration("early").await.unwrap();
-        assert_eq!(app.handshake("early", &random_secret()).await.status(), 200);
+        let early = RegistrationNonce::generate();
+        store
+            .open_registration("early", &early.hash(), REGISTRATION_WINDOW)
+            .await
+            .unwrap();
+        let early_target = early.target(&app.url("/webhooks/asana/early"));
+        assert_eq!(app.handshake_to(&early_target, &random_secret()).await.status(), 200);
         // The window closes with the first handshake: a second one cannot replace the secret.
-        assert_eq!(app.handshake("early", &random_secret()).await.status(), 409);
+        assert_eq!(app.handshake_to(&early_target, &random_secret()).await.status(), 403);
+    }
+}
+
+/// Asana's create call, as the fake received it.
+async fn create_request(env: &Env) -> RecordedRequest {
+    let is_create = |r: &RecordedRequest| r.method == "POST" && r.path == "/api/1.0/webhooks";
+    assert!(
+        env.asana
+            .wait_for_requests(WAIT, |requests| requests.iter().any(is_create))
+            .await,
+        "webhooks create calls Asana"
+    );
+    env.asana.requests().into_iter().find(is_create).unwrap()
+}
+
+fn target_of(create: &RecordedRequest) -> String {
+    create.json()["data"]["target"]
+        .as_str()
+        .expect("a target")
+        .to_string()
+}
+
+/// The webhook Asana created, once it has.
+async fn webhook_at_asana(env: &Env) -> FakeWebhook {
+    eventually("Asana to create the webhook", WAIT, || async {
+        env.asana.webhooks().into_iter().next()
+    })
+    .await
+}
+
+store_test! {
+    async fn a_forged_handshake_cannot_win_while_create_runs(env) {
+        let app = registration_app(&mut env).await;
+        env.assign("501", "601", "jane@example.com");
+        let stall = Gate::new();
+        env.asana.push_fault("create_webhook", Fault::Hold(stall.clone()));
+        let command = env.spawn(&["webhooks", "create", "--project", PROJECT, "--name", "default"]);
+        create_request(&env).await;
+
+        // The reported attack: while the window is open, forged handshakes to the name's URL.
+        let attacker = random_secret();
+        let wrong_nonce = format!("{}?r={}", app.url("/webhooks/asana/default"), "0".repeat(32));
+        for target in [
+            app.url("/webhooks/asana/default"),
+            app.url("/webhooks/asana"),
+            wrong_nonce,
+        ] {
+            for _ in 0..5 {
+                let response = app.handshake_to(&target, &attacker).await;
+                assert_eq!(response.status(), 403, "{target}");
+                assert!(response.headers().get("x-hook-secret").is_none());
+                let body: Value = response.json().await.unwrap();
+                assert!(body["error"].as_str().unwrap().contains("nonce"), "{body}");
+            }
+        }
+        stall.open();
+
+        let out = command.finish().await;
+        out.expect_code(0);
+        let gid = gid_from(&out.stdout);
+        let target = env.asana.webhook(&gid).unwrap().target;
+        assert!(
+            target.starts_with(&app.url("/webhooks/asana/default?r=")) && target.len() == app.url("/webhooks/asana/default?r=").len() + 32,
+            "the target carries a 128-bit nonce: {target}"
+        );
+        let delivery = assignment_delivery("501", "601");
+        assert_eq!(app.deliver("default", &attacker, &delivery).await.status(), 401);
+        assert_eq!(env.asana.deliver(&gid, &delivery).await.unwrap().status(), 200);
+        assert!(env.docspace.wait_for_sent(1, WAIT).await);
+    }
+}
+
+store_test! {
+    async fn asana_refusing_after_a_forged_handshake_leaves_no_secret(env) {
+        let app = registration_app(&mut env).await;
+        env.assign("501", "601", "jane@example.com");
+        let stall = Gate::new();
+        env.asana.push_fault("create_webhook", Fault::Hold(stall.clone()));
+        let command = env.spawn(&["webhooks", "create", "--project", PROJECT, "--name", "default"]);
+        // The worst case: the attacker learned the very target Asana was given, nonce included.
+        let target = target_of(&create_request(&env).await);
+        let attacker = random_secret();
+        assert_eq!(app.handshake_to(&target, &attacker).await.status(), 200);
+        let delivery = assignment_delivery("501", "601");
+        assert_eq!(
+            app.deliver("default", &attacker, &delivery).await.status(),
+            401,
+            "a secret the command has not confirmed verifies nothing"
+        );
+
+        // Asana's own handshake is refused (the name has a secret), so Asana refuses to create.
+        stall.open();
+        let out = command.finish().await;
+
+        out.expect_code(1);
+        assert!(out.stderr.contains("could not complete the handshake"), "{}", out.stderr);
+        assert!(env.store().await.find_webhook("default").await.unwrap().is_none());
+        assert_eq!(app.deliver("default", &attacker, &delivery).await.status(), 401);
+        assert!(env.store().await.list_jobs(None, 10).await.unwrap().is_empty());
+        assert!(env.docspace.sent_invitations().is_empty());
+    }
+}
+
+store_test! {
+    async fn an_interrupted_create_removes_what_its_handshake_stored(env) {
+        let app = registration_app(&mut env).await;
+        // Asana performs the handshake, creates the webhook, and never answers.
+        env.asana.push_fault("create_webhook", Fault::HangAfterWork);
+        let command = env.spawn(&["webhooks", "create", "--project", PROJECT, "--name", "proj"]);
+        let hook = webhook_at_asana(&env).await;
+        assert!(env.store().await.find_webhook("proj").await.unwrap().is_some(), "stored, unconfirmed");
+
+        command.signal("TERM");
+        let out = command.finish().await;
+
+        out.expect_code(1);
+        assert!(out.stderr.contains("interrupted"), "{}", out.stderr);
+        assert!(out.stderr.contains("webhooks delete <GID>"), "{}", out.stderr);
+        assert!(env.store().await.find_webhook("proj").await.unwrap().is_none());
+        let heartbeat = json!({"events": []});
+        assert_eq!(env.asana.deliver(&hook.gid, &heartbeat).await.unwrap().status(), 401);
+        assert_eq!(app.handshake_to(&hook.target, &random_secret()).await.status(), 403, "the window is closed");
+    }
+}
+
+store_test! {
+    async fn ctrl_c_during_create_closes_the_window(env) {
+        let app = registration_app(&mut env).await;
+        let stall = Gate::new();
+        env.asana.push_fault("create_webhook", Fault::Hold(stall.clone()));
+        let command = env.spawn(&["webhooks", "create", "--project", PROJECT, "--name", "proj"]);
+        let target = target_of(&create_request(&env).await);
+
+        command.signal("INT");
+        let out = command.finish().await;
+        stall.open();
+
+        out.expect_code(1);
+        assert!(out.stderr.contains("interrupted"), "{}", out.stderr);
+        assert_eq!(app.handshake_to(&target, &random_secret()).await.status(), 403);
+        assert!(env.store().await.find_webhook("proj").await.unwrap().is_none());
+    }
+}
+
+store_test! {
+    async fn a_killed_create_leaves_a_secret_that_verifies_nothing_and_expires(env) {
+        let app = registration_app(&mut env).await;
+        env.assign("501", "601", "jane@example.com");
+        env.asana.push_fault("create_webhook", Fault::HangAfterWork);
+        let mut command = env.spawn(&["webhooks", "create", "--project", PROJECT, "--name", "proj"]);
+        let hook = webhook_at_asana(&env).await;
+
+        command.kill9();
+        assert_eq!(command.finish().await.code, None);
+
+        assert!(env.store().await.find_webhook("proj").await.unwrap().is_some(), "left behind");
+        let delivery = assignment_delivery("501", "601");
+        assert_eq!(env.asana.deliver(&hook.gid, &delivery).await.unwrap().status(), 401);
+        assert!(env.store().await.list_jobs(None, 10).await.unwrap().is_empty());
+        let busy = env.run(&["webhooks", "create", "--project", PROJECT, "--name", "proj"]).await;
+        busy.expect_code(1);
+        assert!(busy.stderr.contains("another `webhooks create`"), "{}", busy.stderr);
+
+        // Once its 60 s have passed, what it left is gone and the name is free.
+        env.execute_sql("UPDATE webhooks SET unconfirmed_until = unconfirmed_until - 61000").await;
+        let again = env.run(&["webhooks", "create", "--project", PROJECT, "--name", "proj"]).await;
+        again.expect_code(0);
+        let gid = gid_from(&again.stdout);
+        assert_eq!(env.asana.deliver(&hook.gid, &delivery).await.unwrap().status(), 401);
+        assert_eq!(env.asana.deliver(&gid, &delivery).await.unwrap().status(), 200);
+        assert!(env.docspace.wait_for_sent(1, WAIT).await);
+        let _ = app;
+    }
+}
+
+store_test! {
+    async fn a_forged_handshake_is_refused_without_a_write(env) {
+        let app = registration_app(&mut env).await;
+        let nonce = RegistrationNonce::generate();
+        env.store()
+            .await
+            .open_registration("open", &nonce.hash(), REGISTRATION_WINDOW)
+            .await
+            .unwrap();
+        let lock = env.lock_writes(&["webhooks", "pending_registrations"]).await;
+
+        for name in ["unknown", "open"] {
+            let response = tokio::time::timeout(
+                Duration::from_secs(3),
+                app.handshake(name, &random_secret()),
+            )
+            .await
+            .expect("refused without waiting for the held write lock");
+            assert_eq!(response.status(), 403, "{name}");
+        }
+        lock.release().await;
+    }
+}
+
+store_test! {
+    async fn create_binds_the_name_in_first_use_mode_too(env) {
+        let app = TestApp::spawn(&env).await;
+        let address = app.address.clone();
+        env.set("BRIDGE__SERVER__PUBLIC_URL", &address);
+        let stall = Gate::new();
+        env.asana.push_fault("create_webhook", Fault::Hold(stall.clone()));
+        let command = env.spawn(&["webhooks", "create", "--project", PROJECT, "--name", "proj"]);
+        create_request(&env).await;
+
+        assert_eq!(app.handshake("proj", &random_secret()).await.status(), 403);
+        assert_eq!(app.handshake("other", &random_secret()).await.status(), 200, "first use");
+        stall.open();
+
+        command.finish().await.expect_code(0);
+    }
+}
+
+store_test! {
+    async fn first_use_mode_warns_at_start_up(env) {
+        let bridge = BridgeProcess::start(&env).await;
+        let logs = bridge.logs.lock().unwrap().clone();
+        let warning = logs
+            .iter()
+            .find(|line| line.contains("anyone who can reach"))
+            .unwrap_or_else(|| panic!("a first-use warning in {logs:#?}"));
+        assert!(warning.contains("\"WARN\""), "{warning}");
+        assert!(warning.contains("BRIDGE__WEBHOOKS__HANDSHAKE=registration"), "{warning}");
+        bridge.kill9().await;
+
+        env.set("BRIDGE__WEBHOOKS__HANDSHAKE", "registration");
+        let bridge = BridgeProcess::start(&env).await;
+        assert!(!bridge.logs.lock().unwrap().iter().any(|l| l.contains("anyone who can reach")));
+        bridge.kill9().await;
     }
 }
 
@@ -181,10 +430,22 @@ store_test! {
             again.stderr
         );
 
-        // Asana still has the webhook after the secret is forgotten here: Asana's duplicate 403.
+        // Forgotten here but still at Asana: each attempt's target has its own nonce, so Asana
+        // takes the new one, and `webhooks list` shows the old one as not registered here.
         env.store().await.forget_webhook("proj").await.unwrap();
+        env.run(&["webhooks", "create", "--project", PROJECT, "--name", "proj"])
+            .await
+            .expect_code(0);
+        let listed = env.run(&["webhooks", "list"]).await;
+        assert!(listed.stdout.contains("not registered here"), "{}", listed.stdout);
+
+        // Asana's duplicate 403, explained in one line.
+        env.asana.push_fault(
+            "create_webhook",
+            Fault::json(403, json!({"errors": [{"message": "Duplicated webhook. You already have an existing webhook for the given resource and target. Delete the old one before creating another."}]})),
+        );
         let duplicate = env
-            .run(&["webhooks", "create", "--project", PROJECT, "--name", "proj"])
+            .run(&["webhooks", "create", "--project", PROJECT, "--name", "again"])
             .await;
         duplicate.expect_code(1);
         assert!(

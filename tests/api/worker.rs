@@ -483,20 +483,20 @@ store_test! {
 /// A project other than the test project.
 const OTHER_PROJECT: &str = "1200000000000999";
 
-/// Registers `name` by handshake and records it as `webhooks create --project PROJECT` does.
-async fn register_for_project(app: &TestApp, env: &crate::helpers::Env, name: &str) -> String {
-    let secret = app.register(name).await;
-    env.store()
+/// Registers `name` for PROJECT with `webhooks create`, as an operator does; returns the secret
+/// Asana holds for it.
+async fn register_for_project(app: &TestApp, env: &mut crate::helpers::Env, name: &str) -> String {
+    env.set("BRIDGE__SERVER__PUBLIC_URL", &app.address);
+    env.run(&["webhooks", "create", "--project", PROJECT, "--name", name])
         .await
-        .record_registration(
-            name,
-            "1200000000000777",
-            PROJECT,
-            &app.url("/webhooks/asana/x"),
-        )
-        .await
-        .expect("record the registration");
-    secret
+        .expect_code(0);
+    let target = format!("/webhooks/asana/{name}?");
+    env.asana
+        .webhooks()
+        .into_iter()
+        .find(|w| w.target.contains(&target))
+        .expect("the webhook Asana created")
+        .secret
 }
 
 /// One delivery of `count` assignment events for `task_gid`, each to another user (so each is
@@ -517,7 +517,7 @@ store_test! {
         env.asana
             .assign_subtask("512", "511", Some(FakeUser::new("612", "carol@example.com")));
         let app = TestApp::spawn(&env).await;
-        let secret = register_for_project(&app, &env, "proj").await;
+        let secret = register_for_project(&app, &mut env, "proj").await;
 
         for (task, user) in [("501", "601"), ("511", "611"), ("512", "612")] {
             app.deliver_assignment("proj", &secret, task, user).await;
@@ -564,7 +564,7 @@ store_test! {
         env.asana
             .assign_subtask("724", "723", Some(FakeUser::new("624", "deep@example.com")));
         let app = TestApp::spawn(&env).await;
-        let secret = register_for_project(&app, &env, "proj").await;
+        let secret = register_for_project(&app, &mut env, "proj").await;
 
         for (task, user) in [("701", "601"), ("711", "611"), ("724", "624")] {
             app.deliver_assignment("proj", &secret, task, user).await;
