@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use tokio::net::TcpListener;
-use tokio::sync::Notify;
+use tokio::sync::{Notify, Semaphore};
 use tokio_util::sync::CancellationToken;
 
 use crate::http::{AppState, MetricsRoute, SecretCache, metrics_router, router, server};
@@ -30,6 +30,7 @@ pub struct Application {
     asana: AsanaClient,
     /// Request headers and bodies must arrive within this time.
     request_timeout: Duration,
+    max_connections: usize,
     watch_interval: Duration,
 }
 
@@ -72,6 +73,8 @@ impl Application {
             worker: worker.status(),
             health: Arc::new(WebhookHealth::default()),
             secrets: SecretCache::default(),
+            store_gauges: Arc::default(),
+            request_slots: Arc::new(Semaphore::new(settings.server.max_concurrent_requests)),
         };
 
         let address = format!("{}:{}", settings.server.host, settings.server.port);
@@ -104,6 +107,7 @@ impl Application {
             health,
             asana: AsanaClient::from_settings(&settings)?,
             request_timeout: Duration::from_millis(settings.server.request_timeout_ms),
+            max_connections: settings.server.max_connections,
             watch_interval: Duration::from_secs(settings.webhooks.watch_interval_secs),
         })
     }
@@ -130,8 +134,16 @@ impl Application {
         let metrics_server = self.metrics.map(|(listener, router)| {
             let stopped = stop.clone();
             let header_timeout = self.request_timeout;
+            let max_connections = self.max_connections;
             tokio::spawn(async move {
-                server::serve(listener, router, header_timeout, stopped.cancelled_owned()).await
+                server::serve(
+                    listener,
+                    router,
+                    header_timeout,
+                    max_connections,
+                    stopped.cancelled_owned(),
+                )
+                .await
             })
         });
         let server_stop = stop.clone();
@@ -139,6 +151,7 @@ impl Application {
             self.listener,
             self.router,
             self.request_timeout,
+            self.max_connections,
             async move {
                 tokio::select! {
                     _ = shutdown => tracing::info!("shutting down"),

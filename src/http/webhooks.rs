@@ -64,9 +64,13 @@ struct Refusal {
 
 impl From<StoreError> for Refusal {
     fn from(err: StoreError) -> Self {
+        let result = match err {
+            StoreError::Busy => DeliveryResult::Overloaded,
+            _ => DeliveryResult::StoreUnavailable,
+        };
         Refusal {
-            result: DeliveryResult::StoreUnavailable,
-            error: ApiError::StoreUnavailable(err),
+            result,
+            error: ApiError::from(err),
         }
     }
 }
@@ -92,7 +96,12 @@ async fn receive(
     let handled = match name {
         Ok(name) => {
             tracing::Span::current().record("webhook", name.as_str());
-            handle(&app, &name, &headers, body).await
+            let handled = handle(&app, &name, &headers, body).await;
+            if matches!(handled, Ok((DeliveryResult::HandshakeAccepted, _))) {
+                // It may be cached as unknown: deliveries follow the handshake at once.
+                app.secrets.forget(&name);
+            }
+            handled
         }
         Err(refusal) => Err(refusal),
     };

@@ -8,4 +8,5 @@ mod helpers;
 
 mod bad_input;
 mod crashes;
+mod flood;
 mod upstream_faults;
