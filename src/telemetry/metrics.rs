@@ -179,3 +179,26 @@ pub async fn render(store: &Store, gauges: &StoreGauges) -> StoreResult<String> 
     handle.run_upkeep();
     Ok(handle.render())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::StoreOptions;
+
+    #[tokio::test]
+    async fn scrapes_within_the_period_do_not_read_the_store() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("bridge.db").display());
+        let store = Store::connect(&url, &StoreOptions::default())
+            .await
+            .unwrap();
+        let gauges = StoreGauges::default();
+        render(&store, &gauges)
+            .await
+            .expect("the first scrape reads");
+        store.close().await;
+        render(&store, &gauges)
+            .await
+            .expect("the next scrape uses what the first one read");
+    }
+}

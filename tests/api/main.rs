@@ -8,6 +8,7 @@ mod commands;
 mod health;
 mod lifecycle;
 mod operability;
+mod overload;
 mod registration;
 mod replicas;
 mod webhooks;

@@ -21,6 +21,8 @@ const P99_LIMIT: Duration = Duration::from_millis(500);
 const RSS_LIMIT_KIB: u64 = 100 * 1024;
 /// Every name a flooder makes up starts so, to find it in `/metrics` if it leaked there.
 const FLOOD_PREFIX: &str = "flood-";
+/// What the bridge promises for logs of refused requests.
+const REFUSAL_LINES_PER_SECOND: usize = 10;
 
 #[derive(Default)]
 struct FloodCounts {
@@ -159,6 +161,14 @@ store_test! {
             flooder.await.unwrap();
         }
         let peak_kib = peak_rss_kib(pid);
+        let flood_secs = flood_started.elapsed().as_secs_f64();
+        let refusal_lines = bridge
+            .logs
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|line| line.contains("request refused"))
+            .count();
 
         latencies.sort();
         let p50 = latencies[DELIVERIES / 2];
@@ -166,7 +176,7 @@ store_test! {
         let max = latencies[DELIVERIES - 1];
         eprintln!(
             "flood: {} requests ({flood_rate:.0}/s while deliveries ran; {}); deliveries: p50 {p50:?}, p99 {p99:?}, max {max:?}; \
-             bridge peak RSS (VmHWM) {:.1} MiB",
+             bridge peak RSS (VmHWM) {:.1} MiB; {refusal_lines} refusals logged in {flood_secs:.1} s",
             counts.requests.load(Ordering::Relaxed),
             counts.summary(),
             peak_kib as f64 / 1024.0,
@@ -174,6 +184,12 @@ store_test! {
         assert!(refused.is_empty(), "real deliveries refused: {refused:?}");
         assert!(p99 < P99_LIMIT, "p99 {p99:?} is over {P99_LIMIT:?}");
         assert!(peak_kib < RSS_LIMIT_KIB, "peak RSS {peak_kib} KiB");
+        // The flood started before `flood_started`: allow a few seconds more of log lines.
+        let allowed_lines = REFUSAL_LINES_PER_SECOND * (flood_secs as usize + 5);
+        assert!(
+            refusal_lines <= allowed_lines,
+            "{refusal_lines} refusal log lines, more than {allowed_lines}: they are not rate-limited"
+        );
         assert!(counts.by_status[1].load(Ordering::Relaxed) > 0, "the forged deliveries were refused 401");
         assert!(
             !metrics.contains(FLOOD_PREFIX),
