@@ -74,7 +74,12 @@ impl Application {
             health: Arc::new(WebhookHealth::default()),
             secrets: SecretCache::default(),
             store_gauges: Arc::default(),
-            request_slots: Arc::new(Semaphore::new(settings.server.max_concurrent_requests)),
+            request_slots: Arc::new(Semaphore::new(
+                settings
+                    .server
+                    .max_concurrent_requests
+                    .min(Semaphore::MAX_PERMITS),
+            )),
         };
 
         let address = format!("{}:{}", settings.server.host, settings.server.port);

@@ -42,7 +42,7 @@ pub async fn serve(
         .timer(TokioTimer::new())
         .header_read_timeout(REFUSAL_HEADER_TIMEOUT)
         .keep_alive(false);
-    let connections = Arc::new(Semaphore::new(max_connections));
+    let connections = Arc::new(Semaphore::new(max_connections.min(Semaphore::MAX_PERMITS)));
     let graceful = GracefulShutdown::new();
     tokio::pin!(shutdown);
     loop {
