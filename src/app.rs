@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use tokio::net::TcpListener;
-use tokio::sync::Notify;
+use tokio::sync::{Notify, Semaphore};
 use tokio_util::sync::CancellationToken;
 
 use crate::http::{AppState, MetricsRoute, SecretCache, metrics_router, router, server};
@@ -31,6 +31,7 @@ pub struct Application {
     asana: AsanaClient,
     /// Request headers and bodies must arrive within this time.
     request_timeout: Duration,
+    max_connections: usize,
     watch_interval: Duration,
 }
 
@@ -76,6 +77,13 @@ impl Application {
             worker: worker.status(),
             health: Arc::new(WebhookHealth::default()),
             secrets: SecretCache::default(),
+            store_gauges: Arc::default(),
+            request_slots: Arc::new(Semaphore::new(
+                settings
+                    .server
+                    .max_concurrent_requests
+                    .min(Semaphore::MAX_PERMITS),
+            )),
         };
 
         let address = format!("{}:{}", settings.server.host, settings.server.port);
@@ -108,6 +116,7 @@ impl Application {
             health,
             asana: AsanaClient::from_settings(&settings)?,
             request_timeout: Duration::from_millis(settings.server.request_timeout_ms),
+            max_connections: settings.server.max_connections,
             watch_interval: Duration::from_secs(settings.webhooks.watch_interval_secs),
         })
     }
@@ -134,8 +143,16 @@ impl Application {
         let metrics_server = self.metrics.map(|(listener, router)| {
             let stopped = stop.clone();
             let header_timeout = self.request_timeout;
+            let max_connections = self.max_connections;
             tokio::spawn(async move {
-                server::serve(listener, router, header_timeout, stopped.cancelled_owned()).await
+                server::serve(
+                    listener,
+                    router,
+                    header_timeout,
+                    max_connections,
+                    stopped.cancelled_owned(),
+                )
+                .await
             })
         });
         let server_stop = stop.clone();
@@ -143,6 +160,7 @@ impl Application {
             self.listener,
             self.router,
             self.request_timeout,
+            self.max_connections,
             async move {
                 tokio::select! {
                     _ = shutdown => tracing::info!("shutting down"),

@@ -36,6 +36,10 @@ pub struct ServerSettings {
     pub request_timeout_ms: u64,
     /// Serve `/metrics` on this port instead of the main one (0: on the main port).
     pub metrics_port: u16,
+    /// Open connections beyond this are answered `503` and closed.
+    pub max_connections: usize,
+    /// Requests handled at once (webhooks and `/metrics`); more are answered `503` at once.
+    pub max_concurrent_requests: usize,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -57,6 +61,8 @@ pub struct DatabaseSettings {
     pub url: String,
     pub max_connections: u32,
     pub acquire_timeout_ms: u64,
+    /// SQLite: writes that may wait for the single writer; past that, deliveries get `503`.
+    pub max_queued_writes: usize,
 }
 
 impl DatabaseSettings {
@@ -64,6 +70,7 @@ impl DatabaseSettings {
         crate::store::StoreOptions {
             max_connections: self.max_connections,
             acquire_timeout: Duration::from_millis(self.acquire_timeout_ms),
+            max_queued_writes: self.max_queued_writes,
         }
     }
 }
@@ -263,6 +270,11 @@ impl Settings {
         for (key, value) in [
             ("server.max_body_bytes", self.server.max_body_bytes as u64),
             ("server.request_timeout_ms", self.server.request_timeout_ms),
+            ("server.max_connections", self.server.max_connections as u64),
+            (
+                "server.max_concurrent_requests",
+                self.server.max_concurrent_requests as u64,
+            ),
             (
                 "asana.requests_per_minute",
                 u64::from(self.asana.requests_per_minute),
@@ -274,6 +286,10 @@ impl Settings {
             (
                 "database.acquire_timeout_ms",
                 self.database.acquire_timeout_ms,
+            ),
+            (
+                "database.max_queued_writes",
+                self.database.max_queued_writes as u64,
             ),
             ("worker.concurrency", self.worker.concurrency as u64),
             ("worker.max_attempts", u64::from(self.worker.max_attempts)),

@@ -6,6 +6,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
+use super::refusal_log::log_refusal;
 use crate::store::StoreError;
 
 #[derive(Debug, thiserror::Error)]
@@ -29,6 +30,9 @@ pub enum ApiError {
     /// The store could not be reached: the sender should retry (Asana does).
     #[error("the job store is unavailable; retry later")]
     StoreUnavailable(#[source] StoreError),
+    /// Too much work at once (requests, connections or queued writes): retry shortly.
+    #[error("{0}")]
+    Overloaded(String),
 }
 
 impl ApiError {
@@ -42,14 +46,19 @@ impl ApiError {
             ApiError::RequestTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
-            ApiError::StoreUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::StoreUnavailable(_) | ApiError::Overloaded(_) => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
         }
     }
 }
 
 impl From<StoreError> for ApiError {
     fn from(err: StoreError) -> Self {
-        ApiError::StoreUnavailable(err)
+        match err {
+            StoreError::Busy => ApiError::Overloaded(format!("{err}; retry later")),
+            err => ApiError::StoreUnavailable(err),
+        }
     }
 }
 
@@ -60,8 +69,29 @@ impl IntoResponse for ApiError {
             ApiError::StoreUnavailable(cause) => {
                 tracing::error!(error = %cause, "store unavailable")
             }
-            other => tracing::info!(status = status.as_u16(), error = %other, "request refused"),
+            other => log_refusal(
+                |suppressed| tracing::info!(status = status.as_u16(), error = %other, suppressed, "request refused"),
+            ),
         }
         (status, Json(json!({ "error": self.to_string() }))).into_response()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_busy_store_is_a_503_with_a_json_reason() {
+        let response = ApiError::from(StoreError::Busy).into_response();
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        let body = axum::body::to_bytes(response.into_body(), 1024)
+            .await
+            .unwrap();
+        let body: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert!(
+            body["error"].as_str().unwrap().contains("retry later"),
+            "{body}"
+        );
     }
 }

@@ -15,7 +15,7 @@ pub fn router() -> Router<AppState> {
 }
 
 async fn scrape(State(app): State<AppState>) -> Result<Response, ApiError> {
-    let text = metrics::render(&app.store).await?;
+    let text = metrics::render(&app.store, &app.store_gauges).await?;
     Ok((
         [(CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
         text,

@@ -3,6 +3,7 @@
 pub mod error;
 mod health;
 mod metrics_endpoint;
+mod refusal_log;
 mod secret_cache;
 pub mod server;
 pub mod webhooks;
@@ -11,14 +12,19 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
+use axum::error_handling::HandleErrorLayer;
 use axum::extract::MatchedPath;
 use axum::http::{HeaderName, Request};
-use tokio::sync::Notify;
+use tokio::sync::{Notify, Semaphore};
+use tower::limit::GlobalConcurrencyLimitLayer;
+use tower::load_shed::LoadShedLayer;
+use tower::{BoxError, ServiceBuilder};
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::TraceLayer;
 
 use crate::settings::HandshakeMode;
 use crate::store::Store;
+use crate::telemetry::metrics::StoreGauges;
 use crate::webhook_health::WebhookHealth;
 use crate::worker::WorkerStatus;
 use error::ApiError;
@@ -38,6 +44,9 @@ pub struct AppState {
     pub worker: Arc<WorkerStatus>,
     pub health: Arc<WebhookHealth>,
     pub secrets: SecretCache,
+    pub store_gauges: Arc<StoreGauges>,
+    /// Webhook and `/metrics` requests handled at once (`server.max_concurrent_requests`).
+    pub request_slots: Arc<Semaphore>,
 }
 
 /// Where `/metrics` is served.
@@ -51,19 +60,32 @@ pub enum MetricsRoute {
 
 /// The service's routes, with `/metrics` unless it has a port of its own.
 pub fn router(state: AppState, metrics: MetricsRoute) -> Router {
-    let routes = Router::new()
-        .merge(webhooks::router())
-        .merge(health::router());
     let routes = match metrics {
-        MetricsRoute::Included => routes.merge(metrics_endpoint::router()),
-        MetricsRoute::Separate => routes,
+        MetricsRoute::Included => webhooks::router().merge(metrics_endpoint::router()),
+        MetricsRoute::Separate => webhooks::router(),
     };
+    let routes = limited(routes, &state).merge(health::router());
     with_layers(routes, state)
 }
 
 /// `/metrics` alone, for `server.metrics_port`.
 pub fn metrics_router(state: AppState) -> Router {
-    with_layers(metrics_endpoint::router(), state)
+    with_layers(limited(metrics_endpoint::router(), &state), state)
+}
+
+/// Shares `state.request_slots` among `routes`: a request that finds none free is answered `503`
+/// at once instead of waiting. Health probes stay outside, so a flood does not fail liveness.
+fn limited(routes: Router<AppState>, state: &AppState) -> Router<AppState> {
+    routes.layer(
+        ServiceBuilder::new()
+            .layer(HandleErrorLayer::new(|_: BoxError| async {
+                ApiError::Overloaded("too many requests at once; retry later".into())
+            }))
+            .layer(LoadShedLayer::new())
+            .layer(GlobalConcurrencyLimitLayer::with_semaphore(
+                state.request_slots.clone(),
+            )),
+    )
 }
 
 fn with_layers(routes: Router<AppState>, state: AppState) -> Router {

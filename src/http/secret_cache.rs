@@ -1,41 +1,130 @@
-//! Webhook secrets read on every delivery, kept for a few seconds. A secret never changes once
-//! stored; only `webhooks delete` (possibly from another process) removes one, and that takes
-//! effect here within the time to live.
+//! Webhook secrets read on every delivery, kept for a few seconds; names without a secret too, for
+//! less, so requests to unknown names repeated by a flood are refused without a store read. A
+//! secret never changes once stored; only `webhooks delete` (possibly from another process)
+//! removes one, and that takes effect here within the time to live. A handshake accepted here
+//! forgets the name's entry at once; one accepted by another replica is seen within
+//! [`UNKNOWN_TIME_TO_LIVE`]. The cache is bounded: random names evict each other, not memory.
 
-use std::collections::HashMap;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use hashlink::LruCache;
 use secrecy::SecretString;
 
 use crate::store::{Store, StoreResult};
 
 const TIME_TO_LIVE: Duration = Duration::from_secs(5);
+pub const UNKNOWN_TIME_TO_LIVE: Duration = Duration::from_secs(2);
+/// Far more than the webhooks a deployment has; each entry is a name and perhaps a secret.
+const CAPACITY: usize = 10_000;
 
-#[derive(Clone, Default)]
+struct Entry {
+    secret: Option<SecretString>,
+    fetched: Instant,
+}
+
+impl Entry {
+    fn is_fresh(&self) -> bool {
+        let ttl = match self.secret {
+            Some(_) => TIME_TO_LIVE,
+            None => UNKNOWN_TIME_TO_LIVE,
+        };
+        self.fetched.elapsed() < ttl
+    }
+}
+
+#[derive(Clone)]
 pub struct SecretCache {
-    entries: Arc<RwLock<HashMap<String, (SecretString, Instant)>>>,
+    entries: Arc<Mutex<LruCache<String, Entry>>>,
+}
+
+impl Default for SecretCache {
+    fn default() -> Self {
+        SecretCache::with_capacity(CAPACITY)
+    }
 }
 
 impl SecretCache {
-    /// The secret of webhook `name`, from the cache or the store. Unknown names are not cached,
-    /// so a handshake takes effect at once.
+    fn with_capacity(capacity: usize) -> Self {
+        SecretCache {
+            entries: Arc::new(Mutex::new(LruCache::new(capacity))),
+        }
+    }
+
+    /// The secret of webhook `name`, from the cache or the store.
     pub async fn get(&self, store: &Store, name: &str) -> StoreResult<Option<SecretString>> {
-        if let Some((secret, fetched)) = self.entries.read().expect("not poisoned").get(name)
-            && fetched.elapsed() < TIME_TO_LIVE
-        {
-            return Ok(Some(secret.clone()));
+        if let Some(secret) = self.cached(name) {
+            return Ok(secret);
         }
         let secret = store.webhook_secret(name).await?;
-        let mut entries = self.entries.write().expect("not poisoned");
-        match &secret {
-            Some(secret) => {
-                entries.insert(name.to_string(), (secret.clone(), Instant::now()));
-            }
-            None => {
-                entries.remove(name);
-            }
-        }
+        self.entries.lock().expect("not poisoned").insert(
+            name.to_string(),
+            Entry {
+                secret: secret.clone(),
+                fetched: Instant::now(),
+            },
+        );
         Ok(secret)
+    }
+
+    /// Drops what is known of `name`, so its next request reads the store (after a handshake).
+    pub fn forget(&self, name: &str) {
+        self.entries.lock().expect("not poisoned").remove(name);
+    }
+
+    /// `Some(secret or none)` while the entry for `name` is fresh.
+    fn cached(&self, name: &str) -> Option<Option<SecretString>> {
+        let mut entries = self.entries.lock().expect("not poisoned");
+        entries
+            .get(name)
+            .filter(|entry| entry.is_fresh())
+            .map(|entry| entry.secret.clone())
+    }
+
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.entries.lock().expect("not poisoned").len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::StoreOptions;
+
+    async fn store() -> (tempfile::TempDir, Store) {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("bridge.db").display());
+        let store = Store::connect(&url, &StoreOptions::default())
+            .await
+            .unwrap();
+        (dir, store)
+    }
+
+    #[tokio::test]
+    async fn unknown_names_are_remembered_briefly_and_forgotten_on_handshake() {
+        let (_dir, store) = store().await;
+        let cache = SecretCache::default();
+        assert!(cache.get(&store, "later").await.unwrap().is_none());
+        store
+            .store_secret_if_absent("later", "s3cret")
+            .await
+            .unwrap();
+        assert!(
+            cache.get(&store, "later").await.unwrap().is_none(),
+            "the unknown name is answered from the cache"
+        );
+        cache.forget("later");
+        assert!(cache.get(&store, "later").await.unwrap().is_some());
+    }
+
+    #[tokio::test]
+    async fn random_names_cannot_grow_the_cache_beyond_its_capacity() {
+        let (_dir, store) = store().await;
+        let cache = SecretCache::with_capacity(16);
+        for i in 0..100 {
+            cache.get(&store, &format!("random-{i}")).await.unwrap();
+        }
+        assert_eq!(cache.len(), 16);
     }
 }

@@ -82,9 +82,13 @@ struct Refusal {
 
 impl From<StoreError> for Refusal {
     fn from(err: StoreError) -> Self {
+        let result = match err {
+            StoreError::Busy => DeliveryResult::Overloaded,
+            _ => DeliveryResult::StoreUnavailable,
+        };
         Refusal {
-            result: DeliveryResult::StoreUnavailable,
-            error: ApiError::StoreUnavailable(err),
+            result,
+            error: ApiError::from(err),
         }
     }
 }
@@ -110,7 +114,12 @@ async fn receive(
     let handled = match name {
         Ok(name) => {
             tracing::Span::current().record("webhook", name.as_str());
-            handle(&app, &name, &request, body).await
+            let handled = handle(&app, &name, &request, body).await;
+            if matches!(handled, Ok((DeliveryResult::HandshakeAccepted, _))) {
+                // It may be cached as unknown: deliveries follow the registration at once.
+                app.secrets.forget(&name);
+            }
+            handled
         }
         Err(refusal) => Err(refusal),
     };

@@ -51,6 +51,9 @@ pub enum StoreError {
     Backup(String),
     #[error("unexpected value in the database: {0}")]
     Corrupt(String),
+    /// The SQLite writer's queue is full: the caller should retry shortly.
+    #[error("too many writes are waiting for the database")]
+    Busy,
 }
 
 pub type StoreResult<T> = Result<T, StoreError>;
@@ -117,6 +120,8 @@ pub(crate) use write_db;
 pub struct StoreOptions {
     pub max_connections: u32,
     pub acquire_timeout: Duration,
+    /// SQLite: how many writes may wait for the writer before requests are refused.
+    pub max_queued_writes: usize,
 }
 
 impl Default for StoreOptions {
@@ -124,6 +129,7 @@ impl Default for StoreOptions {
         StoreOptions {
             max_connections: 8,
             acquire_timeout: Duration::from_secs(5),
+            max_queued_writes: 1024,
         }
     }
 }
@@ -179,7 +185,7 @@ impl Store {
             .acquire_timeout(options.acquire_timeout)
             .connect_with(connect.clone())
             .await?;
-        let writer = SqliteWriter::start(writer);
+        let writer = SqliteWriter::start(writer, options.max_queued_writes);
         let reader = SqlitePoolOptions::new()
             .max_connections(options.max_connections.max(1))
             .acquire_timeout(options.acquire_timeout)

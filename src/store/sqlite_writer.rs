@@ -12,12 +12,17 @@
 //! may roll back after a power failure. Losing such a write there is safe by design: the job runs
 //! again, and DocSpace, asked before every invitation, already knows whoever was invited. A later
 //! synced commit makes every earlier one durable too (the WAL is written in order).
+//!
+//! The queue is bounded: a synced write (a request's) that finds it full fails at once with
+//! [`StoreError::Busy`], answered `503` so the sender retries, instead of memory growing under a
+//! flood. A relaxed write (the worker's, few by construction) waits for room.
 
 use std::future::Future;
 use std::pin::Pin;
 
 use sqlx::pool::PoolConnection;
 use sqlx::{Connection, Sqlite, SqliteConnection, SqlitePool};
+use tokio::sync::mpsc::error::TrySendError;
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
@@ -90,15 +95,16 @@ where
 /// The handle every write goes through.
 #[derive(Clone)]
 pub(crate) struct SqliteWriter {
-    queue: mpsc::UnboundedSender<Box<dyn Operation>>,
+    queue: mpsc::Sender<Box<dyn Operation>>,
     pool: SqlitePool,
     closing: CancellationToken,
 }
 
 impl SqliteWriter {
-    /// Starts the writer task on `pool`, whose single connection it uses.
-    pub(crate) fn start(pool: SqlitePool) -> SqliteWriter {
-        let (queue, operations) = mpsc::unbounded_channel();
+    /// Starts the writer task on `pool`, whose single connection it uses; at most `max_queued`
+    /// writes wait for it.
+    pub(crate) fn start(pool: SqlitePool, max_queued: usize) -> SqliteWriter {
+        let (queue, operations) = mpsc::channel(max_queued.max(1));
         let closing = CancellationToken::new();
         tokio::spawn(write_batches(pool.clone(), operations, closing.clone()));
         SqliteWriter {
@@ -131,9 +137,14 @@ impl SqliteWriter {
             outcome: None,
             reply,
         });
-        self.queue
-            .send(op)
-            .map_err(|_| StoreError::Commit("the store is closed".into()))?;
+        let closed = || StoreError::Commit("the store is closed".into());
+        match durability {
+            Durability::Synced => self.queue.try_send(op).map_err(|err| match err {
+                TrySendError::Full(_) => StoreError::Busy,
+                TrySendError::Closed(_) => closed(),
+            })?,
+            Durability::Relaxed => self.queue.send(op).await.map_err(|_| closed())?,
+        }
         answer
             .await
             .map_err(|_| StoreError::Commit("the writer stopped before answering".into()))?
@@ -142,7 +153,7 @@ impl SqliteWriter {
 
 async fn write_batches(
     pool: SqlitePool,
-    mut operations: mpsc::UnboundedReceiver<Box<dyn Operation>>,
+    mut operations: mpsc::Receiver<Box<dyn Operation>>,
     closing: CancellationToken,
 ) {
     let mut batch: Vec<Box<dyn Operation>> = Vec::with_capacity(MAX_BATCH);
@@ -214,4 +225,82 @@ async fn run_batch(
     }
     tx.commit().await.map_err(|e| e.to_string())?;
     Ok(wanted)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use sqlx::sqlite::SqlitePoolOptions;
+    use tokio::sync::Semaphore;
+
+    use super::*;
+
+    async fn writer(max_queued: usize) -> SqliteWriter {
+        let pool = SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect("sqlite::memory:")
+            .await
+            .expect("in-memory database");
+        SqliteWriter::start(pool, max_queued)
+    }
+
+    /// A write that holds the writer, once running (it says so on `started`), until `gate` opens.
+    fn blocking_write(
+        writer: &SqliteWriter,
+        started: Arc<Semaphore>,
+        gate: Arc<Semaphore>,
+    ) -> tokio::task::JoinHandle<StoreResult<()>> {
+        let writer = writer.clone();
+        tokio::spawn(async move {
+            writer
+                .run(Durability::Synced, move |_conn| {
+                    Box::pin(async move {
+                        started.add_permits(1);
+                        let _permit = gate.acquire().await;
+                        Ok(())
+                    })
+                })
+                .await
+        })
+    }
+
+    fn noop_write(writer: &SqliteWriter) -> tokio::task::JoinHandle<StoreResult<()>> {
+        let writer = writer.clone();
+        tokio::spawn(async move {
+            writer
+                .run(Durability::Synced, |_conn| Box::pin(async { Ok(()) }))
+                .await
+        })
+    }
+
+    #[tokio::test]
+    async fn a_full_queue_refuses_synced_writes_at_once() {
+        let writer = writer(2).await;
+        let (started, gate) = (Arc::new(Semaphore::new(0)), Arc::new(Semaphore::new(0)));
+        let running = blocking_write(&writer, started.clone(), gate.clone());
+        let _ = started.acquire().await.expect("the blocking write runs");
+        let queued = [noop_write(&writer), noop_write(&writer)];
+        while writer.queue.capacity() > 0 {
+            tokio::task::yield_now().await;
+        }
+        let refused = tokio::time::timeout(
+            Duration::from_secs(2),
+            writer.run(Durability::Synced, |_conn| Box::pin(async { Ok(()) })),
+        )
+        .await
+        .expect("a full queue answers at once");
+        assert!(matches!(refused, Err(StoreError::Busy)), "{refused:?}");
+
+        gate.add_permits(1);
+        running.await.unwrap().expect("the blocking write commits");
+        for write in queued {
+            write.await.unwrap().expect("queued writes commit");
+        }
+        writer
+            .run(Durability::Synced, |_conn| Box::pin(async { Ok(()) }))
+            .await
+            .expect("room again once the queue drained");
+    }
 }

@@ -10,6 +10,7 @@ mod files;
 mod health;
 mod lifecycle;
 mod operability;
+mod overload;
 mod registration;
 mod replicas;
 mod webhooks;

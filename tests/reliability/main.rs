@@ -8,5 +8,6 @@ mod helpers;
 
 mod bad_input;
 mod crashes;
+mod flood;
 mod hostile_upstreams;
 mod upstream_faults;
