@@ -1,8 +1,9 @@
 //! Webhook secrets read on every delivery, kept for a few seconds; names without a secret too, for
 //! less, so requests to unknown names repeated by a flood are refused without a store read. A
 //! secret never changes once stored; only `webhooks delete` (possibly from another process)
-//! removes one, and that takes effect here within the time to live. A handshake accepted here
-//! forgets the name's entry at once; one accepted by another replica is seen within
+//! removes one, and that takes effect here within the time to live. A name whose registration is
+//! under way (a secret `webhooks create` has not confirmed yet) is never remembered as unknown.
+//! A handshake accepted here forgets the name's entry at once; one accepted by another replica is seen within
 //! [`UNKNOWN_TIME_TO_LIVE`]. The cache is bounded: random names evict each other, not memory.
 
 use std::sync::{Arc, Mutex};
@@ -11,7 +12,7 @@ use std::time::{Duration, Instant};
 use hashlink::LruCache;
 use secrecy::SecretString;
 
-use crate::store::{Store, StoreResult};
+use crate::store::{SecretLookup, Store, StoreResult};
 
 const TIME_TO_LIVE: Duration = Duration::from_secs(5);
 pub const UNKNOWN_TIME_TO_LIVE: Duration = Duration::from_secs(2);
@@ -56,7 +57,13 @@ impl SecretCache {
         if let Some(secret) = self.cached(name) {
             return Ok(secret);
         }
-        let secret = store.webhook_secret(name).await?;
+        let secret = match store.lookup_secret(name).await? {
+            SecretLookup::Usable(secret) => Some(secret),
+            SecretLookup::Unknown => None,
+            // Not remembered: `webhooks create` (another process) may confirm it any moment, and
+            // Asana's first delivery follows at once.
+            SecretLookup::Unconfirmed => return Ok(None),
+        };
         self.entries.lock().expect("not poisoned").insert(
             name.to_string(),
             Entry {
@@ -116,6 +123,42 @@ mod tests {
         );
         cache.forget("later");
         assert!(cache.get(&store, "later").await.unwrap().is_some());
+    }
+
+    #[tokio::test]
+    async fn a_name_being_registered_is_not_remembered_as_unknown() {
+        use crate::store::{RegisteredWebhook, RegistrationOpening};
+        let (_dir, store) = store().await;
+        let cache = SecretCache::default();
+        let window = Duration::from_secs(60);
+        let opened = store
+            .open_registration("new", "hash", window)
+            .await
+            .unwrap();
+        assert_eq!(opened, RegistrationOpening::Opened);
+        store
+            .store_secret_in_window("new", "s3cret", "hash", window)
+            .await
+            .unwrap();
+        assert!(
+            cache.get(&store, "new").await.unwrap().is_none(),
+            "unconfirmed"
+        );
+        let registered = RegisteredWebhook {
+            webhook_gid: "1",
+            project_gid: "2",
+            target: "https://bridge.example.com/webhooks/asana/new",
+        };
+        assert!(
+            store
+                .confirm_registration("new", "hash", &registered)
+                .await
+                .unwrap()
+        );
+        assert!(
+            cache.get(&store, "new").await.unwrap().is_some(),
+            "usable as soon as `webhooks create` (another process) confirmed it"
+        );
     }
 
     #[tokio::test]

@@ -23,7 +23,8 @@ pub use jobs::{
     ClaimedJob, EnqueueOutcome, JobRecord, JobStatus, NewJob, Outcome, QueueCounts, RetryRequest,
 };
 pub use webhooks::{
-    HandshakeOutcome, RegisteredWebhook, RegistrationOpening, RegistrationWindow, WebhookRecord,
+    HandshakeOutcome, RegisteredWebhook, RegistrationOpening, RegistrationWindow, SecretLookup,
+    WebhookRecord,
 };
 
 #[derive(Debug, thiserror::Error)]

@@ -64,6 +64,17 @@ pub struct WebhookRecord {
     pub registered_at: Option<i64>,
 }
 
+/// A webhook name as ingress sees it.
+#[derive(Debug)]
+pub enum SecretLookup {
+    /// Deliveries are verified with this secret.
+    Usable(SecretString),
+    /// A handshake stored a secret that `webhooks create` has not confirmed (yet).
+    Unconfirmed,
+    /// No secret at all.
+    Unknown,
+}
+
 const WEBHOOK_COLUMNS: &str =
     "name, created_at, last_delivery_at, webhook_gid, project_gid, target, registered_at";
 
@@ -71,15 +82,26 @@ impl Store {
     /// The secret deliveries to `name` are verified with, if its handshake happened (and, for a
     /// registration, `webhooks create` confirmed it).
     pub async fn webhook_secret(&self, name: &str) -> StoreResult<Option<SecretString>> {
-        let secret: Option<String> = on_db!(self, read, |pool| {
-            sqlx::query_scalar(
-                "SELECT secret FROM webhooks WHERE name = $1 AND unconfirmed_until IS NULL",
-            )
-            .bind(name)
-            .fetch_optional(pool)
-            .await
+        Ok(match self.lookup_secret(name).await? {
+            SecretLookup::Usable(secret) => Some(secret),
+            SecretLookup::Unconfirmed | SecretLookup::Unknown => None,
+        })
+    }
+
+    /// What ingress needs to know of `name`: its usable secret, or whether a registration of it
+    /// is under way (its secret may become usable any moment, from another process).
+    pub async fn lookup_secret(&self, name: &str) -> StoreResult<SecretLookup> {
+        let row: Option<(String, Option<i64>)> = on_db!(self, read, |pool| {
+            sqlx::query_as("SELECT secret, unconfirmed_until FROM webhooks WHERE name = $1")
+                .bind(name)
+                .fetch_optional(pool)
+                .await
         })?;
-        Ok(secret.map(SecretString::from))
+        Ok(match row {
+            Some((secret, None)) => SecretLookup::Usable(SecretString::from(secret)),
+            Some((_, Some(_))) => SecretLookup::Unconfirmed,
+            None => SecretLookup::Unknown,
+        })
     }
 
     /// `first-use` handshakes: stores `secret` for `name` unless one is already there.
