@@ -9,8 +9,9 @@
 //! original integration relies on them. That call is checked to be refused for exactly that
 //! reason, and run against our Asana fake instead.
 //!
-//! Prism: `scripts/install-prism.sh` (or `BRIDGE_PRISM_BIN`); without it every test says it is
-//! skipped. Specs: `BRIDGE_SPECS_DIR` overrides `../shared/specs`; missing specs fail the tests.
+//! Prism: `scripts/install-prism.sh` (or `BRIDGE_PRISM_BIN`). Specs: `BRIDGE_SPECS_DIR` overrides
+//! `../shared/specs`. Without either (a clone outside the team's workspace has no `../shared`),
+//! every test says it is SKIPPED and why; with `BRIDGE_CONTRACT_REQUIRED=1` (CI) that is a failure.
 
 #[path = "contract/prism.rs"]
 mod prism;
@@ -19,6 +20,7 @@ mod proxy;
 
 use std::collections::HashMap;
 use std::fmt::Display;
+use std::io::Write as _;
 use std::time::{Duration, SystemTime};
 
 use asana_docspace_bridge::settings::{InviteType, Settings, Sources};
@@ -54,18 +56,35 @@ struct Contract {
     docspace_mark: usize,
 }
 
+/// Says why `test` is skipped, or fails it when the contract tests are required (CI).
+fn skip(test: &str, why: &str) -> Option<Contract> {
+    assert!(
+        !prism::required(),
+        "{test}: {why}; {} is set, so this is a failure, not a skip",
+        prism::REQUIRED_VAR
+    );
+    // Past the harness's capture (`eprintln!` is captured): a skip must show in the output.
+    let _ = writeln!(std::io::stderr(), "{test}: SKIPPED: {why}");
+    None
+}
+
 impl Contract {
-    /// `None` (after saying so) when Prism is not installed.
+    /// `None` (after saying so) when Prism or the specs are missing, unless they are required.
     async fn start(test: &str) -> Option<Contract> {
         Contract::start_with(test, Vec::new()).await
     }
 
     async fn start_with(test: &str, docspace_prefer: Vec<Prefer>) -> Option<Contract> {
         let Some(binary) = prism::prism_binary() else {
-            eprintln!("{test}: skipped: run scripts/install-prism.sh (CI does)");
-            return None;
+            return skip(
+                test,
+                "Prism is not installed: run scripts/install-prism.sh (CI does)",
+            );
         };
-        let specs = prism::specs_dir();
+        let specs = match prism::specs_dir() {
+            Ok(specs) => specs,
+            Err(missing) => return skip(test, &missing),
+        };
         let prisms = tokio::task::spawn_blocking(move || prism::shared(&binary, &specs))
             .await
             .expect("the Prism start-up thread")

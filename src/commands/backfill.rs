@@ -61,6 +61,8 @@ pub async fn run(ctx: &Context, project: &str, dry_run: bool) -> anyhow::Result<
                 dedupe_key: format!("backfill:{}:{}", task.gid, assignee.gid),
                 task_gid: task.gid.clone(),
                 kind: "backfill".to_string(),
+                // Listed from the project itself.
+                project_gid: None,
             })
         })
         .collect();

@@ -26,6 +26,8 @@ pub async fn run(ctx: &Context, task_gid: &str) -> anyhow::Result<ExitCode> {
             rand::random::<u32>()
         ),
         task_gid: task_gid.to_string(),
+        // The operator named the task.
+        project_gid: None,
         kind: "invite_task".to_string(),
     };
     let job = store

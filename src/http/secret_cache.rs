@@ -10,9 +10,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use hashlink::LruCache;
-use secrecy::SecretString;
 
-use crate::store::{SecretLookup, Store, StoreResult};
+use crate::store::{SecretLookup, Store, StoreResult, UsableWebhook};
 
 const TIME_TO_LIVE: Duration = Duration::from_secs(5);
 pub const UNKNOWN_TIME_TO_LIVE: Duration = Duration::from_secs(2);
@@ -20,13 +19,13 @@ pub const UNKNOWN_TIME_TO_LIVE: Duration = Duration::from_secs(2);
 const CAPACITY: usize = 10_000;
 
 struct Entry {
-    secret: Option<SecretString>,
+    webhook: Option<UsableWebhook>,
     fetched: Instant,
 }
 
 impl Entry {
     fn is_fresh(&self) -> bool {
-        let ttl = match self.secret {
+        let ttl = match self.webhook {
             Some(_) => TIME_TO_LIVE,
             None => UNKNOWN_TIME_TO_LIVE,
         };
@@ -52,13 +51,13 @@ impl SecretCache {
         }
     }
 
-    /// The secret of webhook `name`, from the cache or the store.
-    pub async fn get(&self, store: &Store, name: &str) -> StoreResult<Option<SecretString>> {
+    /// The secret (and project) of webhook `name`, from the cache or the store.
+    pub async fn get(&self, store: &Store, name: &str) -> StoreResult<Option<UsableWebhook>> {
         if let Some(secret) = self.cached(name) {
             return Ok(secret);
         }
-        let secret = match store.lookup_secret(name).await? {
-            SecretLookup::Usable(secret) => Some(secret),
+        let webhook = match store.lookup_secret(name).await? {
+            SecretLookup::Usable(webhook) => Some(webhook),
             SecretLookup::Unknown => None,
             // Not remembered: `webhooks create` (another process) may confirm it any moment, and
             // Asana's first delivery follows at once.
@@ -67,11 +66,11 @@ impl SecretCache {
         self.entries.lock().expect("not poisoned").insert(
             name.to_string(),
             Entry {
-                secret: secret.clone(),
+                webhook: webhook.clone(),
                 fetched: Instant::now(),
             },
         );
-        Ok(secret)
+        Ok(webhook)
     }
 
     /// Drops what is known of `name`, so its next request reads the store (after a handshake).
@@ -80,12 +79,12 @@ impl SecretCache {
     }
 
     /// `Some(secret or none)` while the entry for `name` is fresh.
-    fn cached(&self, name: &str) -> Option<Option<SecretString>> {
+    fn cached(&self, name: &str) -> Option<Option<UsableWebhook>> {
         let mut entries = self.entries.lock().expect("not poisoned");
         entries
             .get(name)
             .filter(|entry| entry.is_fresh())
-            .map(|entry| entry.secret.clone())
+            .map(|entry| entry.webhook.clone())
     }
 
     #[cfg(test)]

@@ -265,7 +265,7 @@ async fn deliver(
     signature: &[u8],
     body: &[u8],
 ) -> Result<(DeliveryResult, Response), Refusal> {
-    let Some(secret) = app.secrets.get(&app.store, name).await? else {
+    let Some(webhook) = app.secrets.get(&app.store, name).await? else {
         return Err(refuse(
             DeliveryResult::UnknownWebhook,
             ApiError::Unauthorized(format!(
@@ -273,16 +273,18 @@ async fn deliver(
             )),
         ));
     };
-    verify_signature(secret.expose_secret().as_bytes(), body, signature).map_err(|err| {
-        let message = match err {
-            SignatureError::NotHex => "X-Hook-Signature is not hex",
-            SignatureError::Mismatch => "X-Hook-Signature does not match the body",
-        };
-        refuse(
-            DeliveryResult::BadSignature,
-            ApiError::Unauthorized(message.into()),
-        )
-    })?;
+    verify_signature(webhook.secret.expose_secret().as_bytes(), body, signature).map_err(
+        |err| {
+            let message = match err {
+                SignatureError::NotHex => "X-Hook-Signature is not hex",
+                SignatureError::Mismatch => "X-Hook-Signature does not match the body",
+            };
+            refuse(
+                DeliveryResult::BadSignature,
+                ApiError::Unauthorized(message.into()),
+            )
+        },
+    )?;
     app.health.record_delivery(name);
     let delivery = parse_delivery(body).map_err(|e| {
         refuse(
@@ -297,6 +299,7 @@ async fn deliver(
             dedupe_key: event.dedupe_key.clone(),
             task_gid: event.task_gid.clone(),
             kind: event.kind.as_str().to_string(),
+            project_gid: webhook.project_gid.clone(),
         })
         .collect();
     let queued = app.store.enqueue(name, &jobs).await?;

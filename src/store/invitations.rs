@@ -6,18 +6,34 @@
 //! reservation when it runs again and checks DocSpace instead of inviting twice.
 //!
 //! Both happen only while the job's lease is held by the worker asking, checked in the same
-//! transaction (the row lock of that check also orders it against a claim on PostgreSQL): a worker
+//! statement or transaction (on PostgreSQL with a lock on the job's row, which orders it against
+//! a claim): a worker
 //! whose lease ran out, and whose job may be running elsewhere already, reserves nothing and so
 //! never calls DocSpace's invite, and leaves the confirmation to the job's new holder.
 
 use sqlx::Connection as _;
 
-use super::{Store, StoreResult, now_ms, on_db, write_db};
+use super::{BackendKind, Store, StoreResult, now_ms, on_db, write_db};
 
-/// Touches job `$2` if `$3` holds its lease and it has not run out at `$1`. The row lock this
-/// takes lasts until the transaction ends, so no claim can take the job in between.
-const TOUCH_IF_LEASE_HELD: &str = "UPDATE jobs SET updated_at = $1 \
-     WHERE id = $2 AND lease_owner = $3 AND status = 'running' AND lease_until >= $1";
+/// Reserves an email for a job whose lease the asker holds (the writer runs one statement at a
+/// time on SQLite, so the check and the insert cannot be split).
+macro_rules! reserve_sql {
+    ($lock:literal) => {
+        concat!(
+            "INSERT INTO invitations (email, state, job_id, task_gid, invite_type, created_at) \
+             SELECT $1, 'sending', $2, $3, $4, $5 \
+             WHERE EXISTS (SELECT 1 FROM jobs WHERE id = $2 AND lease_owner = $6 \
+                AND status = 'running' AND lease_until >= $5",
+            $lock,
+            ") ON CONFLICT (email) DO UPDATE SET email = excluded.email \
+             RETURNING state, job_id"
+        )
+    };
+}
+const RESERVE_SQLITE: &str = reserve_sql!("");
+/// The job's row stays locked until the reservation commits: a claim (`SKIP LOCKED`) passes it
+/// by, and a claim that came first is seen (the check runs again on the row it committed).
+const RESERVE_POSTGRES: &str = reserve_sql!(" FOR UPDATE");
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum InvitationState {
@@ -65,34 +81,22 @@ impl Store {
         let task_gid = task_gid.to_owned();
         let invite_type = invite_type.to_owned();
         let now = now_ms();
+        // One statement: nothing is reserved unless `owner` still holds an unexpired lease on the
+        // job, and the no-op update on conflict makes RETURNING give the existing row.
+        let sql = match self.kind() {
+            BackendKind::Sqlite => RESERVE_SQLITE,
+            BackendKind::Postgres => RESERVE_POSTGRES,
+        };
         let row: Option<(String, i64)> = write_db!(self, relaxed, |pool| {
-            let mut tx = pool.begin().await?;
-            let held = sqlx::query(TOUCH_IF_LEASE_HELD)
-                .bind(now)
+            sqlx::query_as(sql)
+                .bind(&email)
                 .bind(job_id)
+                .bind(&task_gid)
+                .bind(&invite_type)
+                .bind(now)
                 .bind(&owner)
-                .execute(&mut *tx)
-                .await?
-                .rows_affected();
-            if held != 1 {
-                return Ok(None);
-            }
-            // The no-op update on conflict makes RETURNING give the existing row.
-            let row = sqlx::query_as(
-                "INSERT INTO invitations (email, state, job_id, task_gid, invite_type, created_at) \
-                 VALUES ($1, 'sending', $2, $3, $4, $5) \
-                 ON CONFLICT (email) DO UPDATE SET email = excluded.email \
-                 RETURNING state, job_id",
-            )
-            .bind(&email)
-            .bind(job_id)
-            .bind(&task_gid)
-            .bind(&invite_type)
-            .bind(now)
-            .fetch_one(&mut *tx)
-            .await?;
-            tx.commit().await?;
-            Ok::<_, sqlx::Error>(Some(row))
+                .fetch_optional(pool)
+                .await
         })?;
         row.map(|(state, holder)| to_reservation(&state, holder, job_id))
             .transpose()

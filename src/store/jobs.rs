@@ -20,6 +20,8 @@ pub struct NewJob {
     pub dedupe_key: String,
     pub task_gid: String,
     pub kind: String,
+    /// The project the job is restricted to: its webhook's, when that was registered for one.
+    pub project_gid: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -38,6 +40,8 @@ pub struct ClaimedJob {
     pub source: String,
     /// Including this one.
     pub attempts: i64,
+    /// Acts only on tasks in this project (or their subtasks); `None`: on any task.
+    pub project_gid: Option<String>,
 }
 
 /// A job as stored, for operators and tests.
@@ -127,7 +131,7 @@ pub struct QueueCounts {
     pub failed: i64,
 }
 
-/// Rows per INSERT on SQLite: 8 parameters each, well under its limit of 32,766.
+/// Rows per INSERT on SQLite: 9 parameters each, well under its limit of 32,766.
 const INSERT_CHUNK: usize = 1000;
 
 /// Inserts `jobs` in one statement; returns how many were new (neither the same event nor a task
@@ -140,7 +144,7 @@ async fn insert_jobs(
 ) -> Result<u64, sqlx::Error> {
     let mut insert = QueryBuilder::<Sqlite>::new(
         "INSERT INTO jobs (dedupe_key, source, task_gid, event_kind, status, run_at, created_at, \
-         updated_at, unstarted_task_gid) ",
+         updated_at, unstarted_task_gid, project_gid) ",
     );
     insert.push_values(jobs, |mut row, job| {
         row.push_bind(job.dedupe_key.clone())
@@ -151,7 +155,8 @@ async fn insert_jobs(
             .push_bind(now)
             .push_bind(now)
             .push_bind(now)
-            .push_bind(job.task_gid.clone());
+            .push_bind(job.task_gid.clone())
+            .push_bind(job.project_gid.clone());
     });
     insert.push(" ON CONFLICT DO NOTHING");
     Ok(insert.build().execute(conn).await?.rows_affected())
@@ -162,14 +167,14 @@ const CLAIM_SQLITE: &str = "UPDATE jobs SET status = 'running', attempts = attem
      WHERE id IN (SELECT id FROM jobs \
         WHERE (status = 'pending' AND run_at <= $3) OR (status = 'running' AND lease_until < $3) \
         ORDER BY run_at, id LIMIT $4) \
-     RETURNING id, task_gid, event_kind, source, attempts";
+     RETURNING id, task_gid, event_kind, source, attempts, project_gid";
 
 const CLAIM_POSTGRES: &str = "UPDATE jobs SET status = 'running', attempts = attempts + 1, \
      lease_owner = $1, lease_until = $2, updated_at = $3, unstarted_task_gid = NULL \
      WHERE id IN (SELECT id FROM jobs \
         WHERE (status = 'pending' AND run_at <= $3) OR (status = 'running' AND lease_until < $3) \
         ORDER BY run_at, id LIMIT $4 FOR UPDATE SKIP LOCKED) \
-     RETURNING id, task_gid, event_kind, source, attempts";
+     RETURNING id, task_gid, event_kind, source, attempts, project_gid";
 
 const JOB_COLUMNS: &str = "id, source, task_gid, event_kind, status, attempts, run_at, outcome, \
      email, last_error, lease_owner, created_at, updated_at";
@@ -184,17 +189,19 @@ impl Store {
         }
         let now = now_ms();
         let count = jobs.len() as u64;
-        let created = match &self.backend {
-            // One statement, one round trip, whatever the number of events. Rows go in task order
-            // so that deliveries racing over the same tasks wait for each other, never deadlock.
-            Backend::Postgres { pool } => {
-                let column =
-                    |f: fn(&NewJob) -> &String| jobs.iter().map(f).cloned().collect::<Vec<_>>();
-                sqlx::query(
+        let created =
+            match &self.backend {
+                // One statement, one round trip, whatever the number of events. Rows go in task order
+                // so that deliveries racing over the same tasks wait for each other, never deadlock.
+                Backend::Postgres { pool } => {
+                    let column =
+                        |f: fn(&NewJob) -> &String| jobs.iter().map(f).cloned().collect::<Vec<_>>();
+                    sqlx::query(
                     "INSERT INTO jobs (dedupe_key, source, task_gid, event_kind, status, run_at, \
-                     created_at, updated_at, unstarted_task_gid) \
-                     SELECT key, $2, task, kind, 'pending', $5, $5, $5, task \
-                     FROM UNNEST($1::text[], $3::text[], $4::text[]) AS new(key, task, kind) \
+                     created_at, updated_at, unstarted_task_gid, project_gid) \
+                     SELECT key, $2, task, kind, 'pending', $5, $5, $5, task, project \
+                     FROM UNNEST($1::text[], $3::text[], $4::text[], $6::text[]) \
+                       AS new(key, task, kind, project) \
                      ORDER BY task, key \
                      ON CONFLICT DO NOTHING",
                 )
@@ -203,33 +210,34 @@ impl Store {
                 .bind(column(|j| &j.task_gid))
                 .bind(column(|j| &j.kind))
                 .bind(now)
+                .bind(jobs.iter().map(|j| j.project_gid.clone()).collect::<Vec<_>>())
                 .execute(pool)
                 .await?
                 .rows_affected()
-            }
-            // One multi-row statement per delivery (in chunks, for SQLite's limit on bound
-            // parameters), inside the group commit's transaction.
-            Backend::Sqlite { writer, .. } => {
-                let source = source.to_owned();
-                let jobs = jobs.to_vec();
-                writer
-                    .run(Durability::Synced, move |conn| {
-                        Box::pin(async move {
-                            if jobs.len() <= INSERT_CHUNK {
-                                return insert_jobs(conn, &source, &jobs, now).await;
-                            }
-                            let mut tx = conn.begin().await?;
-                            let mut created = 0;
-                            for chunk in jobs.chunks(INSERT_CHUNK) {
-                                created += insert_jobs(&mut tx, &source, chunk, now).await?;
-                            }
-                            tx.commit().await?;
-                            Ok(created)
+                }
+                // One multi-row statement per delivery (in chunks, for SQLite's limit on bound
+                // parameters), inside the group commit's transaction.
+                Backend::Sqlite { writer, .. } => {
+                    let source = source.to_owned();
+                    let jobs = jobs.to_vec();
+                    writer
+                        .run(Durability::Synced, move |conn| {
+                            Box::pin(async move {
+                                if jobs.len() <= INSERT_CHUNK {
+                                    return insert_jobs(conn, &source, &jobs, now).await;
+                                }
+                                let mut tx = conn.begin().await?;
+                                let mut created = 0;
+                                for chunk in jobs.chunks(INSERT_CHUNK) {
+                                    created += insert_jobs(&mut tx, &source, chunk, now).await?;
+                                }
+                                tx.commit().await?;
+                                Ok(created)
+                            })
                         })
-                    })
-                    .await?
-            }
-        };
+                        .await?
+                }
+            };
         Ok(EnqueueOutcome {
             created,
             duplicates: count - created,
@@ -436,10 +444,10 @@ impl Store {
         let claimed = write_db!(self, |pool| {
             sqlx::query_as(
                 "INSERT INTO jobs (dedupe_key, source, task_gid, event_kind, status, attempts, run_at, \
-                 lease_owner, lease_until, created_at, updated_at) \
-                 VALUES ($1, $2, $3, $4, 'running', 1, $5, $6, $7, $5, $5) \
+                 lease_owner, lease_until, created_at, updated_at, project_gid) \
+                 VALUES ($1, $2, $3, $4, 'running', 1, $5, $6, $7, $5, $5, $8) \
                  ON CONFLICT (dedupe_key) DO NOTHING \
-                 RETURNING id, task_gid, event_kind, source, attempts",
+                 RETURNING id, task_gid, event_kind, source, attempts, project_gid",
             )
             .bind(&job.dedupe_key)
             .bind(&source)
@@ -448,6 +456,7 @@ impl Store {
             .bind(now)
             .bind(&owner)
             .bind(now.saturating_add(duration_ms(lease)))
+            .bind(&job.project_gid)
             .fetch_optional(pool)
             .await
         })?;

@@ -24,7 +24,7 @@ pub use jobs::{
 };
 pub use webhooks::{
     HandshakeOutcome, RegisteredWebhook, RegistrationOpening, RegistrationWindow, SecretLookup,
-    WebhookRecord,
+    UsableWebhook, WebhookRecord,
 };
 
 #[derive(Debug, thiserror::Error)]

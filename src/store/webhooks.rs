@@ -67,12 +67,20 @@ pub struct WebhookRecord {
 /// A webhook name as ingress sees it.
 #[derive(Debug)]
 pub enum SecretLookup {
-    /// Deliveries are verified with this secret.
-    Usable(SecretString),
+    /// Deliveries are verified with its secret.
+    Usable(UsableWebhook),
     /// A handshake stored a secret that `webhooks create` has not confirmed (yet).
     Unconfirmed,
     /// No secret at all.
     Unknown,
+}
+
+/// What a delivery to a usable webhook needs: the secret to verify it with, and the project its
+/// jobs are restricted to (`webhooks create --project`; none for `first-use` names).
+#[derive(Debug, Clone)]
+pub struct UsableWebhook {
+    pub secret: SecretString,
+    pub project_gid: Option<String>,
 }
 
 const WEBHOOK_COLUMNS: &str =
@@ -83,7 +91,7 @@ impl Store {
     /// registration, `webhooks create` confirmed it).
     pub async fn webhook_secret(&self, name: &str) -> StoreResult<Option<SecretString>> {
         Ok(match self.lookup_secret(name).await? {
-            SecretLookup::Usable(secret) => Some(secret),
+            SecretLookup::Usable(webhook) => Some(webhook.secret),
             SecretLookup::Unconfirmed | SecretLookup::Unknown => None,
         })
     }
@@ -91,15 +99,20 @@ impl Store {
     /// What ingress needs to know of `name`: its usable secret, or whether a registration of it
     /// is under way (its secret may become usable any moment, from another process).
     pub async fn lookup_secret(&self, name: &str) -> StoreResult<SecretLookup> {
-        let row: Option<(String, Option<i64>)> = on_db!(self, read, |pool| {
-            sqlx::query_as("SELECT secret, unconfirmed_until FROM webhooks WHERE name = $1")
-                .bind(name)
-                .fetch_optional(pool)
-                .await
+        let row: Option<(String, Option<i64>, Option<String>)> = on_db!(self, read, |pool| {
+            sqlx::query_as(
+                "SELECT secret, unconfirmed_until, project_gid FROM webhooks WHERE name = $1",
+            )
+            .bind(name)
+            .fetch_optional(pool)
+            .await
         })?;
         Ok(match row {
-            Some((secret, None)) => SecretLookup::Usable(SecretString::from(secret)),
-            Some((_, Some(_))) => SecretLookup::Unconfirmed,
+            Some((secret, None, project_gid)) => SecretLookup::Usable(UsableWebhook {
+                secret: SecretString::from(secret),
+                project_gid,
+            }),
+            Some((_, Some(_), _)) => SecretLookup::Unconfirmed,
             None => SecretLookup::Unknown,
         })
     }
@@ -381,18 +394,6 @@ impl Store {
             Ok::<_, sqlx::Error>(deleted)
         })?;
         Ok(deleted == 1)
-    }
-
-    /// The project `webhooks create` registered the webhook `name` for; `None` for a name
-    /// without one (a `first-use` handshake) or without a webhook.
-    pub async fn webhook_project(&self, name: &str) -> StoreResult<Option<String>> {
-        let project: Option<Option<String>> = on_db!(self, read, |pool| {
-            sqlx::query_scalar("SELECT project_gid FROM webhooks WHERE name = $1")
-                .bind(name)
-                .fetch_optional(pool)
-                .await
-        })?;
-        Ok(project.flatten())
     }
 
     /// Records verified deliveries (name, time in ms); a time never moves backwards.

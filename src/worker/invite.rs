@@ -11,7 +11,6 @@ use crate::store::{
 use crate::telemetry::{mask_email, mask_emails_in, metrics};
 use crate::upstream::asana::TaskPlacement;
 use crate::upstream::{AsanaClient, DocSpaceClient, UpstreamError};
-use crate::webhook::EventKind;
 
 use super::backoff::{backoff_delay, retry_after_delay};
 use super::project_scope::{MAX_PARENT_LEVELS, Placement, placement};
@@ -131,8 +130,8 @@ impl Inviter {
             Ok(task) => task,
             Err(error) => return Ok(Attempt::Upstream { error, email: None }),
         };
-        if let Some(project) = self.webhook_project(job).await? {
-            match self.is_in_project(&project, &task.placement).await {
+        if let Some(project) = &job.project_gid {
+            match self.is_in_project(project, &task.placement).await {
                 Ok(true) => {}
                 Ok(false) => return Ok(done(Outcome::NotInProject, None)),
                 Err(error) => return Ok(Attempt::Upstream { error, email: None }),
@@ -213,18 +212,6 @@ impl Inviter {
                 email: Some(email),
             }),
         }
-    }
-
-    /// The project the job's webhook was registered for. Jobs of commands (`backfill`,
-    /// `invite-task`) and of webhooks with no registered project are not restricted.
-    async fn webhook_project(&self, job: &ClaimedJob) -> Result<Option<String>, StoreError> {
-        let from_webhook = [EventKind::AssigneeChanged, EventKind::TaskAdded]
-            .iter()
-            .any(|kind| kind.as_str() == job.kind);
-        if !from_webhook {
-            return Ok(None);
-        }
-        self.store.webhook_project(&job.source).await
     }
 
     /// Whether the task is in `project`, or is a subtask whose parent chain reaches a task in it

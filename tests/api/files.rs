@@ -32,6 +32,7 @@ async fn the_database_its_wal_and_shm_and_created_folders_are_owner_only() {
                 dedupe_key: "k".into(),
                 task_gid: "1".into(),
                 kind: "assignee_changed".into(),
+                project_gid: None,
             }],
         )
         .await

@@ -743,6 +743,7 @@ store_test! {
             dedupe_key: "k".into(),
             task_gid: "501".into(),
             kind: "assignee_changed".into(),
+            project_gid: None,
         };
         store.enqueue("proj", &[job]).await.unwrap();
         let short = Duration::from_millis(50);
@@ -787,6 +788,7 @@ store_test! {
             dedupe_key: "k".into(),
             task_gid: "501".into(),
             kind: "assignee_changed".into(),
+            project_gid: None,
         };
         store.enqueue("proj", &[job]).await.unwrap();
         let old = store
