@@ -153,17 +153,8 @@ impl Inviter {
 
         // An earlier attempt of this very job may have reached DocSpace before it died.
         let resuming = match self.store.invitation(&email, job.id).await? {
-            Some(Reservation::Theirs { job_id, state }) => {
-                return Ok(Attempt::Done {
-                    outcome: Outcome::AlreadyInvited,
-                    note: Some(already_invited_note(job_id, state)),
-                    email: Some(email),
-                });
-            }
-            Some(Reservation::Mine(InvitationState::Sent)) => {
-                return Ok(Attempt::Invited { email });
-            }
             Some(Reservation::Mine(InvitationState::Sending)) => true,
+            Some(settled) => return Ok(settled_by(settled, email)),
             None => false,
         };
 
@@ -192,17 +183,8 @@ impl Inviter {
             .await?
         {
             None => return Ok(Attempt::LeaseLost),
-            Some(Reservation::Theirs { job_id, state }) => {
-                return Ok(Attempt::Done {
-                    outcome: Outcome::AlreadyInvited,
-                    note: Some(already_invited_note(job_id, state)),
-                    email: Some(email),
-                });
-            }
-            Some(Reservation::Mine(InvitationState::Sent)) => {
-                return Ok(Attempt::Invited { email });
-            }
             Some(Reservation::Mine(InvitationState::Sending)) => {}
+            Some(settled) => return Ok(settled_by(settled, email)),
         }
 
         match self.docspace.invite(&email, self.rules.invite_type).await {
@@ -339,6 +321,19 @@ fn done(outcome: Outcome, email: Option<String>) -> Attempt {
         outcome,
         email,
         note: None,
+    }
+}
+
+/// How the attempt ends when the ledger already settles `email`: another job holds it, or this
+/// job's invitation went out. (A `Sending` reservation of this job's own settles nothing.)
+fn settled_by(reservation: Reservation, email: String) -> Attempt {
+    match reservation {
+        Reservation::Theirs { job_id, state } => Attempt::Done {
+            outcome: Outcome::AlreadyInvited,
+            note: Some(already_invited_note(job_id, state)),
+            email: Some(email),
+        },
+        Reservation::Mine(_) => Attempt::Invited { email },
     }
 }
 
