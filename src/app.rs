@@ -11,11 +11,11 @@ use tokio::sync::{Notify, Semaphore};
 use tokio_util::sync::CancellationToken;
 
 use crate::http::{AppState, MetricsRoute, SecretCache, metrics_router, router, server};
-use crate::registration::first_use_warning;
 use crate::settings::{HandshakeMode, Settings};
 use crate::store::{BackendKind, Store};
 use crate::upstream::AsanaClient;
-use crate::webhook_health::WebhookHealth;
+use crate::webhook::register::first_use_warning;
+use crate::webhook::watch::WebhookHealth;
 use crate::worker::{Inviter, Worker};
 
 /// The service, bound and ready to run.

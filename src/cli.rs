@@ -4,6 +4,8 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+use crate::domain::{Gid, WebhookName};
+
 #[derive(Debug, Parser)]
 #[command(
     name = "asana-docspace-bridge",
@@ -31,7 +33,7 @@ pub enum Command {
     /// Invite the assignee of one task now, through the same rules as the service.
     InviteTask {
         /// The Asana task gid.
-        task_gid: String,
+        task_gid: Gid,
     },
     /// Queue the assignees of every incomplete task in a project (people assigned before the webhook existed).
     Backfill(BackfillArgs),
@@ -40,7 +42,7 @@ pub enum Command {
     /// Write a consistent copy of the SQLite store to PATH while the service runs.
     Backup {
         /// Where to write the copy (a new file).
-        path: std::path::PathBuf,
+        path: PathBuf,
     },
     /// Exit 0 when the running service answers /healthz (the container's health check).
     Healthcheck {
@@ -56,16 +58,16 @@ pub enum WebhooksCommand {
     Create {
         /// The Asana project gid.
         #[arg(long)]
-        project: String,
+        project: Gid,
         /// The webhook's name in /webhooks/asana/<name>; an unguessable random one by default.
         #[arg(long)]
-        name: Option<String>,
+        name: Option<WebhookName>,
     },
     /// Registered webhooks with Asana's view of each.
     List {
         /// The Asana workspace gid; default: the token user's only workspace.
         #[arg(long)]
-        workspace: Option<String>,
+        workspace: Option<Gid>,
     },
     /// Delete a webhook at Asana and forget its secret here.
     Delete {
@@ -106,7 +108,7 @@ pub enum JobsCommand {
 pub struct BackfillArgs {
     /// The Asana project gid.
     #[arg(long)]
-    pub project: String,
+    pub project: Gid,
     /// Only list who would be invited; queue nothing.
     #[arg(long)]
     pub dry_run: bool,

@@ -2,23 +2,25 @@
 //! DocSpace, exactly once, surviving restarts and bad input.
 //!
 //! - [`http`]—webhook ingress and health endpoints
-//! - [`webhook`]—the Asana webhook protocol (signatures, events)
+//! - [`webhook`]—the Asana webhook: its protocol (signatures, events), registering one, watching them
+//! - [`domain`]—ids, names, emails and job kinds, parsed once where they enter
 //! - [`store`]—durable secrets, job queue and invitations ledger
 //! - [`worker`]—claims jobs and carries them out
 //! - [`upstream`]—the Asana and DocSpace clients
 //! - [`settings`]—configuration
 
+#![forbid(unsafe_code)]
+
 pub mod app;
 pub mod cli;
 pub mod commands;
+pub mod domain;
 pub mod http;
-pub mod registration;
 pub mod settings;
 pub mod store;
 pub mod telemetry;
 pub mod upstream;
 pub mod webhook;
-pub mod webhook_health;
 pub mod worker;
 
 pub use app::Application;

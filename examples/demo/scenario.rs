@@ -7,10 +7,10 @@ use std::time::Duration;
 
 use anyhow::{bail, ensure};
 use asana_docspace_bridge::Application;
-use asana_docspace_bridge::registration::register_webhook;
 use asana_docspace_bridge::settings::{Settings, Sources};
-use asana_docspace_bridge::store::{JobRecord, Store, StoreOptions};
+use asana_docspace_bridge::store::{JobRecord, JobStatus, Store, StoreOptions};
 use asana_docspace_bridge::upstream::AsanaClient;
+use asana_docspace_bridge::webhook::register::register_webhook;
 use asana_docspace_fakes::{AsanaFake, DocSpaceFake, FakeUser, assignment_delivery};
 
 const TOKEN: &str = "1/demo-token";
@@ -64,8 +64,8 @@ pub async fn demo() -> anyhow::Result<Vec<String>> {
         &store,
         &asana_client,
         &settings.server.public_url,
-        PROJECT,
-        Some("demo"),
+        &PROJECT.parse()?,
+        Some("demo".parse()?),
         std::future::pending(),
     )
     .await?;
@@ -81,7 +81,7 @@ pub async fn demo() -> anyhow::Result<Vec<String>> {
     for task in ["2001", "2002"] {
         asana.assign(task, PROJECT, Some(alice.clone()));
         let response = asana
-            .deliver(&webhook_gid, &assignment_delivery(task, "3001"))
+            .deliver(webhook_gid.as_ref(), &assignment_delivery(task, "3001"))
             .await?;
         ensure!(response.status().is_success(), "delivery acknowledged");
         let ack: serde_json::Value = response.json().await?;
@@ -151,7 +151,7 @@ async fn wait_for_jobs(store: &Store, count: usize) -> anyhow::Result<Vec<JobRec
         if jobs.len() >= count
             && jobs
                 .iter()
-                .all(|j| j.status == "done" || j.status == "failed")
+                .all(|j| matches!(j.status, JobStatus::Done | JobStatus::Failed))
         {
             jobs.reverse();
             return Ok(jobs);

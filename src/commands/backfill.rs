@@ -4,10 +4,11 @@ use std::collections::BTreeMap;
 use std::io::IsTerminal;
 use std::process::ExitCode;
 
-use anyhow::{Context as _, bail};
+use anyhow::Context as _;
 use indicatif::{ProgressBar, ProgressStyle};
 
 use super::{Context, now_rfc3339, table};
+use crate::domain::{Command, Email, Gid, JobKind, JobSource};
 use crate::store::NewJob;
 use crate::upstream::asana::Task;
 use crate::worker::InviteRules;
@@ -16,10 +17,7 @@ const QUEUE_CHUNK: usize = 500;
 /// Job ids start at 1: as the asking job, 0 sees every ledger row as someone else's.
 const NO_JOB: i64 = 0;
 
-pub async fn run(ctx: &Context, project: &str, dry_run: bool) -> anyhow::Result<ExitCode> {
-    if project.is_empty() || !project.bytes().all(|b| b.is_ascii_digit()) {
-        bail!("--project must be an Asana project gid (digits), not {project:?}");
-    }
+pub async fn run(ctx: &Context, project: &Gid, dry_run: bool) -> anyhow::Result<ExitCode> {
     let store = ctx.store().await?;
     let asana = ctx.asana()?;
     let progress = progress_bar();
@@ -29,7 +27,7 @@ pub async fn run(ctx: &Context, project: &str, dry_run: bool) -> anyhow::Result<
     let mut offset: Option<String> = None;
     loop {
         let page = asana
-            .project_tasks_page(project, &since, offset.as_deref())
+            .project_tasks_page(project.as_str(), &since, offset.as_deref())
             .await
             .with_context(|| {
                 format!("reading the incomplete tasks of project {project} ({scanned} read so far)")
@@ -52,23 +50,31 @@ pub async fn run(ctx: &Context, project: &str, dry_run: bool) -> anyhow::Result<
         return dry_run_report(ctx, &store, &rules, scanned, &assigned).await;
     }
 
-    let jobs: Vec<NewJob> = assigned
-        .iter()
-        .filter_map(|task| {
-            let assignee = task.assignee.as_ref()?;
-            Some(NewJob {
-                // Running the backfill again does not queue the same assignment twice.
-                dedupe_key: format!("backfill:{}:{}", task.gid, assignee.gid),
-                task_gid: task.gid.clone(),
-                kind: "backfill".to_string(),
-                // Listed from the project itself.
-                project_gid: None,
-            })
-        })
-        .collect();
+    let mut jobs: Vec<NewJob> = Vec::with_capacity(assigned.len());
+    for task in &assigned {
+        let Some(assignee) = &task.assignee else {
+            continue;
+        };
+        let task_gid: Gid = task
+            .gid
+            .parse()
+            .with_context(|| "Asana listed a task whose gid is not one")?;
+        jobs.push(NewJob {
+            // Running the backfill again does not queue the same assignment twice.
+            dedupe_key: format!("backfill:{}:{}", task_gid, assignee.gid),
+            task_gid,
+            kind: JobKind::Backfill,
+            // Listed from the project itself.
+            project_gid: None,
+        });
+    }
     let (mut created, mut duplicates) = (0, 0);
-    for chunk in jobs.chunks(QUEUE_CHUNK) {
-        let outcome = store.enqueue("backfill", chunk).await?;
+    let mut jobs = jobs.into_iter().peekable();
+    while jobs.peek().is_some() {
+        let chunk: Vec<NewJob> = jobs.by_ref().take(QUEUE_CHUNK).collect();
+        let outcome = store
+            .enqueue(JobSource::Command(Command::Backfill), chunk)
+            .await?;
         created += outcome.created;
         duplicates += outcome.duplicates;
     }
@@ -105,15 +111,15 @@ async fn dry_run_report(
                 .push(task.gid.clone());
         }
     }
-    let mut people: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    let mut people: BTreeMap<Email, Vec<String>> = BTreeMap::new();
     let mut without_email = 0;
     for (user_gid, tasks) in by_assignee {
         let user = asana
             .get_user(&user_gid)
             .await
             .with_context(|| format!("reading user {user_gid} at Asana"))?;
-        match user.email.map(|e| e.trim().to_lowercase()) {
-            Some(email) if !email.is_empty() => people.entry(email).or_default().extend(tasks),
+        match user.email.as_deref().map(str::parse::<Email>) {
+            Some(Ok(email)) => people.entry(email).or_default().extend(tasks),
             _ => without_email += tasks.len(),
         }
     }
@@ -125,7 +131,7 @@ async fn dry_run_report(
         } else if store.invitation(email, NO_JOB).await?.is_some() {
             "skip: already invited by this service".to_string()
         } else if docspace
-            .user_exists(email)
+            .user_exists(email.as_str())
             .await
             .with_context(|| "looking people up in DocSpace")?
         {
@@ -134,7 +140,7 @@ async fn dry_run_report(
             would_invite += 1;
             "would invite".to_string()
         };
-        rows.add_row(vec![email.clone(), tasks.join(" "), decision]);
+        rows.add_row(vec![email.to_string(), tasks.join(" "), decision]);
     }
     if !people.is_empty() {
         println!("{rows}");

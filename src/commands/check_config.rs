@@ -4,10 +4,10 @@ use std::process::ExitCode;
 
 use super::Context;
 use crate::app::redact_url;
-use crate::registration::first_use_warning;
 use crate::settings::{HandshakeMode, Settings, SettingsError, Sources, env_var_name};
 use crate::store::Store;
 use crate::telemetry::{LogTarget, init_logging};
+use crate::webhook::register::first_use_warning;
 
 pub async fn run(sources: Sources<'_>) -> ExitCode {
     let settings = match Settings::load_from(sources) {

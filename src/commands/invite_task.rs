@@ -7,16 +7,14 @@ use std::time::Duration;
 use anyhow::Context as _;
 
 use super::Context;
-use crate::store::{NewJob, Store, now_ms};
+use crate::domain::{Command, Gid, JobKind, JobSource};
+use crate::store::{LeaseOwner, NewJob, Store, now_ms};
 use crate::worker::{Inviter, JobEnd};
 
-pub async fn run(ctx: &Context, task_gid: &str) -> anyhow::Result<ExitCode> {
-    if task_gid.is_empty() || !task_gid.bytes().all(|b| b.is_ascii_alphanumeric()) {
-        anyhow::bail!("{task_gid:?} is not an Asana task gid");
-    }
+pub async fn run(ctx: &Context, task_gid: &Gid) -> anyhow::Result<ExitCode> {
     let store = ctx.store().await?;
     let inviter = Inviter::from_settings(&ctx.settings, store.clone())?;
-    let owner = format!("invite-task-{}", std::process::id());
+    let owner = LeaseOwner::new(format!("invite-task-{}", std::process::id()));
     let lease = Duration::from_millis(ctx.settings.worker.lease_ms);
     // Recorded as a job like any other, so `jobs list` shows it and the ledger guards it.
     let job = NewJob {
@@ -25,13 +23,13 @@ pub async fn run(ctx: &Context, task_gid: &str) -> anyhow::Result<ExitCode> {
             now_ms(),
             rand::random::<u32>()
         ),
-        task_gid: task_gid.to_string(),
+        task_gid: task_gid.clone(),
         // The operator named the task.
         project_gid: None,
-        kind: "invite_task".to_string(),
+        kind: JobKind::InviteTask,
     };
     let job = store
-        .create_leased_job("invite-task", &job, &owner, lease)
+        .create_leased_job(JobSource::Command(Command::InviteTask), job, &owner, lease)
         .await?
         .context("a fresh job key collided; run the command again")?;
     let end = renewing_leases(&store, &owner, lease, inviter.run(&job, &owner)).await?;
@@ -75,7 +73,7 @@ pub async fn run(ctx: &Context, task_gid: &str) -> anyhow::Result<ExitCode> {
 /// jobs: a slow upstream must not let a worker take the job while this command still runs it.
 async fn renewing_leases<T>(
     store: &Store,
-    owner: &str,
+    owner: &LeaseOwner,
     lease: Duration,
     work: impl Future<Output = T>,
 ) -> T {

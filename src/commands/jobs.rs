@@ -37,21 +37,21 @@ pub async fn list(
         "SOURCE",
     ]);
     for job in jobs {
-        let next_attempt = if job.status == JobStatus::Pending.as_str() {
+        let next_attempt = if job.status == JobStatus::Pending {
             format_time(Some(job.run_at))
         } else {
             "-".to_string()
         };
         rows.add_row(vec![
             job.id.to_string(),
-            job.status,
-            job.task_gid,
+            job.status.to_string(),
+            job.task_gid.to_string(),
             job.email.unwrap_or_else(|| "-".into()),
             job.outcome.unwrap_or_else(|| "-".into()),
             job.attempts.to_string(),
             job.last_error.unwrap_or_else(|| "-".into()),
             next_attempt,
-            job.source,
+            job.source.to_string(),
         ]);
     }
     println!("{rows}");

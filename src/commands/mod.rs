@@ -46,10 +46,10 @@ pub async fn run(cli: Cli) -> ExitCode {
     let result = match command {
         Command::Serve => serve(ctx.settings).await,
         Command::Webhooks(WebhooksCommand::Create { project, name }) => {
-            webhooks::create(&ctx, &project, name.as_deref()).await
+            webhooks::create(&ctx, &project, name).await
         }
         Command::Webhooks(WebhooksCommand::List { workspace }) => {
-            webhooks::list(&ctx, workspace.as_deref()).await
+            webhooks::list(&ctx, workspace.as_ref()).await
         }
         Command::Webhooks(WebhooksCommand::Delete { name_or_gid }) => {
             webhooks::delete(&ctx, &name_or_gid).await

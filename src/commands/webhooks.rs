@@ -7,12 +7,17 @@ use anyhow::{Context as _, anyhow, bail};
 
 use super::{Context, format_time, table};
 use crate::app::shutdown_signal;
-use crate::registration::{is_gid, register_webhook};
+use crate::domain::{Gid, WebhookName};
 use crate::store::Store;
 use crate::upstream::UpstreamError;
 use crate::upstream::asana::Webhook;
+use crate::webhook::register::register_webhook;
 
-pub async fn create(ctx: &Context, project: &str, name: Option<&str>) -> anyhow::Result<ExitCode> {
+pub async fn create(
+    ctx: &Context,
+    project: &Gid,
+    name: Option<WebhookName>,
+) -> anyhow::Result<ExitCode> {
     let store = ctx.store().await?;
     let asana = ctx.asana()?;
     let registered = register_webhook(
@@ -36,7 +41,7 @@ pub async fn create(ctx: &Context, project: &str, name: Option<&str>) -> anyhow:
     Ok(ExitCode::SUCCESS)
 }
 
-pub async fn list(ctx: &Context, workspace: Option<&str>) -> anyhow::Result<ExitCode> {
+pub async fn list(ctx: &Context, workspace: Option<&Gid>) -> anyhow::Result<ExitCode> {
     let store = ctx.store().await?;
     let asana = ctx.asana()?;
     let workspace = match workspace {
@@ -65,8 +70,8 @@ pub async fn list(ctx: &Context, workspace: Option<&str>) -> anyhow::Result<Exit
     for hook in &local {
         let at_asana = hook
             .webhook_gid
-            .as_deref()
-            .and_then(|gid| remote.iter().find(|r| r.gid == gid));
+            .as_ref()
+            .and_then(|gid| remote.iter().find(|r| r.gid == gid.as_str()));
         let note = match (&hook.webhook_gid, at_asana) {
             (None, _) => "created by hand (no gid recorded)".to_string(),
             (Some(_), None) => {
@@ -82,9 +87,9 @@ pub async fn list(ctx: &Context, workspace: Option<&str>) -> anyhow::Result<Exit
             shown.insert(remote.gid.as_str());
         }
         rows.add_row(row(
-            &hook.name,
-            hook.webhook_gid.as_deref(),
-            hook.project_gid.as_deref(),
+            hook.name.as_str(),
+            hook.webhook_gid.as_ref().map(Gid::as_str),
+            hook.project_gid.as_ref().map(Gid::as_str),
             at_asana,
             &format_time(hook.last_delivery_at),
             &note,
@@ -168,11 +173,13 @@ pub async fn delete(ctx: &Context, key: &str) -> anyhow::Result<ExitCode> {
     let record = store.find_webhook(key).await?;
     let gid = match &record {
         Some(record) => record.webhook_gid.clone(),
-        None if is_gid(key) => Some(key.to_string()),
-        None => bail!("no webhook named {key:?} here, and it is not an Asana gid"),
+        None => match key.parse::<Gid>() {
+            Ok(gid) => Some(gid),
+            Err(_) => bail!("no webhook named {key:?} here, and it is not an Asana gid"),
+        },
     };
     if let Some(gid) = &gid {
-        match asana.delete_webhook(gid).await {
+        match asana.delete_webhook(gid.as_str()).await {
             Ok(()) => println!("Deleted webhook {gid} at Asana"),
             Err(UpstreamError::Status { status: 404, .. }) => {
                 println!("Asana no longer has webhook {gid}")
@@ -197,7 +204,7 @@ pub async fn delete(ctx: &Context, key: &str) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-async fn forget(store: &Store, name: &str) -> anyhow::Result<()> {
+async fn forget(store: &Store, name: &WebhookName) -> anyhow::Result<()> {
     store.forget_webhook(name).await?;
     println!("Forgot the secret of webhook {name:?}: deliveries to it are refused from now on");
     Ok(())

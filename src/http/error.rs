@@ -64,17 +64,28 @@ impl From<StoreError> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let status = self.status();
-        match &self {
-            ApiError::StoreUnavailable(cause) => {
-                tracing::error!(error = %cause, "store unavailable")
-            }
-            other => log_refusal(
-                |suppressed| tracing::info!(status = status.as_u16(), error = %other, suppressed, "request refused"),
-            ),
-        }
-        (status, Json(json!({ "error": self.to_string() }))).into_response()
+        let cause = match &self {
+            ApiError::StoreUnavailable(cause) => Some(cause),
+            _ => None,
+        };
+        json_error(self.status(), &self, cause)
     }
+}
+
+/// `{"error": message}` with `status`. A refusal is logged (at most a few a second); a store that
+/// failed is logged with its cause, which the answer does not show.
+pub(super) fn json_error(
+    status: StatusCode,
+    message: &dyn std::fmt::Display,
+    store_failure: Option<&StoreError>,
+) -> Response {
+    match store_failure {
+        Some(StoreError::Busy) | None => log_refusal(
+            |suppressed| tracing::info!(status = status.as_u16(), error = %message, suppressed, "request refused"),
+        ),
+        Some(cause) => tracing::error!(error = %cause, "store unavailable"),
+    }
+    (status, Json(json!({ "error": message.to_string() }))).into_response()
 }
 
 #[cfg(test)]

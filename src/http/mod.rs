@@ -2,6 +2,7 @@
 
 pub mod error;
 mod health;
+mod ingress_error;
 mod metrics_endpoint;
 mod refusal_log;
 mod secret_cache;
@@ -25,7 +26,7 @@ use tower_http::trace::TraceLayer;
 use crate::settings::HandshakeMode;
 use crate::store::Store;
 use crate::telemetry::metrics::StoreGauges;
-use crate::webhook_health::WebhookHealth;
+use crate::webhook::watch::WebhookHealth;
 use crate::worker::WorkerStatus;
 use error::ApiError;
 pub use secret_cache::SecretCache;
@@ -61,8 +62,8 @@ pub enum MetricsRoute {
 /// The service's routes, with `/metrics` unless it has a port of its own.
 pub fn router(state: AppState, metrics: MetricsRoute) -> Router {
     let routes = match metrics {
-        MetricsRoute::Included => webhooks::router().merge(metrics_endpoint::router()),
-        MetricsRoute::Separate => webhooks::router(),
+        MetricsRoute::Included => webhooks::router(&state).merge(metrics_endpoint::router()),
+        MetricsRoute::Separate => webhooks::router(&state),
     };
     let routes = limited(routes, &state).merge(health::router());
     with_layers(routes, state)

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use hashlink::LruCache;
 
+use crate::domain::WebhookName;
 use crate::store::{SecretLookup, Store, StoreResult, UsableWebhook};
 
 const TIME_TO_LIVE: Duration = Duration::from_secs(5);
@@ -35,7 +36,7 @@ impl Entry {
 
 #[derive(Clone)]
 pub struct SecretCache {
-    entries: Arc<Mutex<LruCache<String, Entry>>>,
+    entries: Arc<Mutex<LruCache<WebhookName, Entry>>>,
 }
 
 impl Default for SecretCache {
@@ -52,7 +53,11 @@ impl SecretCache {
     }
 
     /// The secret (and project) of webhook `name`, from the cache or the store.
-    pub async fn get(&self, store: &Store, name: &str) -> StoreResult<Option<UsableWebhook>> {
+    pub async fn get(
+        &self,
+        store: &Store,
+        name: &WebhookName,
+    ) -> StoreResult<Option<UsableWebhook>> {
         if let Some(secret) = self.cached(name) {
             return Ok(secret);
         }
@@ -64,7 +69,7 @@ impl SecretCache {
             SecretLookup::Unconfirmed => return Ok(None),
         };
         self.entries.lock().expect("not poisoned").insert(
-            name.to_string(),
+            name.clone(),
             Entry {
                 webhook: webhook.clone(),
                 fetched: Instant::now(),
@@ -74,12 +79,12 @@ impl SecretCache {
     }
 
     /// Drops what is known of `name`, so its next request reads the store (after a handshake).
-    pub fn forget(&self, name: &str) {
+    pub fn forget(&self, name: &WebhookName) {
         self.entries.lock().expect("not poisoned").remove(name);
     }
 
     /// `Some(secret or none)` while the entry for `name` is fresh.
-    fn cached(&self, name: &str) -> Option<Option<UsableWebhook>> {
+    fn cached(&self, name: &WebhookName) -> Option<Option<UsableWebhook>> {
         let mut entries = self.entries.lock().expect("not poisoned");
         entries
             .get(name)
@@ -98,6 +103,14 @@ mod tests {
     use super::*;
     use crate::store::StoreOptions;
 
+    fn name(text: &str) -> WebhookName {
+        text.parse().unwrap()
+    }
+
+    fn secret() -> secrecy::SecretString {
+        secrecy::SecretString::from("s3cret")
+    }
+
     async fn store() -> (tempfile::TempDir, Store) {
         let dir = tempfile::tempdir().unwrap();
         let url = format!("sqlite://{}", dir.path().join("bridge.db").display());
@@ -111,17 +124,17 @@ mod tests {
     async fn unknown_names_are_remembered_briefly_and_forgotten_on_handshake() {
         let (_dir, store) = store().await;
         let cache = SecretCache::default();
-        assert!(cache.get(&store, "later").await.unwrap().is_none());
+        assert!(cache.get(&store, &name("later")).await.unwrap().is_none());
         store
-            .store_secret_if_absent("later", "s3cret")
+            .store_secret_if_absent(&name("later"), secret())
             .await
             .unwrap();
         assert!(
-            cache.get(&store, "later").await.unwrap().is_none(),
+            cache.get(&store, &name("later")).await.unwrap().is_none(),
             "the unknown name is answered from the cache"
         );
-        cache.forget("later");
-        assert!(cache.get(&store, "later").await.unwrap().is_some());
+        cache.forget(&name("later"));
+        assert!(cache.get(&store, &name("later")).await.unwrap().is_some());
     }
 
     #[tokio::test]
@@ -131,31 +144,31 @@ mod tests {
         let cache = SecretCache::default();
         let window = Duration::from_secs(60);
         let opened = store
-            .open_registration("new", "hash", window)
+            .open_registration(&name("new"), "hash".into(), window)
             .await
             .unwrap();
         assert_eq!(opened, RegistrationOpening::Opened);
         store
-            .store_secret_in_window("new", "s3cret", "hash", window)
+            .store_secret_in_window(&name("new"), secret(), "hash".into(), window)
             .await
             .unwrap();
         assert!(
-            cache.get(&store, "new").await.unwrap().is_none(),
+            cache.get(&store, &name("new")).await.unwrap().is_none(),
             "unconfirmed"
         );
         let registered = RegisteredWebhook {
-            webhook_gid: "1",
-            project_gid: "2",
-            target: "https://bridge.example.com/webhooks/asana/new",
+            webhook_gid: "1".parse().unwrap(),
+            project_gid: "2".parse().unwrap(),
+            target: "https://bridge.example.com/webhooks/asana/new".into(),
         };
         assert!(
             store
-                .confirm_registration("new", "hash", &registered)
+                .confirm_registration(&name("new"), "hash".into(), registered)
                 .await
                 .unwrap()
         );
         assert!(
-            cache.get(&store, "new").await.unwrap().is_some(),
+            cache.get(&store, &name("new")).await.unwrap().is_some(),
             "usable as soon as `webhooks create` (another process) confirmed it"
         );
     }
@@ -165,7 +178,10 @@ mod tests {
         let (_dir, store) = store().await;
         let cache = SecretCache::with_capacity(16);
         for i in 0..100 {
-            cache.get(&store, &format!("random-{i}")).await.unwrap();
+            cache
+                .get(&store, &name(&format!("random-{i}")))
+                .await
+                .unwrap();
         }
         assert_eq!(cache.len(), 16);
     }

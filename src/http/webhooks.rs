@@ -3,25 +3,26 @@
 
 use axum::Json;
 use axum::Router;
-use axum::body::{Body, Bytes};
-use axum::extract::rejection::PathRejection;
-use axum::extract::{Path, RawQuery, State};
+use axum::body::Bytes;
+use axum::extract::rejection::{BytesRejection, FailedToBufferBody, PathRejection};
+use axum::extract::{DefaultBodyLimit, FromRequest, Path, RawQuery, Request as HttpRequest, State};
 use axum::http::header::CONTENT_LENGTH;
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
-use secrecy::ExposeSecret;
+use secrecy::{ExposeSecret, SecretString};
 use serde_json::json;
+use tower_http::timeout::{RequestBodyDeadlineLayer, TimeoutError};
 
 use super::AppState;
-use super::error::ApiError;
-use crate::registration::REGISTRATION_WINDOW;
+use super::ingress_error::IngressError;
+use crate::domain::{JobKind, JobSource, WebhookName};
 use crate::settings::HandshakeMode;
-use crate::store::{HandshakeOutcome, NewJob, StoreError, now_ms};
+use crate::store::{HandshakeOutcome, NewJob, now_ms};
 use crate::telemetry::metrics::{self, DeliveryResult};
+use crate::webhook::register::REGISTRATION_WINDOW;
 use crate::webhook::{
-    EventKind, SignatureError, is_valid_webhook_name, nonce_in_query, nonce_matches,
-    parse_delivery, verify_signature,
+    SignatureError, nonce_in_query, nonce_matches, parse_delivery, verify_signature,
 };
 
 pub const HOOK_SECRET: HeaderName = HeaderName::from_static("x-hook-secret");
@@ -30,17 +31,21 @@ pub const HOOK_SIGNATURE: HeaderName = HeaderName::from_static("x-hook-signature
 /// The webhook name used by `POST /webhooks/asana`.
 pub const DEFAULT_NAME: &str = "default";
 
-pub fn router() -> Router<AppState> {
+/// The webhook routes; bodies are limited to `max_body_bytes` and must arrive within
+/// `request_timeout`.
+pub fn router(state: &AppState) -> Router<AppState> {
     Router::new()
         .route("/webhooks/asana", post(receive_default))
         .route("/webhooks/asana/{name}", post(receive_named))
+        .layer(DefaultBodyLimit::max(state.max_body_bytes))
+        .layer(RequestBodyDeadlineLayer::new(state.request_timeout))
 }
 
 async fn receive_default(
     State(app): State<AppState>,
     RawQuery(query): RawQuery,
     headers: HeaderMap,
-    body: Body,
+    body: HttpRequest,
 ) -> Response {
     let request = Request {
         headers,
@@ -54,7 +59,7 @@ async fn receive_named(
     name: Result<Path<String>, PathRejection>,
     RawQuery(query): RawQuery,
     headers: HeaderMap,
-    body: Body,
+    body: HttpRequest,
 ) -> Response {
     let name = name
         .map(|Path(name)| name)
@@ -73,44 +78,22 @@ struct Request {
     nonce: Option<String>,
 }
 
-/// A refused webhook request: the answer, and how it counts in `bridge_deliveries_total`.
-#[derive(Debug)]
-struct Refusal {
-    result: DeliveryResult,
-    error: ApiError,
-}
-
-impl From<StoreError> for Refusal {
-    fn from(err: StoreError) -> Self {
-        let result = match err {
-            StoreError::Busy => DeliveryResult::Overloaded,
-            _ => DeliveryResult::StoreUnavailable,
-        };
-        Refusal {
-            result,
-            error: ApiError::from(err),
-        }
-    }
-}
-
-fn refuse(result: DeliveryResult, error: ApiError) -> Refusal {
-    Refusal { result, error }
-}
-
-fn bad_request(message: impl Into<String>) -> Refusal {
-    refuse(
-        DeliveryResult::BadRequest,
-        ApiError::BadRequest(message.into()),
-    )
+fn bad_request(message: impl Into<String>) -> IngressError {
+    IngressError::BadRequest(message.into())
 }
 
 #[tracing::instrument(name = "webhook", skip_all, fields(webhook = tracing::field::Empty))]
 async fn receive(
     app: AppState,
-    name: Result<String, Refusal>,
+    name: Result<String, IngressError>,
     request: Request,
-    body: Body,
+    body: HttpRequest,
 ) -> Response {
+    let name = name.and_then(|name| {
+        name.parse::<WebhookName>().map_err(|_| {
+            bad_request("invalid webhook name: use 1 to 64 letters, digits, '-' or '_'")
+        })
+    });
     let handled = match name {
         Ok(name) => {
             tracing::Span::current().record("webhook", name.as_str());
@@ -125,7 +108,7 @@ async fn receive(
     };
     let (result, response) = match handled {
         Ok(answer) => answer,
-        Err(Refusal { result, error }) => (result, error.into_response()),
+        Err(refusal) => (refusal.result(), refusal.into_response()),
     };
     metrics::delivery(result);
     response
@@ -133,16 +116,11 @@ async fn receive(
 
 async fn handle(
     app: &AppState,
-    name: &str,
+    name: &WebhookName,
     request: &Request,
-    body: Body,
-) -> Result<(DeliveryResult, Response), Refusal> {
+    body: HttpRequest,
+) -> Result<(DeliveryResult, Response), IngressError> {
     let headers = &request.headers;
-    if !is_valid_webhook_name(name) {
-        return Err(bad_request(
-            "invalid webhook name: use 1 to 64 letters, digits, '-' or '_'",
-        ));
-    }
     let secret = single_header(headers, &HOOK_SECRET)?
         .map(|value| {
             value
@@ -160,10 +138,7 @@ async fn handle(
         (None, None) => {
             // A name with a secret expects deliveries: the signature is what is missing.
             if app.secrets.get(&app.store, name).await?.is_some() {
-                Err(refuse(
-                    DeliveryResult::BadSignature,
-                    ApiError::Unauthorized("missing X-Hook-Signature".into()),
-                ))
+                Err(IngressError::BadSignature("missing X-Hook-Signature"))
             } else {
                 Err(bad_request(
                     "expected an X-Hook-Secret header (handshake) or an X-Hook-Signature header (delivery)",
@@ -175,10 +150,10 @@ async fn handle(
 
 async fn handshake(
     app: &AppState,
-    name: &str,
+    name: &WebhookName,
     secret: &str,
     nonce: Option<&str>,
-) -> Result<(DeliveryResult, Response), Refusal> {
+) -> Result<(DeliveryResult, Response), IngressError> {
     if secret.is_empty() || secret.len() > 256 || !secret.bytes().all(|b| b.is_ascii_graphic()) {
         return Err(bad_request(
             "X-Hook-Secret must be 1 to 256 printable ASCII characters",
@@ -197,11 +172,20 @@ async fn handshake(
                 return Err(wrong_nonce(name));
             }
             app.store
-                .store_secret_in_window(name, secret, &window.nonce_hash, REGISTRATION_WINDOW)
+                .store_secret_in_window(
+                    name,
+                    SecretString::from(secret),
+                    window.nonce_hash,
+                    REGISTRATION_WINDOW,
+                )
                 .await?
         }
         (None, HandshakeMode::Registration) => HandshakeOutcome::NoRegistrationWindow,
-        (None, HandshakeMode::FirstUse) => app.store.store_secret_if_absent(name, secret).await?,
+        (None, HandshakeMode::FirstUse) => {
+            app.store
+                .store_secret_if_absent(name, SecretString::from(secret))
+                .await?
+        }
     };
     match outcome {
         HandshakeOutcome::Stored => {
@@ -222,12 +206,7 @@ async fn handshake(
                  If you re-created this webhook at Asana, run `asana-docspace-bridge webhooks delete {name}` \
                  first, or register the new webhook under another name"
             );
-            Err(refuse(
-                DeliveryResult::HandshakeRefused,
-                ApiError::Conflict(format!(
-                    "webhook {name:?} already has a secret; it is never overwritten. Register the new webhook under another name"
-                )),
-            ))
+            Err(IngressError::SecretKept(name.clone()))
         }
         HandshakeOutcome::NoRegistrationWindow => {
             tracing::warn!(
@@ -235,43 +214,32 @@ async fn handshake(
                  `asana-docspace-bridge webhooks create --project <GID>`, or set webhooks.handshake = \"first-use\" \
                  for webhooks created by hand"
             );
-            Err(refuse(
-                DeliveryResult::HandshakeRefused,
-                ApiError::Forbidden(format!(
-                    "no registration is open for webhook {name:?}; handshakes are accepted only within 60 seconds of `webhooks create`"
-                )),
-            ))
+            Err(IngressError::NotRegistering(format!(
+                "no registration is open for webhook {name:?}; handshakes are accepted only within 60 seconds of `webhooks create`"
+            )))
         }
     }
 }
 
-fn wrong_nonce(name: &str) -> Refusal {
+fn wrong_nonce(name: &WebhookName) -> IngressError {
     tracing::warn!(
         "refused a handshake for webhook {name:?}: a registration is open for it, but the handshake \
          does not carry its nonce (only the target URL `webhooks create` gave Asana does)"
     );
-    refuse(
-        DeliveryResult::HandshakeRefused,
-        ApiError::Forbidden(format!(
-            "the handshake for webhook {name:?} does not carry the nonce of its registration: \
-             only Asana, called by `webhooks create`, knows the target URL that does"
-        )),
-    )
+    IngressError::NotRegistering(format!(
+        "the handshake for webhook {name:?} does not carry the nonce of its registration: \
+         only Asana, called by `webhooks create`, knows the target URL that does"
+    ))
 }
 
 async fn deliver(
     app: &AppState,
-    name: &str,
+    name: &WebhookName,
     signature: &[u8],
     body: &[u8],
-) -> Result<(DeliveryResult, Response), Refusal> {
+) -> Result<(DeliveryResult, Response), IngressError> {
     let Some(webhook) = app.secrets.get(&app.store, name).await? else {
-        return Err(refuse(
-            DeliveryResult::UnknownWebhook,
-            ApiError::Unauthorized(format!(
-                "unknown webhook {name:?}: no handshake has stored a secret for it"
-            )),
-        ));
+        return Err(IngressError::UnknownWebhook(name.clone()));
     };
     verify_signature(webhook.secret.expose_secret().as_bytes(), body, signature).map_err(
         |err| {
@@ -279,46 +247,42 @@ async fn deliver(
                 SignatureError::NotHex => "X-Hook-Signature is not hex",
                 SignatureError::Mismatch => "X-Hook-Signature does not match the body",
             };
-            refuse(
-                DeliveryResult::BadSignature,
-                ApiError::Unauthorized(message.into()),
-            )
+            IngressError::BadSignature(message)
         },
     )?;
     app.health.record_delivery(name);
-    let delivery = parse_delivery(body).map_err(|e| {
-        refuse(
-            DeliveryResult::Malformed,
-            ApiError::BadRequest(e.to_string()),
-        )
-    })?;
-    let jobs: Vec<NewJob> = delivery
-        .relevant
-        .iter()
-        .map(|event| NewJob {
-            dedupe_key: event.dedupe_key.clone(),
-            task_gid: event.task_gid.clone(),
-            kind: event.kind.as_str().to_string(),
-            project_gid: webhook.project_gid.clone(),
-        })
-        .collect();
-    let queued = app.store.enqueue(name, &jobs).await?;
-    if queued.created > 0 {
-        app.wake_worker.notify_one();
-    }
-    for kind in [EventKind::AssigneeChanged, EventKind::TaskAdded] {
+    let delivery = parse_delivery(body).map_err(|e| IngressError::Malformed(e.to_string()))?;
+    for kind in [JobKind::AssigneeChanged, JobKind::TaskAdded] {
         metrics::events(
             kind.as_str(),
             delivery.relevant.iter().filter(|e| e.kind == kind).count() as u64,
         );
     }
+    let jobs: Vec<NewJob> = delivery
+        .relevant
+        .into_iter()
+        .map(|event| NewJob {
+            dedupe_key: event.dedupe_key,
+            task_gid: event.task_gid,
+            kind: event.kind,
+            project_gid: webhook.project_gid.clone(),
+        })
+        .collect();
+    let relevant = jobs.len();
+    let queued = app
+        .store
+        .enqueue(JobSource::Webhook(name.clone()), jobs)
+        .await?;
+    if queued.created > 0 {
+        app.wake_worker.notify_one();
+    }
     metrics::events("ignored", delivery.ignored as u64);
-    if jobs.is_empty() {
+    if relevant == 0 {
         // Heartbeats and ignored events: routine, and at most a few a day per webhook.
         tracing::debug!(ignored = delivery.ignored, "delivery accepted");
     } else {
         tracing::info!(
-            relevant = jobs.len(),
+            relevant,
             queued = queued.created,
             duplicates = queued.duplicates,
             ignored = delivery.ignored,
@@ -339,7 +303,7 @@ async fn deliver(
 fn single_header<'h>(
     headers: &'h HeaderMap,
     name: &HeaderName,
-) -> Result<Option<&'h HeaderValue>, Refusal> {
+) -> Result<Option<&'h HeaderValue>, IngressError> {
     let mut values = headers.get_all(name).iter();
     let Some(first) = values.next() else {
         return Ok(None);
@@ -350,40 +314,38 @@ fn single_header<'h>(
     Ok(Some(first))
 }
 
-/// The raw body, bounded in size and in time.
-async fn read_body(app: &AppState, headers: &HeaderMap, body: Body) -> Result<Bytes, Refusal> {
+/// The raw body, within `http.max_body_bytes` (axum's limit; a request that declares more is
+/// refused before a byte is read) and within the request timeout (tower-http's deadline).
+async fn read_body(
+    app: &AppState,
+    headers: &HeaderMap,
+    request: HttpRequest,
+) -> Result<Bytes, IngressError> {
     let limit = app.max_body_bytes;
-    let too_large = || {
-        refuse(
-            DeliveryResult::TooLarge,
-            ApiError::PayloadTooLarge(format!("the body is larger than {limit} bytes")),
-        )
-    };
     let declared = headers
         .get(CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|len| len > limit as u64) {
-        return Err(too_large());
+        return Err(IngressError::TooLarge(limit));
     }
-    match tokio::time::timeout(app.request_timeout, axum::body::to_bytes(body, limit)).await {
-        Err(_) => Err(refuse(
-            DeliveryResult::BadRequest,
-            ApiError::RequestTimeout(format!(
-                "the body did not arrive within {} ms",
-                app.request_timeout.as_millis()
-            )),
-        )),
-        Ok(Ok(bytes)) => Ok(bytes),
-        Ok(Err(err)) if is_length_limit(&err) => Err(too_large()),
-        Ok(Err(err)) => Err(bad_request(format!("could not read the body: {err}"))),
-    }
+    Bytes::from_request(request, &())
+        .await
+        .map_err(|rejection| match rejection {
+            BytesRejection::FailedToBufferBody(FailedToBufferBody::LengthLimitError(_)) => {
+                IngressError::TooLarge(limit)
+            }
+            other if caused_by::<TimeoutError>(&other) => {
+                IngressError::BodyTimeout(app.request_timeout.as_millis())
+            }
+            other => bad_request(format!("could not read the body: {other}")),
+        })
 }
 
-fn is_length_limit(err: &axum::Error) -> bool {
-    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(err);
+fn caused_by<E: std::error::Error + 'static>(err: &(dyn std::error::Error + 'static)) -> bool {
+    let mut source = Some(err);
     while let Some(e) = source {
-        if e.is::<http_body_util::LengthLimitError>() {
+        if e.is::<E>() {
             return true;
         }
         source = e.source();

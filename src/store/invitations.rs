@@ -11,29 +11,30 @@
 //! whose lease ran out, and whose job may be running elsewhere already, reserves nothing and so
 //! never calls DocSpace's invite, and leaves the confirmation to the job's new holder.
 
-use sqlx::Connection as _;
+use super::conn::{Conn, Sql, Write};
+use super::{Durability, LeaseOwner, Store, StoreError, StoreResult, now_ms};
+use crate::domain::{Email, Gid};
 
-use super::{BackendKind, Store, StoreResult, now_ms, on_db, write_db};
+/// Reserves an email for a job whose lease the asker holds: one statement, so the check and the
+/// insert cannot be split. The no-op update on conflict makes RETURNING give the existing row.
+const RESERVE_SQLITE: &str = "INSERT INTO invitations \
+       (email, state, job_id, task_gid, invite_type, created_at) \
+     SELECT $1, 'sending', $2, $3, $4, $5 \
+     WHERE EXISTS (SELECT 1 FROM jobs WHERE id = $2 AND lease_owner = $6 \
+        AND status = 'running' AND lease_until >= $5) \
+     ON CONFLICT (email) DO UPDATE SET email = excluded.email \
+     RETURNING state, job_id";
 
-/// Reserves an email for a job whose lease the asker holds (the writer runs one statement at a
-/// time on SQLite, so the check and the insert cannot be split).
-macro_rules! reserve_sql {
-    ($lock:literal) => {
-        concat!(
-            "INSERT INTO invitations (email, state, job_id, task_gid, invite_type, created_at) \
-             SELECT $1, 'sending', $2, $3, $4, $5 \
-             WHERE EXISTS (SELECT 1 FROM jobs WHERE id = $2 AND lease_owner = $6 \
-                AND status = 'running' AND lease_until >= $5",
-            $lock,
-            ") ON CONFLICT (email) DO UPDATE SET email = excluded.email \
-             RETURNING state, job_id"
-        )
-    };
-}
-const RESERVE_SQLITE: &str = reserve_sql!("");
-/// The job's row stays locked until the reservation commits: a claim (`SKIP LOCKED`) passes it
-/// by, and a claim that came first is seen (the check runs again on the row it committed).
-const RESERVE_POSTGRES: &str = reserve_sql!(" FOR UPDATE");
+/// As on SQLite, and the job's row stays locked until the reservation commits: a claim
+/// (`SKIP LOCKED`) passes it by, and a claim that came first is seen (the check runs again on the
+/// row it committed).
+const RESERVE_POSTGRES: &str = "INSERT INTO invitations \
+       (email, state, job_id, task_gid, invite_type, created_at) \
+     SELECT $1, 'sending', $2, $3, $4, $5 \
+     WHERE EXISTS (SELECT 1 FROM jobs WHERE id = $2 AND lease_owner = $6 \
+        AND status = 'running' AND lease_until >= $5 FOR UPDATE) \
+     ON CONFLICT (email) DO UPDATE SET email = excluded.email \
+     RETURNING state, job_id";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum InvitationState {
@@ -53,15 +54,95 @@ pub enum Reservation {
     Theirs { job_id: i64, state: InvitationState },
 }
 
+/// Reserves `email` for job `job_id` unless another job holds it. Output: the ledger row, or
+/// `None` when `owner` no longer holds the job's lease (nothing is reserved).
+struct ReserveInvitation {
+    email: Email,
+    job_id: i64,
+    owner: LeaseOwner,
+    task_gid: Gid,
+    invite_type: &'static str,
+}
+
+impl Write for ReserveInvitation {
+    type Output = Option<(String, i64)>;
+    const DURABILITY: Durability = Durability::Relaxed;
+
+    async fn run(&self, conn: &mut Conn<'_>) -> sqlx::Result<Option<(String, i64)>> {
+        let sql = match conn {
+            Conn::Sqlite(_) => RESERVE_SQLITE,
+            Conn::Postgres(_) => RESERVE_POSTGRES,
+        };
+        conn.fetch_optional(
+            Sql::new(sql)
+                .bind(self.email.as_str())
+                .bind(self.job_id)
+                .bind(self.task_gid.as_str())
+                .bind(self.invite_type)
+                .bind(now_ms())
+                .bind(self.owner.as_str()),
+        )
+        .await
+    }
+}
+
+/// Records that DocSpace accepted the invitation and finishes the job as `invited`, in one
+/// transaction. Output: false, changing nothing, when `owner` lost the job's lease meanwhile.
+struct ConfirmInvitation {
+    job_id: i64,
+    owner: LeaseOwner,
+    email: Email,
+}
+
+impl Write for ConfirmInvitation {
+    type Output = bool;
+    const DURABILITY: Durability = Durability::Relaxed;
+
+    async fn run(&self, conn: &mut Conn<'_>) -> sqlx::Result<bool> {
+        let now = now_ms();
+        let mut tx = conn.begin().await?;
+        let finished = tx
+            .conn()
+            .execute(
+                Sql::new(
+                    "UPDATE jobs SET status = 'done', outcome = 'invited', email = $1, \
+                     last_error = NULL, lease_owner = NULL, lease_until = NULL, updated_at = $2 \
+                     WHERE id = $3 AND lease_owner = $4 AND status = 'running'",
+                )
+                .bind(self.email.as_str())
+                .bind(now)
+                .bind(self.job_id)
+                .bind(self.owner.as_str()),
+            )
+            .await?;
+        if finished != 1 {
+            return Ok(false);
+        }
+        tx.conn()
+            .execute(
+                Sql::new(
+                    "UPDATE invitations SET state = 'sent', sent_at = $1 \
+                     WHERE email = $2 AND job_id = $3",
+                )
+                .bind(now)
+                .bind(self.email.as_str())
+                .bind(self.job_id),
+            )
+            .await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+}
+
 impl Store {
     /// The ledger row for `email`, as seen by job `job_id`; `None` when nobody holds it.
-    pub async fn invitation(&self, email: &str, job_id: i64) -> StoreResult<Option<Reservation>> {
-        let row: Option<(String, i64)> = on_db!(self, read, |pool| {
-            sqlx::query_as("SELECT state, job_id FROM invitations WHERE email = $1")
-                .bind(email)
-                .fetch_optional(pool)
-                .await
-        })?;
+    pub async fn invitation(&self, email: &Email, job_id: i64) -> StoreResult<Option<Reservation>> {
+        let row: Option<(String, i64)> = self
+            .fetch_optional(
+                Sql::new("SELECT state, job_id FROM invitations WHERE email = $1")
+                    .bind(email.as_str()),
+            )
+            .await?;
         row.map(|(state, holder)| to_reservation(&state, holder, job_id))
             .transpose()
     }
@@ -70,34 +151,21 @@ impl Store {
     /// longer holds the job's lease: nothing is reserved, and the job must not call DocSpace.
     pub async fn reserve_invitation(
         &self,
-        email: &str,
+        email: &Email,
         job_id: i64,
-        owner: &str,
-        task_gid: &str,
-        invite_type: &str,
+        owner: &LeaseOwner,
+        task_gid: &Gid,
+        invite_type: &'static str,
     ) -> StoreResult<Option<Reservation>> {
-        let email = email.to_owned();
-        let owner = owner.to_owned();
-        let task_gid = task_gid.to_owned();
-        let invite_type = invite_type.to_owned();
-        let now = now_ms();
-        // One statement: nothing is reserved unless `owner` still holds an unexpired lease on the
-        // job, and the no-op update on conflict makes RETURNING give the existing row.
-        let sql = match self.kind() {
-            BackendKind::Sqlite => RESERVE_SQLITE,
-            BackendKind::Postgres => RESERVE_POSTGRES,
-        };
-        let row: Option<(String, i64)> = write_db!(self, relaxed, |pool| {
-            sqlx::query_as(sql)
-                .bind(&email)
-                .bind(job_id)
-                .bind(&task_gid)
-                .bind(&invite_type)
-                .bind(now)
-                .bind(&owner)
-                .fetch_optional(pool)
-                .await
-        })?;
+        let row = self
+            .write(ReserveInvitation {
+                email: email.clone(),
+                job_id,
+                owner: owner.clone(),
+                task_gid: task_gid.clone(),
+                invite_type,
+            })
+            .await?;
         row.map(|(state, holder)| to_reservation(&state, holder, job_id))
             .transpose()
     }
@@ -108,53 +176,25 @@ impl Store {
     pub async fn confirm_invitation(
         &self,
         job_id: i64,
-        owner: &str,
-        email: &str,
+        owner: &LeaseOwner,
+        email: Email,
     ) -> StoreResult<bool> {
-        let owner = owner.to_owned();
-        let email = email.to_owned();
-        let now = now_ms();
-        let finished = write_db!(self, relaxed, |pool| {
-            let mut tx = pool.begin().await?;
-            let finished = sqlx::query(
-                "UPDATE jobs SET status = 'done', outcome = 'invited', email = $1, last_error = NULL, \
-                 lease_owner = NULL, lease_until = NULL, updated_at = $2 \
-                 WHERE id = $3 AND lease_owner = $4 AND status = 'running'",
-            )
-            .bind(&email)
-            .bind(now)
-            .bind(job_id)
-            .bind(&owner)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
-            if finished != 1 {
-                return Ok(false);
-            }
-            sqlx::query(
-                "UPDATE invitations SET state = 'sent', sent_at = $1 WHERE email = $2 AND job_id = $3",
-            )
-            .bind(now)
-            .bind(&email)
-            .bind(job_id)
-            .execute(&mut *tx)
-            .await?;
-            tx.commit().await?;
-            Ok::<bool, sqlx::Error>(true)
-        })?;
-        Ok(finished)
+        self.write(ConfirmInvitation {
+            job_id,
+            owner: owner.clone(),
+            email,
+        })
+        .await
     }
 
     /// Emails this service invited, oldest first.
     pub async fn sent_invitations(&self) -> StoreResult<Vec<String>> {
-        let emails = on_db!(self, read, |pool| {
-            sqlx::query_scalar(
+        let rows: Vec<(String,)> = self
+            .fetch_all(Sql::new(
                 "SELECT email FROM invitations WHERE state = 'sent' ORDER BY sent_at, email",
-            )
-            .fetch_all(pool)
-            .await
-        })?;
-        Ok(emails)
+            ))
+            .await?;
+        Ok(rows.into_iter().map(|(email,)| email).collect())
     }
 }
 
@@ -163,7 +203,7 @@ fn to_reservation(state: &str, holder: i64, job_id: i64) -> StoreResult<Reservat
         "sending" => InvitationState::Sending,
         "sent" => InvitationState::Sent,
         other => {
-            return Err(super::StoreError::Corrupt(format!(
+            return Err(StoreError::Corrupt(format!(
                 "unknown invitation state {other:?}"
             )));
         }

@@ -1,7 +1,14 @@
 //! The durable state: webhook secrets, the job queue and the invitations ledger, on SQLite (the
-//! embedded default) or PostgreSQL (several replicas). Both speak the same SQL where they can; the
-//! `on_db!` macro runs one query body against whichever pool is configured.
+//! embedded default) or PostgreSQL (several replicas). Both speak the same SQL where they can:
+//! a statement is written once (`conn::Sql`) and runs on a connection the backend lends. A write is
+//! plain data (`conn::Write`) that [`Store::write`] hands to SQLite's group-commit writer or runs on
+//! a PostgreSQL connection.
+//!
+//! Where things happen: `jobs` enqueues, claims (`ClaimDueJobs`), retries (`RetryJobLater`,
+//! `RetryFailedJob`) and finishes jobs; `invitations` reserves (`ReserveInvitation`) and confirms
+//! an invitation; `webhooks` keeps secrets and registrations.
 
+mod conn;
 mod invitations;
 mod jobs;
 mod sqlite_writer;
@@ -11,16 +18,20 @@ use std::path::Path;
 use std::str::FromStr;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use conn::{Conn, Row, Sql, Write};
 pub(crate) use sqlite_writer::Durability;
 use sqlite_writer::SqliteWriter;
+use sqlx::pool::PoolConnection;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
+use sqlx::{Postgres, Sqlite};
 
 pub use invitations::{InvitationState, Reservation};
 pub use jobs::{
-    ClaimedJob, EnqueueOutcome, JobRecord, JobStatus, NewJob, Outcome, QueueCounts, RetryRequest,
+    ClaimedJob, EnqueueOutcome, JobRecord, JobStatus, LeaseOwner, NewJob, Outcome, QueueCounts,
+    RetryRequest,
 };
 pub use webhooks::{
     HandshakeOutcome, RegisteredWebhook, RegistrationOpening, RegistrationWindow, SecretLookup,
@@ -78,43 +89,20 @@ enum Backend {
     },
 }
 
-/// Runs `$body` (an expression of type `Result<_, sqlx::Error>`) with `$pool` bound to a reader
-/// pool, whatever the backend.
-macro_rules! on_db {
-    ($store:expr, read, |$pool:ident| $body:expr) => {
-        match &$store.backend {
-            $crate::store::Backend::Sqlite { reader: $pool, .. } => $body,
-            $crate::store::Backend::Postgres { pool: $pool } => $body,
-        }
-    };
+/// A connection borrowed from a pool until dropped.
+enum Pooled {
+    Sqlite(PoolConnection<Sqlite>),
+    Postgres(PoolConnection<Postgres>),
 }
 
-/// Runs the write `$body` (an expression of type `Result<_, sqlx::Error>` that uses `$conn` once,
-/// as an executor or to `begin()` a transaction) and returns a `StoreResult`. On SQLite it joins
-/// the next group commit, so it must own what it uses: clone borrowed arguments before. Writes are
-/// synced to disk before they return unless marked `relaxed` (see `sqlite_writer`).
-macro_rules! write_db {
-    ($store:expr, relaxed, |$conn:ident| $body:expr) => {
-        write_db!(@run $store, $crate::store::Durability::Relaxed, |$conn| $body)
-    };
-    ($store:expr, |$conn:ident| $body:expr) => {
-        write_db!(@run $store, $crate::store::Durability::Synced, |$conn| $body)
-    };
-    (@run $store:expr, $durability:expr, |$conn:ident| $body:expr) => {
-        match &$store.backend {
-            $crate::store::Backend::Sqlite { writer, .. } => {
-                writer.run($durability, move |$conn| Box::pin(async move { $body })).await
-            }
-            $crate::store::Backend::Postgres { pool } => {
-                let _ = $durability;
-                let $conn = pool;
-                async move { $body }.await.map_err($crate::store::StoreError::from)
-            }
+impl Pooled {
+    fn conn(&mut self) -> Conn<'_> {
+        match self {
+            Pooled::Sqlite(conn) => Conn::Sqlite(conn),
+            Pooled::Postgres(conn) => Conn::Postgres(conn),
         }
-    };
+    }
 }
-pub(crate) use on_db;
-pub(crate) use write_db;
 
 /// Pool sizes and timeouts.
 #[derive(Debug, Clone)]
@@ -231,11 +219,43 @@ impl Store {
 
     /// A cheap round trip, for readiness.
     pub async fn ping(&self) -> StoreResult<()> {
-        on_db!(self, read, |pool| sqlx::query("SELECT 1")
-            .execute(pool)
-            .await
-            .map(|_| ()))?;
+        let _: (i64,) = self.fetch_one(Sql::new("SELECT CAST(1 AS BIGINT)")).await?;
         Ok(())
+    }
+
+    /// Runs `write` on the writer's connection (SQLite, in the next group commit) or on one from
+    /// the pool (PostgreSQL), and returns once it committed.
+    pub(crate) async fn write<W: Write>(&self, write: W) -> StoreResult<W::Output> {
+        match &self.backend {
+            Backend::Sqlite { writer, .. } => writer.run(write).await,
+            Backend::Postgres { pool } => {
+                let mut conn = Pooled::Postgres(pool.acquire().await?);
+                Ok(write.run(&mut conn.conn()).await?)
+            }
+        }
+    }
+
+    /// Lends a reader connection (one from the pool, on either backend).
+    async fn reader(&self) -> StoreResult<Pooled> {
+        Ok(match &self.backend {
+            Backend::Sqlite { reader, .. } => Pooled::Sqlite(reader.acquire().await?),
+            Backend::Postgres { pool } => Pooled::Postgres(pool.acquire().await?),
+        })
+    }
+
+    /// Reads one row, or none.
+    pub(crate) async fn fetch_optional<T: Row>(&self, sql: Sql<'_>) -> StoreResult<Option<T>> {
+        Ok(self.reader().await?.conn().fetch_optional(sql).await?)
+    }
+
+    /// Reads every row.
+    pub(crate) async fn fetch_all<T: Row>(&self, sql: Sql<'_>) -> StoreResult<Vec<T>> {
+        Ok(self.reader().await?.conn().fetch_all(sql).await?)
+    }
+
+    /// Reads exactly one row.
+    pub(crate) async fn fetch_one<T: Row>(&self, sql: Sql<'_>) -> StoreResult<T> {
+        Ok(self.reader().await?.conn().fetch_one(sql).await?)
     }
 
     /// Writes a consistent snapshot of a SQLite store to `path` (a new file) while it is in use.

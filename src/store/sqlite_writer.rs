@@ -26,13 +26,11 @@ use tokio::sync::mpsc::error::TrySendError;
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
+use super::conn::{Conn, Write};
 use super::{StoreError, StoreResult};
 
 /// The most operations one transaction carries.
 const MAX_BATCH: usize = 512;
-
-pub(crate) type WriteFuture<'c, T> =
-    Pin<Box<dyn Future<Output = Result<T, sqlx::Error>> + Send + 'c>>;
 
 /// How durable a write must be before its caller hears back.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -51,29 +49,23 @@ trait Operation: Send {
     fn settle(self: Box<Self>, committed: Result<(), String>);
 }
 
-struct Op<T, F> {
-    durability: Durability,
-    op: Option<F>,
-    outcome: Option<Result<T, sqlx::Error>>,
-    reply: oneshot::Sender<StoreResult<T>>,
+struct Op<W: Write> {
+    write: W,
+    outcome: Option<Result<W::Output, sqlx::Error>>,
+    reply: oneshot::Sender<StoreResult<W::Output>>,
 }
 
-impl<T, F> Operation for Op<T, F>
-where
-    T: Send + 'static,
-    F: for<'c> FnOnce(&'c mut SqliteConnection) -> WriteFuture<'c, T> + Send + 'static,
-{
+impl<W: Write> Operation for Op<W> {
     fn durability(&self) -> Durability {
-        self.durability
+        W::DURABILITY
     }
 
     fn run<'c>(
         &'c mut self,
         conn: &'c mut SqliteConnection,
     ) -> Pin<Box<dyn Future<Output = bool> + Send + 'c>> {
-        let op = self.op.take().expect("an operation runs once");
         Box::pin(async move {
-            let outcome = op(conn).await;
+            let outcome = self.write.run(&mut Conn::Sqlite(conn)).await;
             let ok = outcome.is_ok();
             self.outcome = Some(outcome);
             ok
@@ -124,21 +116,16 @@ impl SqliteWriter {
         &self.pool
     }
 
-    /// Runs `op` in the next batch and returns its result once the batch committed.
-    pub(crate) async fn run<T, F>(&self, durability: Durability, op: F) -> StoreResult<T>
-    where
-        T: Send + 'static,
-        F: for<'c> FnOnce(&'c mut SqliteConnection) -> WriteFuture<'c, T> + Send + 'static,
-    {
+    /// Runs `write` in the next batch and returns its result once the batch committed.
+    pub(crate) async fn run<W: Write>(&self, write: W) -> StoreResult<W::Output> {
         let (reply, answer) = oneshot::channel();
         let op = Box::new(Op {
-            durability,
-            op: Some(op),
+            write,
             outcome: None,
             reply,
         });
         let closed = || StoreError::Commit("the store is closed".into());
-        match durability {
+        match W::DURABILITY {
             Durability::Synced => self.queue.try_send(op).map_err(|err| match err {
                 TrySendError::Full(_) => StoreError::Busy,
                 TrySendError::Closed(_) => closed(),
@@ -247,32 +234,43 @@ mod tests {
     }
 
     /// A write that holds the writer, once running (it says so on `started`), until `gate` opens.
+    struct Blocking {
+        started: Arc<Semaphore>,
+        gate: Arc<Semaphore>,
+    }
+
+    impl Write for Blocking {
+        type Output = ();
+        const DURABILITY: Durability = Durability::Synced;
+        async fn run(&self, _conn: &mut Conn<'_>) -> sqlx::Result<()> {
+            self.started.add_permits(1);
+            let _permit = self.gate.acquire().await;
+            Ok(())
+        }
+    }
+
+    struct Noop;
+
+    impl Write for Noop {
+        type Output = ();
+        const DURABILITY: Durability = Durability::Synced;
+        async fn run(&self, _conn: &mut Conn<'_>) -> sqlx::Result<()> {
+            Ok(())
+        }
+    }
+
     fn blocking_write(
         writer: &SqliteWriter,
         started: Arc<Semaphore>,
         gate: Arc<Semaphore>,
     ) -> tokio::task::JoinHandle<StoreResult<()>> {
         let writer = writer.clone();
-        tokio::spawn(async move {
-            writer
-                .run(Durability::Synced, move |_conn| {
-                    Box::pin(async move {
-                        started.add_permits(1);
-                        let _permit = gate.acquire().await;
-                        Ok(())
-                    })
-                })
-                .await
-        })
+        tokio::spawn(async move { writer.run(Blocking { started, gate }).await })
     }
 
     fn noop_write(writer: &SqliteWriter) -> tokio::task::JoinHandle<StoreResult<()>> {
         let writer = writer.clone();
-        tokio::spawn(async move {
-            writer
-                .run(Durability::Synced, |_conn| Box::pin(async { Ok(()) }))
-                .await
-        })
+        tokio::spawn(async move { writer.run(Noop).await })
     }
 
     #[tokio::test]
@@ -285,12 +283,9 @@ mod tests {
         while writer.queue.capacity() > 0 {
             tokio::task::yield_now().await;
         }
-        let refused = tokio::time::timeout(
-            Duration::from_secs(2),
-            writer.run(Durability::Synced, |_conn| Box::pin(async { Ok(()) })),
-        )
-        .await
-        .expect("a full queue answers at once");
+        let refused = tokio::time::timeout(Duration::from_secs(2), writer.run(Noop))
+            .await
+            .expect("a full queue answers at once");
         assert!(matches!(refused, Err(StoreError::Busy)), "{refused:?}");
 
         gate.add_permits(1);
@@ -299,7 +294,7 @@ mod tests {
             write.await.unwrap().expect("queued writes commit");
         }
         writer
-            .run(Durability::Synced, |_conn| Box::pin(async { Ok(()) }))
+            .run(Noop)
             .await
             .expect("room again once the queue drained");
     }

@@ -2,12 +2,14 @@
 //! A stored secret is never overwritten. A secret stored through a window verifies nothing until
 //! `webhooks create` confirms it, and is deleted once the window's deadline has passed.
 
-use sqlx::Connection as _;
 use std::time::Duration;
 
-use secrecy::SecretString;
+use secrecy::{ExposeSecret, SecretString};
 
-use super::{Store, StoreResult, duration_ms, now_ms, on_db, write_db};
+use super::conn::{Conn, Sql, Write};
+use super::jobs::OptionalGid;
+use super::{Durability, Store, StoreError, StoreResult, duration_ms, now_ms};
+use crate::domain::{Gid, WebhookName};
 
 /// What happened to a handshake.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -45,21 +47,24 @@ impl RegistrationWindow {
 }
 
 /// What Asana knows a webhook by, recorded when `webhooks create` confirms it.
-#[derive(Debug, Clone, Copy)]
-pub struct RegisteredWebhook<'a> {
-    pub webhook_gid: &'a str,
-    pub project_gid: &'a str,
-    pub target: &'a str,
+#[derive(Debug, Clone)]
+pub struct RegisteredWebhook {
+    pub webhook_gid: Gid,
+    pub project_gid: Gid,
+    pub target: String,
 }
 
 /// A webhook name with a secret, and what Asana knows it by when `webhooks create` made it.
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct WebhookRecord {
-    pub name: String,
+    #[sqlx(try_from = "String")]
+    pub name: WebhookName,
     pub created_at: i64,
     pub last_delivery_at: Option<i64>,
-    pub webhook_gid: Option<String>,
-    pub project_gid: Option<String>,
+    #[sqlx(try_from = "OptionalGid")]
+    pub webhook_gid: Option<Gid>,
+    #[sqlx(try_from = "OptionalGid")]
+    pub project_gid: Option<Gid>,
     pub target: Option<String>,
     pub registered_at: Option<i64>,
 }
@@ -80,16 +85,289 @@ pub enum SecretLookup {
 #[derive(Debug, Clone)]
 pub struct UsableWebhook {
     pub secret: SecretString,
-    pub project_gid: Option<String>,
+    pub project_gid: Option<Gid>,
 }
 
-const WEBHOOK_COLUMNS: &str =
-    "name, created_at, last_delivery_at, webhook_gid, project_gid, target, registered_at";
+/// `SELECT` of a [`WebhookRecord`], followed by the rest of the statement.
+macro_rules! select_webhooks {
+    ($rest:literal) => {
+        concat!(
+            "SELECT name, created_at, last_delivery_at, webhook_gid, project_gid, target, \
+             registered_at FROM webhooks ",
+            $rest
+        )
+    };
+}
+
+/// `first-use` handshakes: stores the secret unless the name has one. Output: whether it did.
+struct StoreSecretIfAbsent {
+    name: WebhookName,
+    secret: SecretString,
+}
+
+impl Write for StoreSecretIfAbsent {
+    type Output = bool;
+    const DURABILITY: Durability = Durability::Synced;
+
+    async fn run(&self, conn: &mut Conn<'_>) -> sqlx::Result<bool> {
+        let inserted = conn
+            .execute(
+                Sql::new(
+                    "INSERT INTO webhooks (name, secret, created_at) VALUES ($1, $2, $3) \
+                     ON CONFLICT (name) DO NOTHING",
+                )
+                .bind(self.name.as_str())
+                .bind(self.secret.expose_secret())
+                .bind(now_ms()),
+            )
+            .await?;
+        Ok(inserted == 1)
+    }
+}
+
+/// `registration` handshakes: stores the secret only through this nonce's live window, unusable
+/// until confirmed, and closes the window.
+struct StoreSecretInWindow {
+    name: WebhookName,
+    secret: SecretString,
+    nonce_hash: String,
+    window_ms: i64,
+}
+
+impl Write for StoreSecretInWindow {
+    type Output = HandshakeOutcome;
+    const DURABILITY: Durability = Durability::Synced;
+
+    async fn run(&self, conn: &mut Conn<'_>) -> sqlx::Result<HandshakeOutcome> {
+        let now = now_ms();
+        let mut tx = conn.begin().await?;
+        let has_secret: Option<(String,)> = tx
+            .conn()
+            .fetch_optional(
+                Sql::new("SELECT name FROM webhooks WHERE name = $1").bind(self.name.as_str()),
+            )
+            .await?;
+        if has_secret.is_some() {
+            return Ok(HandshakeOutcome::AlreadyHasSecret);
+        }
+        let opened: Option<(i64,)> = tx
+            .conn()
+            .fetch_optional(
+                Sql::new(
+                    "DELETE FROM pending_registrations \
+                     WHERE name = $1 AND nonce_hash = $2 AND opened_at >= $3 RETURNING opened_at",
+                )
+                .bind(self.name.as_str())
+                .bind(self.nonce_hash.as_str())
+                .bind(now - self.window_ms),
+            )
+            .await?;
+        let Some((opened_at,)) = opened else {
+            return Ok(HandshakeOutcome::NoRegistrationWindow);
+        };
+        tx.conn()
+            .execute(
+                Sql::new(
+                    "INSERT INTO webhooks \
+                     (name, secret, created_at, registration_nonce_hash, unconfirmed_until) \
+                     VALUES ($1, $2, $3, $4, $5)",
+                )
+                .bind(self.name.as_str())
+                .bind(self.secret.expose_secret())
+                .bind(now)
+                .bind(self.nonce_hash.as_str())
+                .bind(opened_at.saturating_add(self.window_ms)),
+            )
+            .await?;
+        tx.commit().await?;
+        Ok(HandshakeOutcome::Stored)
+    }
+}
+
+/// Opens a registration window for a name with neither a secret nor a live window, after
+/// deleting windows and unconfirmed secrets whose time has passed (whatever their name).
+struct OpenRegistration {
+    name: WebhookName,
+    nonce_hash: String,
+    window_ms: i64,
+}
+
+impl Write for OpenRegistration {
+    type Output = RegistrationOpening;
+    const DURABILITY: Durability = Durability::Synced;
+
+    async fn run(&self, conn: &mut Conn<'_>) -> sqlx::Result<RegistrationOpening> {
+        let now = now_ms();
+        let mut tx = conn.begin().await?;
+        tx.conn()
+            .execute(Sql::new("DELETE FROM webhooks WHERE unconfirmed_until < $1").bind(now))
+            .await?;
+        tx.conn()
+            .execute(
+                Sql::new("DELETE FROM pending_registrations WHERE opened_at < $1")
+                    .bind(now - self.window_ms),
+            )
+            .await?;
+        let existing: Option<(Option<i64>,)> = tx
+            .conn()
+            .fetch_optional(
+                Sql::new("SELECT unconfirmed_until FROM webhooks WHERE name = $1")
+                    .bind(self.name.as_str()),
+            )
+            .await?;
+        let opening = match existing {
+            Some((None,)) => RegistrationOpening::HasSecret,
+            Some((Some(_),)) => RegistrationOpening::InProgress,
+            None => {
+                let inserted = tx
+                    .conn()
+                    .execute(
+                        Sql::new(
+                            "INSERT INTO pending_registrations (name, opened_at, nonce_hash) \
+                             VALUES ($1, $2, $3) ON CONFLICT (name) DO NOTHING",
+                        )
+                        .bind(self.name.as_str())
+                        .bind(now)
+                        .bind(self.nonce_hash.as_str()),
+                    )
+                    .await?;
+                if inserted == 1 {
+                    RegistrationOpening::Opened
+                } else {
+                    RegistrationOpening::InProgress
+                }
+            }
+        };
+        tx.commit().await?;
+        Ok(opening)
+    }
+}
+
+/// Makes the secret a registration stored usable and records what Asana knows the webhook by.
+/// Output: false when the window's deadline passed first.
+struct ConfirmRegistration {
+    name: WebhookName,
+    nonce_hash: String,
+    registered: RegisteredWebhook,
+}
+
+impl Write for ConfirmRegistration {
+    type Output = bool;
+    const DURABILITY: Durability = Durability::Synced;
+
+    async fn run(&self, conn: &mut Conn<'_>) -> sqlx::Result<bool> {
+        let confirmed = conn
+            .execute(
+                Sql::new(
+                    "UPDATE webhooks SET webhook_gid = $1, project_gid = $2, target = $3, \
+                     registered_at = $4, registration_nonce_hash = NULL, unconfirmed_until = NULL \
+                     WHERE name = $5 AND registration_nonce_hash = $6 AND unconfirmed_until >= $4",
+                )
+                .bind(self.registered.webhook_gid.as_str())
+                .bind(self.registered.project_gid.as_str())
+                .bind(self.registered.target.as_str())
+                .bind(now_ms())
+                .bind(self.name.as_str())
+                .bind(self.nonce_hash.as_str()),
+            )
+            .await?;
+        Ok(confirmed == 1)
+    }
+}
+
+/// Closes a registration's window and deletes the secret its handshake stored if unconfirmed.
+/// Output: whether a secret went.
+struct AbandonRegistration {
+    name: WebhookName,
+    nonce_hash: String,
+}
+
+impl Write for AbandonRegistration {
+    type Output = bool;
+    const DURABILITY: Durability = Durability::Synced;
+
+    async fn run(&self, conn: &mut Conn<'_>) -> sqlx::Result<bool> {
+        let mut tx = conn.begin().await?;
+        tx.conn()
+            .execute(
+                Sql::new("DELETE FROM pending_registrations WHERE name = $1 AND nonce_hash = $2")
+                    .bind(self.name.as_str())
+                    .bind(self.nonce_hash.as_str()),
+            )
+            .await?;
+        let deleted = tx
+            .conn()
+            .execute(
+                Sql::new(
+                    "DELETE FROM webhooks WHERE name = $1 AND registration_nonce_hash = $2 \
+                     AND unconfirmed_until IS NOT NULL",
+                )
+                .bind(self.name.as_str())
+                .bind(self.nonce_hash.as_str()),
+            )
+            .await?;
+        tx.commit().await?;
+        Ok(deleted == 1)
+    }
+}
+
+/// Forgets a webhook, its secret and any window for its name. Output: whether it existed.
+struct ForgetWebhook {
+    name: WebhookName,
+}
+
+impl Write for ForgetWebhook {
+    type Output = bool;
+    const DURABILITY: Durability = Durability::Synced;
+
+    async fn run(&self, conn: &mut Conn<'_>) -> sqlx::Result<bool> {
+        let mut tx = conn.begin().await?;
+        let deleted = tx
+            .conn()
+            .execute(Sql::new("DELETE FROM webhooks WHERE name = $1").bind(self.name.as_str()))
+            .await?;
+        tx.conn()
+            .execute(
+                Sql::new("DELETE FROM pending_registrations WHERE name = $1")
+                    .bind(self.name.as_str()),
+            )
+            .await?;
+        tx.commit().await?;
+        Ok(deleted == 1)
+    }
+}
+
+/// Records verified deliveries (name, time in ms); a time never moves backwards.
+struct RecordDeliveries {
+    deliveries: Vec<(WebhookName, i64)>,
+}
+
+impl Write for RecordDeliveries {
+    type Output = ();
+    const DURABILITY: Durability = Durability::Relaxed;
+
+    async fn run(&self, conn: &mut Conn<'_>) -> sqlx::Result<()> {
+        let mut tx = conn.begin().await?;
+        for (name, at) in &self.deliveries {
+            tx.conn()
+                .execute(
+                    Sql::new(
+                        "UPDATE webhooks SET last_delivery_at = $1 \
+                         WHERE name = $2 AND (last_delivery_at IS NULL OR last_delivery_at < $1)",
+                    )
+                    .bind(*at)
+                    .bind(name.as_str()),
+                )
+                .await?;
+        }
+        tx.commit().await
+    }
+}
 
 impl Store {
     /// The secret deliveries to `name` are verified with, if its handshake happened (and, for a
     /// registration, `webhooks create` confirmed it).
-    pub async fn webhook_secret(&self, name: &str) -> StoreResult<Option<SecretString>> {
+    pub async fn webhook_secret(&self, name: &WebhookName) -> StoreResult<Option<SecretString>> {
         Ok(match self.lookup_secret(name).await? {
             SecretLookup::Usable(webhook) => Some(webhook.secret),
             SecretLookup::Unconfirmed | SecretLookup::Unknown => None,
@@ -98,19 +376,22 @@ impl Store {
 
     /// What ingress needs to know of `name`: its usable secret, or whether a registration of it
     /// is under way (its secret may become usable any moment, from another process).
-    pub async fn lookup_secret(&self, name: &str) -> StoreResult<SecretLookup> {
-        let row: Option<(String, Option<i64>, Option<String>)> = on_db!(self, read, |pool| {
-            sqlx::query_as(
-                "SELECT secret, unconfirmed_until, project_gid FROM webhooks WHERE name = $1",
+    pub async fn lookup_secret(&self, name: &WebhookName) -> StoreResult<SecretLookup> {
+        let row: Option<(String, Option<i64>, Option<String>)> = self
+            .fetch_optional(
+                Sql::new(
+                    "SELECT secret, unconfirmed_until, project_gid FROM webhooks WHERE name = $1",
+                )
+                .bind(name.as_str()),
             )
-            .bind(name)
-            .fetch_optional(pool)
-            .await
-        })?;
+            .await?;
         Ok(match row {
             Some((secret, None, project_gid)) => SecretLookup::Usable(UsableWebhook {
                 secret: SecretString::from(secret),
-                project_gid,
+                project_gid: project_gid
+                    .map(Gid::try_from)
+                    .transpose()
+                    .map_err(|err| StoreError::Corrupt(format!("webhook {name}: {err}")))?,
             }),
             Some((_, Some(_), _)) => SecretLookup::Unconfirmed,
             None => SecretLookup::Unknown,
@@ -120,24 +401,16 @@ impl Store {
     /// `first-use` handshakes: stores `secret` for `name` unless one is already there.
     pub async fn store_secret_if_absent(
         &self,
-        name: &str,
-        secret: &str,
+        name: &WebhookName,
+        secret: SecretString,
     ) -> StoreResult<HandshakeOutcome> {
-        let name = name.to_owned();
-        let secret = secret.to_owned();
-        let inserted = write_db!(self, |pool| {
-            sqlx::query(
-                "INSERT INTO webhooks (name, secret, created_at) VALUES ($1, $2, $3) \
-                 ON CONFLICT (name) DO NOTHING",
-            )
-            .bind(&name)
-            .bind(&secret)
-            .bind(now_ms())
-            .execute(pool)
-            .await
-            .map(|r| r.rows_affected())
-        })?;
-        Ok(if inserted == 1 {
+        let stored = self
+            .write(StoreSecretIfAbsent {
+                name: name.clone(),
+                secret,
+            })
+            .await?;
+        Ok(if stored {
             HandshakeOutcome::Stored
         } else {
             HandshakeOutcome::AlreadyHasSecret
@@ -146,16 +419,15 @@ impl Store {
 
     /// The registration window open for `name`, if any: one read, so a forged handshake costs no
     /// write.
-    pub async fn registration_window(&self, name: &str) -> StoreResult<Option<RegistrationWindow>> {
-        let window = on_db!(self, read, |pool| {
-            sqlx::query_as(
-                "SELECT opened_at, nonce_hash FROM pending_registrations WHERE name = $1",
-            )
-            .bind(name)
-            .fetch_optional(pool)
-            .await
-        })?;
-        Ok(window)
+    pub async fn registration_window(
+        &self,
+        name: &WebhookName,
+    ) -> StoreResult<Option<RegistrationWindow>> {
+        self.fetch_optional(
+            Sql::new("SELECT opened_at, nonce_hash FROM pending_registrations WHERE name = $1")
+                .bind(name.as_str()),
+        )
+        .await
     }
 
     /// `registration` handshakes: stores `secret` only if the window for `name` with this nonce
@@ -164,55 +436,18 @@ impl Store {
     /// window's deadline.
     pub async fn store_secret_in_window(
         &self,
-        name: &str,
-        secret: &str,
-        nonce_hash: &str,
+        name: &WebhookName,
+        secret: SecretString,
+        nonce_hash: String,
         window: Duration,
     ) -> StoreResult<HandshakeOutcome> {
-        let name = name.to_owned();
-        let secret = secret.to_owned();
-        let nonce_hash = nonce_hash.to_owned();
-        let now = now_ms();
-        let window = duration_ms(window);
-        let outcome = write_db!(self, |pool| async {
-            let mut tx = pool.begin().await?;
-            let has_secret: Option<String> =
-                sqlx::query_scalar("SELECT name FROM webhooks WHERE name = $1")
-                    .bind(&name)
-                    .fetch_optional(&mut *tx)
-                    .await?;
-            if has_secret.is_some() {
-                return Ok::<_, sqlx::Error>(HandshakeOutcome::AlreadyHasSecret);
-            }
-            let opened_at: Option<i64> = sqlx::query_scalar(
-                "DELETE FROM pending_registrations \
-                 WHERE name = $1 AND nonce_hash = $2 AND opened_at >= $3 RETURNING opened_at",
-            )
-            .bind(&name)
-            .bind(&nonce_hash)
-            .bind(now - window)
-            .fetch_optional(&mut *tx)
-            .await?;
-            let Some(opened_at) = opened_at else {
-                return Ok(HandshakeOutcome::NoRegistrationWindow);
-            };
-            sqlx::query(
-                "INSERT INTO webhooks \
-                 (name, secret, created_at, registration_nonce_hash, unconfirmed_until) \
-                 VALUES ($1, $2, $3, $4, $5)",
-            )
-            .bind(&name)
-            .bind(&secret)
-            .bind(now)
-            .bind(&nonce_hash)
-            .bind(opened_at.saturating_add(window))
-            .execute(&mut *tx)
-            .await?;
-            tx.commit().await?;
-            Ok(HandshakeOutcome::Stored)
-        }
-        .await)?;
-        Ok(outcome)
+        self.write(StoreSecretInWindow {
+            name: name.clone(),
+            secret,
+            nonce_hash,
+            window_ms: duration_ms(window),
+        })
+        .await
     }
 
     /// Opens the registration window for `name`, bound to the nonce whose hash is `nonce_hash`,
@@ -220,202 +455,97 @@ impl Store {
     /// has passed (left by a command that died) are deleted first, whatever their name.
     pub async fn open_registration(
         &self,
-        name: &str,
-        nonce_hash: &str,
+        name: &WebhookName,
+        nonce_hash: String,
         window: Duration,
     ) -> StoreResult<RegistrationOpening> {
-        let name = name.to_owned();
-        let nonce_hash = nonce_hash.to_owned();
-        let now = now_ms();
-        let earliest = now - duration_ms(window);
-        write_db!(self, |pool| async {
-            let mut tx = pool.begin().await?;
-            sqlx::query("DELETE FROM webhooks WHERE unconfirmed_until < $1")
-                .bind(now)
-                .execute(&mut *tx)
-                .await?;
-            sqlx::query("DELETE FROM pending_registrations WHERE opened_at < $1")
-                .bind(earliest)
-                .execute(&mut *tx)
-                .await?;
-            let existing: Option<Option<i64>> =
-                sqlx::query_scalar("SELECT unconfirmed_until FROM webhooks WHERE name = $1")
-                    .bind(&name)
-                    .fetch_optional(&mut *tx)
-                    .await?;
-            let opening = match existing {
-                Some(None) => RegistrationOpening::HasSecret,
-                Some(Some(_)) => RegistrationOpening::InProgress,
-                None => {
-                    let inserted = sqlx::query(
-                        "INSERT INTO pending_registrations (name, opened_at, nonce_hash) \
-                         VALUES ($1, $2, $3) ON CONFLICT (name) DO NOTHING",
-                    )
-                    .bind(&name)
-                    .bind(now)
-                    .bind(&nonce_hash)
-                    .execute(&mut *tx)
-                    .await?
-                    .rows_affected();
-                    if inserted == 1 {
-                        RegistrationOpening::Opened
-                    } else {
-                        RegistrationOpening::InProgress
-                    }
-                }
-            };
-            tx.commit().await?;
-            Ok::<_, sqlx::Error>(opening)
-        }
-        .await)
+        self.write(OpenRegistration {
+            name: name.clone(),
+            nonce_hash,
+            window_ms: duration_ms(window),
+        })
+        .await
     }
 
     /// The secret the handshake of this registration stored, before it is confirmed.
     pub async fn unconfirmed_secret(
         &self,
-        name: &str,
+        name: &WebhookName,
         nonce_hash: &str,
     ) -> StoreResult<Option<SecretString>> {
-        let secret: Option<String> = on_db!(self, read, |pool| {
-            sqlx::query_scalar(
-                "SELECT secret FROM webhooks WHERE name = $1 AND registration_nonce_hash = $2 \
-                 AND unconfirmed_until IS NOT NULL",
+        let secret: Option<(String,)> = self
+            .fetch_optional(
+                Sql::new(
+                    "SELECT secret FROM webhooks WHERE name = $1 AND registration_nonce_hash = $2 \
+                     AND unconfirmed_until IS NOT NULL",
+                )
+                .bind(name.as_str())
+                .bind(nonce_hash),
             )
-            .bind(name)
-            .bind(nonce_hash)
-            .fetch_optional(pool)
-            .await
-        })?;
-        Ok(secret.map(SecretString::from))
+            .await?;
+        Ok(secret.map(|(secret,)| SecretString::from(secret)))
     }
 
     /// Makes the secret this registration stored usable, and remembers what Asana knows the
     /// webhook by. False when there is nothing to confirm: the window's deadline passed first.
     pub async fn confirm_registration(
         &self,
-        name: &str,
-        nonce_hash: &str,
-        registered: &RegisteredWebhook<'_>,
+        name: &WebhookName,
+        nonce_hash: String,
+        registered: RegisteredWebhook,
     ) -> StoreResult<bool> {
-        let name = name.to_owned();
-        let nonce_hash = nonce_hash.to_owned();
-        let webhook_gid = registered.webhook_gid.to_owned();
-        let project_gid = registered.project_gid.to_owned();
-        let target = registered.target.to_owned();
-        let now = now_ms();
-        let confirmed = write_db!(self, |pool| {
-            sqlx::query(
-                "UPDATE webhooks SET webhook_gid = $1, project_gid = $2, target = $3, registered_at = $4, \
-                 registration_nonce_hash = NULL, unconfirmed_until = NULL \
-                 WHERE name = $5 AND registration_nonce_hash = $6 AND unconfirmed_until >= $4",
-            )
-            .bind(&webhook_gid)
-            .bind(&project_gid)
-            .bind(&target)
-            .bind(now)
-            .bind(&name)
-            .bind(&nonce_hash)
-            .execute(pool)
-            .await
-            .map(|r| r.rows_affected())
-        })?;
-        Ok(confirmed == 1)
+        self.write(ConfirmRegistration {
+            name: name.clone(),
+            nonce_hash,
+            registered,
+        })
+        .await
     }
 
     /// Closes this registration's window and deletes the secret its handshake stored, if it was
     /// not confirmed; anything another registration stored is left alone. True when a secret went.
-    pub async fn abandon_registration(&self, name: &str, nonce_hash: &str) -> StoreResult<bool> {
-        let name = name.to_owned();
-        let nonce_hash = nonce_hash.to_owned();
-        let deleted = write_db!(self, |pool| async {
-            let mut tx = pool.begin().await?;
-            sqlx::query("DELETE FROM pending_registrations WHERE name = $1 AND nonce_hash = $2")
-                .bind(&name)
-                .bind(&nonce_hash)
-                .execute(&mut *tx)
-                .await?;
-            let deleted = sqlx::query(
-                "DELETE FROM webhooks WHERE name = $1 AND registration_nonce_hash = $2 \
-                 AND unconfirmed_until IS NOT NULL",
-            )
-            .bind(&name)
-            .bind(&nonce_hash)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
-            tx.commit().await?;
-            Ok::<_, sqlx::Error>(deleted)
-        }
-        .await)?;
-        Ok(deleted == 1)
+    pub async fn abandon_registration(
+        &self,
+        name: &WebhookName,
+        nonce_hash: String,
+    ) -> StoreResult<bool> {
+        self.write(AbandonRegistration {
+            name: name.clone(),
+            nonce_hash,
+        })
+        .await
     }
 
     /// Every webhook name with a usable secret.
     pub async fn webhooks(&self) -> StoreResult<Vec<WebhookRecord>> {
-        let rows = on_db!(self, read, |pool| {
-            sqlx::query_as(sqlx::AssertSqlSafe(format!(
-                "SELECT {WEBHOOK_COLUMNS} FROM webhooks WHERE unconfirmed_until IS NULL ORDER BY name"
-            )))
-            .fetch_all(pool)
-            .await
-        })?;
-        Ok(rows)
+        self.fetch_all(Sql::new(select_webhooks!(
+            "WHERE unconfirmed_until IS NULL ORDER BY name"
+        )))
+        .await
     }
 
     /// The webhook called `key` here (confirmed or not), or known to Asana by the gid `key`.
     pub async fn find_webhook(&self, key: &str) -> StoreResult<Option<WebhookRecord>> {
-        let row = on_db!(self, read, |pool| {
-            sqlx::query_as(sqlx::AssertSqlSafe(format!(
-                "SELECT {WEBHOOK_COLUMNS} FROM webhooks WHERE name = $1 OR webhook_gid = $1 \
+        self.fetch_optional(
+            Sql::new(select_webhooks!(
+                "WHERE name = $1 OR webhook_gid = $1 \
                  ORDER BY CASE WHEN name = $1 THEN 0 ELSE 1 END LIMIT 1"
-            )))
-            .bind(key)
-            .fetch_optional(pool)
-            .await
-        })?;
-        Ok(row)
+            ))
+            .bind(key),
+        )
+        .await
     }
 
     /// Forgets the webhook `name` and its secret.
-    pub async fn forget_webhook(&self, name: &str) -> StoreResult<bool> {
-        let name = name.to_owned();
-        let deleted = write_db!(self, |pool| {
-            let mut tx = pool.begin().await?;
-            let deleted = sqlx::query("DELETE FROM webhooks WHERE name = $1")
-                .bind(&name)
-                .execute(&mut *tx)
-                .await?
-                .rows_affected();
-            sqlx::query("DELETE FROM pending_registrations WHERE name = $1")
-                .bind(&name)
-                .execute(&mut *tx)
-                .await?;
-            tx.commit().await?;
-            Ok::<_, sqlx::Error>(deleted)
-        })?;
-        Ok(deleted == 1)
+    pub async fn forget_webhook(&self, name: &WebhookName) -> StoreResult<bool> {
+        self.write(ForgetWebhook { name: name.clone() }).await
     }
 
     /// Records verified deliveries (name, time in ms); a time never moves backwards.
-    pub async fn record_deliveries(&self, deliveries: &[(String, i64)]) -> StoreResult<()> {
-        let deliveries = deliveries.to_vec();
+    pub async fn record_deliveries(&self, deliveries: Vec<(WebhookName, i64)>) -> StoreResult<()> {
         if deliveries.is_empty() {
             return Ok(());
         }
-        write_db!(self, relaxed, |pool| {
-            let mut tx = pool.begin().await?;
-            for (name, at) in deliveries {
-                sqlx::query(
-                    "UPDATE webhooks SET last_delivery_at = $1 \
-                     WHERE name = $2 AND (last_delivery_at IS NULL OR last_delivery_at < $1)",
-                )
-                .bind(at)
-                .bind(&name)
-                .execute(&mut *tx)
-                .await?;
-            }
-            tx.commit().await
-        })?;
-        Ok(())
+        self.write(RecordDeliveries { deliveries }).await
     }
 }

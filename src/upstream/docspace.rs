@@ -217,7 +217,7 @@ mod tests {
         let client = DocSpaceClient::new(
             "https://x.onlyoffice.com",
             SecretString::from("sk-very-secret"),
-            std::time::Duration::from_secs(1),
+            Duration::from_secs(1),
         )
         .unwrap();
         assert!(!format!("{client:?}").contains("sk-very-secret"));

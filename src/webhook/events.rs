@@ -4,6 +4,8 @@
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
+use crate::domain::{Gid, JobKind};
+
 /// What a delivery holds, after filtering.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Delivery {
@@ -14,28 +16,12 @@ pub struct Delivery {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RelevantEvent {
-    pub kind: EventKind,
-    pub task_gid: String,
+    /// `AssigneeChanged` or `TaskAdded`.
+    pub kind: JobKind,
+    pub task_gid: Gid,
     /// Identifies the event across redeliveries: Asana has no event id, so this hashes what the
     /// event says (task, action, new assignee, time). Equal events collapse into one job.
     pub dedupe_key: String,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum EventKind {
-    /// `changed` on `assignee` with a user as the new value.
-    AssigneeChanged,
-    /// A task `added` (to the project, or a section of it).
-    TaskAdded,
-}
-
-impl EventKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            EventKind::AssigneeChanged => "assignee_changed",
-            EventKind::TaskAdded => "task_added",
-        }
-    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -93,20 +79,20 @@ pub fn parse_delivery(body: &[u8]) -> Result<Delivery, DeliveryError> {
         })?;
         match classified {
             Some((kind, assignee_gid)) => {
-                if !is_valid_gid(&event.resource.gid) {
-                    return Err(DeliveryError(format!(
+                let task_gid: Gid = event.resource.gid.parse().map_err(|_| {
+                    DeliveryError(format!(
                         "malformed delivery at events[{index}].resource.gid: not an Asana gid"
-                    )));
-                }
+                    ))
+                })?;
                 let dedupe_key = dedupe_key(
-                    &event.resource.gid,
+                    &task_gid,
                     kind,
                     assignee_gid.unwrap_or(""),
                     event.created_at.as_deref().unwrap_or(""),
                 );
                 relevant.push(RelevantEvent {
                     kind,
-                    task_gid: event.resource.gid,
+                    task_gid,
                     dedupe_key,
                 });
             }
@@ -118,12 +104,12 @@ pub fn parse_delivery(body: &[u8]) -> Result<Delivery, DeliveryError> {
 
 /// The kind of a relevant event and its new assignee; `Ok(None)` for events the bridge ignores,
 /// `Err` for an assignee change whose value has the wrong shape.
-fn classify(event: &RawEvent) -> Result<Option<(EventKind, Option<&str>)>, &'static str> {
+fn classify(event: &RawEvent) -> Result<Option<(JobKind, Option<&str>)>, &'static str> {
     if event.resource.resource_type != "task" {
         return Ok(None);
     }
     match event.action.as_str() {
-        "added" => Ok(Some((EventKind::TaskAdded, None))),
+        "added" => Ok(Some((JobKind::TaskAdded, None))),
         "changed" => {
             let Some(change) = event.change.as_ref() else {
                 return Ok(None);
@@ -147,26 +133,16 @@ fn classify(event: &RawEvent) -> Result<Option<(EventKind, Option<&str>)>, &'sta
                 Some(serde_json::Value::String(gid)) => Some(gid.as_str()),
                 Some(_) => return Err("change.new_value.gid: expected a string"),
             };
-            Ok(Some((EventKind::AssigneeChanged, gid)))
+            Ok(Some((JobKind::AssigneeChanged, gid)))
         }
         _ => Ok(None),
     }
 }
 
-/// Asana gids are decimal strings today; allow a little more, but nothing that could smuggle
-/// path segments or control characters into an upstream URL or a log line.
-fn is_valid_gid(gid: &str) -> bool {
-    !gid.is_empty()
-        && gid.len() <= 64
-        && gid
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-}
-
-fn dedupe_key(task_gid: &str, kind: EventKind, assignee_gid: &str, created_at: &str) -> String {
+fn dedupe_key(task_gid: &Gid, kind: JobKind, assignee_gid: &str, created_at: &str) -> String {
     let mut hasher = Sha256::new();
     // Length-prefixed, so no choice of field contents can make two events hash alike.
-    for part in [task_gid, kind.as_str(), assignee_gid, created_at] {
+    for part in [task_gid.as_str(), kind.as_str(), assignee_gid, created_at] {
         hasher.update((part.len() as u64).to_le_bytes());
         hasher.update(part.as_bytes());
     }
@@ -192,7 +168,7 @@ mod tests {
         let d = parse_delivery(ASSIGNED.as_bytes()).unwrap();
         assert_eq!(d.ignored, 0);
         assert_eq!(d.relevant.len(), 1);
-        assert_eq!(d.relevant[0].kind, EventKind::AssigneeChanged);
+        assert_eq!(d.relevant[0].kind, JobKind::AssigneeChanged);
         assert_eq!(d.relevant[0].task_gid, "2222");
     }
 
@@ -200,7 +176,7 @@ mod tests {
     fn task_added_to_project_and_section_share_a_key() {
         let d = parse_delivery(ADDED.as_bytes()).unwrap();
         assert_eq!(d.relevant.len(), 2);
-        assert!(d.relevant.iter().all(|e| e.kind == EventKind::TaskAdded));
+        assert!(d.relevant.iter().all(|e| e.kind == JobKind::TaskAdded));
         assert_eq!(d.relevant[0].dedupe_key, d.relevant[1].dedupe_key);
     }
 

@@ -4,9 +4,11 @@
 
 use std::time::Duration;
 
+use crate::domain::{Email, Gid};
 use crate::settings::{InviteType, Settings};
 use crate::store::{
-    ClaimedJob, InvitationState, Outcome, Reservation, Store, StoreError, duration_ms, now_ms,
+    ClaimedJob, InvitationState, LeaseOwner, Outcome, Reservation, Store, StoreError, duration_ms,
+    now_ms,
 };
 use crate::telemetry::{mask_email, mask_emails_in, metrics};
 use crate::upstream::asana::TaskPlacement;
@@ -31,12 +33,12 @@ impl InviteRules {
         }
     }
 
-    pub fn allows(&self, email: &str) -> bool {
-        if self.allowed_domains.is_empty() {
-            return true;
-        }
-        let domain = email.rsplit_once('@').map(|(_, d)| d).unwrap_or("");
-        self.allowed_domains.iter().any(|allowed| allowed == domain)
+    pub fn allows(&self, email: &Email) -> bool {
+        self.allowed_domains.is_empty()
+            || self
+                .allowed_domains
+                .iter()
+                .any(|allowed| allowed == email.domain())
     }
 }
 
@@ -54,15 +56,15 @@ enum Attempt {
     /// Nothing (more) to send.
     Done {
         outcome: Outcome,
-        email: Option<String>,
+        email: Option<Email>,
         note: Option<String>,
     },
     /// DocSpace has the invitation from this job.
-    Invited { email: String },
+    Invited { email: Email },
     /// An upstream call failed.
     Upstream {
         error: UpstreamError,
-        email: Option<String>,
+        email: Option<Email>,
     },
     /// The job's lease ran out before DocSpace was asked to invite: whoever holds it now goes on.
     LeaseLost,
@@ -120,13 +122,13 @@ impl Inviter {
     }
 
     /// Runs one attempt of `job`, which `owner` has leased, and records the result.
-    pub async fn run(&self, job: &ClaimedJob, owner: &str) -> Result<JobEnd, StoreError> {
+    pub async fn run(&self, job: &ClaimedJob, owner: &LeaseOwner) -> Result<JobEnd, StoreError> {
         let attempt = self.attempt(job, owner).await?;
         self.record(job, owner, attempt).await
     }
 
-    async fn attempt(&self, job: &ClaimedJob, owner: &str) -> Result<Attempt, StoreError> {
-        let task = match self.asana.get_task(&job.task_gid).await {
+    async fn attempt(&self, job: &ClaimedJob, owner: &LeaseOwner) -> Result<Attempt, StoreError> {
+        let task = match self.asana.get_task(job.task_gid.as_str()).await {
             Ok(task) => task,
             Err(error) => return Ok(Attempt::Upstream { error, email: None }),
         };
@@ -140,12 +142,21 @@ impl Inviter {
         let Some(assignee) = task.assignee else {
             return Ok(done(Outcome::NoAssignee, None));
         };
-        let Some(email) = assignee
-            .email
-            .map(|e| e.trim().to_lowercase())
-            .filter(|e| !e.is_empty())
-        else {
-            return Ok(done(Outcome::NoEmail, None));
+        let email = match assignee.email.as_deref().map(str::trim) {
+            None | Some("") => return Ok(done(Outcome::NoEmail, None)),
+            Some(text) => match text.parse::<Email>() {
+                Ok(email) => email,
+                Err(_) => {
+                    return Ok(Attempt::Done {
+                        outcome: Outcome::NoEmail,
+                        email: None,
+                        note: Some(format!(
+                            "Asana gave the assignee's email as {}, which is not an address",
+                            mask_email(text)
+                        )),
+                    });
+                }
+            },
         };
         if !self.rules.allows(&email) {
             return Ok(done(Outcome::DomainNotAllowed, Some(email)));
@@ -158,7 +169,7 @@ impl Inviter {
             None => false,
         };
 
-        match self.docspace.user_exists(&email).await {
+        match self.docspace.user_exists(email.as_str()).await {
             Err(error) => {
                 return Ok(Attempt::Upstream {
                     error,
@@ -187,7 +198,11 @@ impl Inviter {
             Some(settled) => return Ok(settled_by(settled, email)),
         }
 
-        match self.docspace.invite(&email, self.rules.invite_type).await {
+        match self
+            .docspace
+            .invite(email.as_str(), self.rules.invite_type)
+            .await
+        {
             Ok(()) => Ok(Attempt::Invited { email }),
             Err(error) => Ok(Attempt::Upstream {
                 error,
@@ -200,9 +215,10 @@ impl Inviter {
     /// within [`MAX_PARENT_LEVELS`].
     async fn is_in_project(
         &self,
-        project: &str,
+        project: &Gid,
         task: &TaskPlacement,
     ) -> Result<bool, UpstreamError> {
+        let project = project.as_str();
         let mut next = placement(project, task);
         for _ in 0..MAX_PARENT_LEVELS {
             let Placement::AskParent(parent) = next else {
@@ -216,7 +232,7 @@ impl Inviter {
     async fn record(
         &self,
         job: &ClaimedJob,
-        owner: &str,
+        owner: &LeaseOwner,
         attempt: Attempt,
     ) -> Result<JobEnd, StoreError> {
         let (recorded, end) = match attempt {
@@ -227,18 +243,18 @@ impl Inviter {
             } => {
                 tracing::info!(
                     outcome = outcome.as_str(),
-                    email = email.as_deref().map(mask_email),
+                    email = email.as_ref().map(|e| mask_email(e.as_str())),
                     "job done"
                 );
                 let recorded = self
                     .store
-                    .finish_job(job.id, owner, outcome, email.as_deref(), note.as_deref())
+                    .finish_job(job.id, owner, outcome, email, note)
                     .await?;
                 (recorded, JobEnd::Done(outcome))
             }
             Attempt::Invited { email } => {
-                tracing::info!(outcome = "invited", email = %mask_email(&email), "job done");
-                let recorded = self.store.confirm_invitation(job.id, owner, &email).await?;
+                tracing::info!(outcome = "invited", email = %mask_email(email.as_str()), "job done");
+                let recorded = self.store.confirm_invitation(job.id, owner, email).await?;
                 (recorded, JobEnd::Done(Outcome::Invited))
             }
             Attempt::Upstream { error, email } => {
@@ -263,13 +279,7 @@ impl Inviter {
                     let run_at = now_ms().saturating_add(duration_ms(delay));
                     let recorded = self
                         .store
-                        .retry_job_later(
-                            job.id,
-                            owner,
-                            run_at,
-                            &error.to_string(),
-                            email.as_deref(),
-                        )
+                        .retry_job_later(job.id, owner, run_at, error.to_string(), email)
                         .await?;
                     (recorded, JobEnd::RetryIn(delay))
                 } else {
@@ -281,7 +291,7 @@ impl Inviter {
                     tracing::error!(error = %mask_emails_in(&reason), attempt = attempts, "job failed");
                     let recorded = self
                         .store
-                        .fail_job(job.id, owner, &reason, email.as_deref())
+                        .fail_job(job.id, owner, reason.clone(), email)
                         .await?;
                     (recorded, JobEnd::Failed(reason))
                 }
@@ -316,7 +326,7 @@ impl Inviter {
     }
 }
 
-fn done(outcome: Outcome, email: Option<String>) -> Attempt {
+fn done(outcome: Outcome, email: Option<Email>) -> Attempt {
     Attempt::Done {
         outcome,
         email,
@@ -326,7 +336,7 @@ fn done(outcome: Outcome, email: Option<String>) -> Attempt {
 
 /// How the attempt ends when the ledger already settles `email`: another job holds it, or this
 /// job's invitation went out. (A `Sending` reservation of this job's own settles nothing.)
-fn settled_by(reservation: Reservation, email: String) -> Attempt {
+fn settled_by(reservation: Reservation, email: Email) -> Attempt {
     match reservation {
         Reservation::Theirs { job_id, state } => Attempt::Done {
             outcome: Outcome::AlreadyInvited,
@@ -355,18 +365,22 @@ mod tests {
         }
     }
 
+    fn email(text: &str) -> Email {
+        text.parse().unwrap()
+    }
+
     #[test]
     fn empty_domain_list_allows_everyone() {
-        assert!(rules(&[]).allows("a@anything.org"));
+        assert!(rules(&[]).allows(&email("a@anything.org")));
     }
 
     #[test]
     fn only_listed_domains_are_allowed_exactly() {
         let r = rules(&["example.com"]);
-        assert!(r.allows("jane@example.com"));
-        assert!(!r.allows("jane@evil-example.com"));
-        assert!(!r.allows("jane@sub.example.com"));
-        assert!(!r.allows("jane@example.com.evil.org"));
-        assert!(!r.allows("no-at-sign"));
+        assert!(r.allows(&email("jane@example.com")));
+        assert!(r.allows(&email("Jane@EXAMPLE.com")));
+        assert!(!r.allows(&email("jane@evil-example.com")));
+        assert!(!r.allows(&email("jane@sub.example.com")));
+        assert!(!r.allows(&email("jane@example.com.evil.org")));
     }
 }

@@ -16,7 +16,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use crate::settings::WorkerSettings;
-use crate::store::{ClaimedJob, Store};
+use crate::store::{ClaimedJob, LeaseOwner, Store};
 
 pub use invite::{InviteRules, Inviter, JobEnd, RetryPolicy};
 
@@ -45,7 +45,7 @@ pub struct Worker {
     store: Store,
     inviter: Arc<Inviter>,
     settings: WorkerSettings,
-    owner: String,
+    owner: LeaseOwner,
     wake: Arc<Notify>,
     status: Arc<WorkerStatus>,
 }
@@ -61,7 +61,7 @@ impl Worker {
             store,
             inviter: Arc::new(inviter),
             settings,
-            owner: lease_owner_id(),
+            owner: LeaseOwner::new(lease_owner_id()),
             wake,
             status: Arc::new(WorkerStatus::default()),
         }

@@ -3,7 +3,9 @@
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::Path;
 
-use asana_docspace_bridge::store::{NewJob, Store, StoreOptions};
+use asana_docspace_bridge::store::{Store, StoreOptions};
+
+use crate::helpers::{assignment_job, from_webhook};
 
 fn mode(path: &Path) -> u32 {
     std::fs::metadata(path)
@@ -26,15 +28,7 @@ async fn the_database_its_wal_and_shm_and_created_folders_are_owner_only() {
     .expect("store");
     // A write, so that the -wal and -shm files exist.
     store
-        .enqueue(
-            "proj",
-            &[NewJob {
-                dedupe_key: "k".into(),
-                task_gid: "1".into(),
-                kind: "assignee_changed".into(),
-                project_gid: None,
-            }],
-        )
+        .enqueue(from_webhook("proj"), vec![assignment_job("k", "1")])
         .await
         .unwrap();
 

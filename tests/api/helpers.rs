@@ -2,14 +2,13 @@
 
 use std::collections::HashMap;
 use std::future::Future;
-use std::ops::Deref;
 use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::Duration;
 
 use asana_docspace_bridge::Application;
 use asana_docspace_bridge::settings::{Settings, Sources};
-use asana_docspace_bridge::store::{JobRecord, Store, StoreOptions};
+use asana_docspace_bridge::store::{JobRecord, JobStatus, Store, StoreOptions};
 use asana_docspace_fakes::{
     AsanaFake, DocSpaceFake, FakeUser, assignment_delivery, random_secret, sign,
 };
@@ -109,9 +108,13 @@ pub struct Env {
 }
 
 impl Env {
-    /// On `backend`; `None` when it is PostgreSQL and BRIDGE_TEST_DATABASE_URL is unset.
+    /// On `backend`; `None`, saying the test is skipped, when it is PostgreSQL and
+    /// BRIDGE_TEST_DATABASE_URL is unset.
     pub async fn on(backend: Backend) -> Option<Env> {
-        let (database, database_url) = TestDatabase::create(backend).await?;
+        let Some((database, database_url)) = TestDatabase::create(backend).await else {
+            eprintln!("skipped: set {TEST_DATABASE_VAR} to run this test on PostgreSQL");
+            return None;
+        };
         let asana = AsanaFake::start(ASANA_TOKEN).await;
         let docspace = DocSpaceFake::start(DOCSPACE_KEY).await;
         let mut vars = HashMap::new();
@@ -368,45 +371,6 @@ impl TestApp {
     }
 }
 
-impl Deref for TestApp {
-    type Target = Bridge;
-    fn deref(&self) -> &Bridge {
-        &self.bridge
-    }
-}
-
-/// Defines a test twice, `$name::sqlite` and `$name::postgres`, with `$env` a fresh [`Env`] on
-/// each store. The PostgreSQL one is skipped, saying so, when BRIDGE_TEST_DATABASE_URL is unset.
-macro_rules! store_test {
-    ($(#[$meta:meta])* async fn $name:ident($env:ident) $body:block) => {
-        mod $name {
-            #[allow(unused_imports)]
-            use super::*;
-
-            $(#[$meta])*
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn sqlite() {
-                #[allow(unused_mut)]
-                let mut $env = $crate::helpers::Env::on($crate::helpers::Backend::Sqlite).await.unwrap();
-                $body
-            }
-
-            $(#[$meta])*
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            #[allow(unused_mut)]
-            async fn postgres() {
-                let Some(mut $env) =
-                    $crate::helpers::Env::on($crate::helpers::Backend::Postgres).await
-                else {
-                    eprintln!("skipped: set {} to run this test on PostgreSQL", $crate::helpers::TEST_DATABASE_VAR);
-                    return;
-                };
-                $body
-            }
-        }
-    };
-}
-
 /// Talks to a running bridge over HTTP, as Asana and operators do.
 pub struct Bridge {
     pub address: String,
@@ -521,7 +485,7 @@ pub async fn settled_jobs(store: &Store) -> Vec<JobRecord> {
     eventually("every job to settle", WAIT, || async {
         let jobs = store.list_jobs(None, 100_000).await.expect("list jobs");
         jobs.iter()
-            .all(|j| j.status == "done" || j.status == "failed")
+            .all(|j| j.status == JobStatus::Done || j.status == JobStatus::Failed)
             .then_some(jobs)
     })
     .await
@@ -536,7 +500,7 @@ pub fn outcome_of(jobs: &[JobRecord], task_gid: &str) -> String {
 }
 
 /// Waits until job `id` reached `status`.
-pub async fn job_with_status(store: &Store, id: i64, status: &str) -> JobRecord {
+pub async fn job_with_status(store: &Store, id: i64, status: JobStatus) -> JobRecord {
     eventually(&format!("job {id} to be {status}"), WAIT, || async {
         store
             .job(id)
@@ -553,13 +517,6 @@ pub struct BridgeProcess {
     pub bridge: Bridge,
     /// Every line the process logged (JSON), so far.
     pub logs: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
-}
-
-impl Deref for BridgeProcess {
-    type Target = Bridge;
-    fn deref(&self) -> &Bridge {
-        &self.bridge
-    }
 }
 
 impl BridgeProcess {
@@ -712,4 +669,34 @@ impl Drop for TcpProxy {
         self.cut();
         self.accept.abort();
     }
+}
+
+/// A webhook name for the store's API (tests name their webhooks with literals).
+pub fn name(value: &str) -> asana_docspace_bridge::domain::WebhookName {
+    value.parse().expect("a valid webhook name")
+}
+
+/// An Asana gid for the store's API.
+pub fn gid(value: &str) -> asana_docspace_bridge::domain::Gid {
+    value.parse().expect("a valid gid")
+}
+
+/// An email address for the store's API.
+pub fn email(value: &str) -> asana_docspace_bridge::domain::Email {
+    value.parse().expect("a valid email")
+}
+
+/// A job for task `task_gid` as a delivery would queue it.
+pub fn assignment_job(dedupe_key: &str, task_gid: &str) -> asana_docspace_bridge::store::NewJob {
+    asana_docspace_bridge::store::NewJob {
+        dedupe_key: dedupe_key.into(),
+        task_gid: gid(task_gid),
+        kind: asana_docspace_bridge::domain::JobKind::AssigneeChanged,
+        project_gid: None,
+    }
+}
+
+/// The source of jobs queued by deliveries to webhook `value`.
+pub fn from_webhook(value: &str) -> asana_docspace_bridge::domain::JobSource {
+    asana_docspace_bridge::domain::JobSource::Webhook(name(value))
 }

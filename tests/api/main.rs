@@ -1,7 +1,6 @@
 //! Black-box tests: the bridge on port 0 with a temporary database, against the Asana and
 //! DocSpace fakes on loopback.
 
-#[macro_use]
 mod helpers;
 
 mod commands;

@@ -1,6 +1,7 @@
 //! PostgreSQL: several replicas on one database, and a database that goes away and comes back.
 //! These need a server: they are skipped, saying so, when BRIDGE_TEST_DATABASE_URL is unset.
 
+use asana_docspace_bridge::store::JobStatus;
 use std::collections::HashMap;
 use std::time::Duration;
 
@@ -11,17 +12,6 @@ use serde_json::Value;
 use crate::helpers::{
     Backend, BridgeProcess, Env, TcpProxy, TestApp, WAIT, eventually, settled_jobs,
 };
-
-async fn postgres_env() -> Option<Env> {
-    let env = Env::on(Backend::Postgres).await;
-    if env.is_none() {
-        eprintln!(
-            "skipped: set {} to run this test",
-            crate::helpers::TEST_DATABASE_VAR
-        );
-    }
-    env
-}
 
 /// Every email DocSpace invited, with how many times.
 fn invitations_per_email(env: &Env) -> HashMap<String, usize> {
@@ -34,7 +24,7 @@ fn invitations_per_email(env: &Env) -> HashMap<String, usize> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replicas_starting_together_migrate_once() {
-    let Some(env) = postgres_env().await else {
+    let Some(env) = Env::on(Backend::Postgres).await else {
         return;
     };
     let (a, b) = tokio::join!(
@@ -47,14 +37,14 @@ async fn replicas_starting_together_migrate_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_replicas_invite_each_person_once_and_survive_losing_one() {
-    let Some(mut env) = postgres_env().await else {
+    let Some(mut env) = Env::on(Backend::Postgres).await else {
         return;
     };
     env.set("BRIDGE__WORKER__LEASE_MS", "2000");
     env.set("BRIDGE__WORKER__REQUEST_TIMEOUT_MS", "1000");
     let a = BridgeProcess::start(&env).await;
     let b = BridgeProcess::start(&env).await;
-    let secret = a.register("proj").await;
+    let secret = a.bridge.register("proj").await;
 
     // 200 assignments for 50 people, spread over both replicas, every fifth sent to both.
     for task in 0..200 {
@@ -73,11 +63,14 @@ async fn two_replicas_invite_each_person_once_and_survive_losing_one() {
         );
         let first = if task % 2 == 0 { &a } else { &b };
         let other = if task % 2 == 0 { &b } else { &a };
-        assert_eq!(first.deliver("proj", &secret, &body).await.status(), 200);
+        assert_eq!(
+            first.bridge.deliver("proj", &secret, &body).await.status(),
+            200
+        );
         acknowledged += 1;
         if task % 5 == 0 {
             assert_eq!(
-                other.deliver("proj", &secret, &body).await.status(),
+                other.bridge.deliver("proj", &secret, &body).await.status(),
                 200,
                 "a duplicate to the other replica"
             );
@@ -100,7 +93,7 @@ async fn two_replicas_invite_each_person_once_and_survive_losing_one() {
     );
     assert!(
         jobs.iter()
-            .all(|j| j.status == "done" && j.lease_owner.is_none()),
+            .all(|j| j.status == JobStatus::Done && j.lease_owner.is_none()),
         "nothing pending or running"
     );
 
@@ -120,12 +113,19 @@ async fn two_replicas_invite_each_person_once_and_survive_losing_one() {
             &format!("{}", 600 + 50 + task % 25),
         );
         let replica = if task % 2 == 0 { &a } else { &b };
-        assert_eq!(replica.deliver("proj", &secret, &body).await.status(), 200);
+        assert_eq!(
+            replica
+                .bridge
+                .deliver("proj", &secret, &body)
+                .await
+                .status(),
+            200
+        );
     }
     let a_prefix = format!("{}-", a.child.id().expect("A runs"));
     eventually("replica A to hold running jobs", WAIT, || async {
         let running = store
-            .list_jobs(Some(asana_docspace_bridge::store::JobStatus::Running), 1000)
+            .list_jobs(Some(JobStatus::Running), 1000)
             .await
             .unwrap();
         running
@@ -143,7 +143,7 @@ async fn two_replicas_invite_each_person_once_and_survive_losing_one() {
     let jobs = settled_jobs(&store).await;
     assert_eq!(jobs.len(), acknowledged + 100);
     assert!(
-        jobs.iter().all(|j| j.status == "done"),
+        jobs.iter().all(|j| j.status == JobStatus::Done),
         "the survivor finished A's jobs"
     );
     let counts = invitations_per_email(&env);
@@ -154,7 +154,7 @@ async fn two_replicas_invite_each_person_once_and_survive_losing_one() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_database_outage_answers_503_and_the_service_recovers_by_itself() {
-    let Some(mut env) = postgres_env().await else {
+    let Some(mut env) = Env::on(Backend::Postgres).await else {
         return;
     };
     let mut url = url::Url::parse(&env.database_url).unwrap();
@@ -167,14 +167,22 @@ async fn a_database_outage_answers_503_and_the_service_recovers_by_itself() {
     env.assign("501", "601", "before@example.com");
     env.assign("502", "602", "after@example.com");
     let app = TestApp::spawn(&env).await;
-    let secret = app.register("proj").await;
-    app.deliver_assignment("proj", &secret, "501", "601").await;
+    let secret = app.bridge.register("proj").await;
+    app.bridge
+        .deliver_assignment("proj", &secret, "501", "601")
+        .await;
     assert!(env.docspace.wait_for_sent(1, WAIT).await);
 
     proxy.cut();
 
     let body: Value = eventually("readyz to answer 503", WAIT, || async {
-        let response = app.client.get(app.url("/readyz")).send().await.unwrap();
+        let response = app
+            .bridge
+            .client
+            .get(app.bridge.url("/readyz"))
+            .send()
+            .await
+            .unwrap();
         if response.status() == 503 {
             Some(response.json().await.unwrap())
         } else {
@@ -184,6 +192,7 @@ async fn a_database_outage_answers_503_and_the_service_recovers_by_itself() {
     .await;
     assert!(body["error"].as_str().unwrap().contains("store"), "{body}");
     let delivery = app
+        .bridge
         .deliver("proj", &secret, &assignment_delivery("502", "602"))
         .await;
     assert_eq!(delivery.status(), 503, "Asana will retry");
@@ -196,12 +205,20 @@ async fn a_database_outage_answers_503_and_the_service_recovers_by_itself() {
     proxy.restore();
 
     eventually("readyz to recover", WAIT, || async {
-        let response = app.client.get(app.url("/readyz")).send().await.unwrap();
+        let response = app
+            .bridge
+            .client
+            .get(app.bridge.url("/readyz"))
+            .send()
+            .await
+            .unwrap();
         (response.status() == 200).then_some(())
     })
     .await;
     // Asana's retry of the refused delivery now goes through.
-    app.deliver_assignment("proj", &secret, "502", "602").await;
+    app.bridge
+        .deliver_assignment("proj", &secret, "502", "602")
+        .await;
     assert!(env.docspace.wait_for_sent(2, WAIT).await);
     let sent = env.docspace.sent_emails();
     assert_eq!(sent, ["after@example.com", "before@example.com"]);

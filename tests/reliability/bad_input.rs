@@ -17,15 +17,15 @@ async fn bridge_with(settings: &[(&str, &str)]) -> (Env, BridgeProcess, String) 
     for (key, value) in settings {
         env.set(key, value);
     }
-    let bridge = BridgeProcess::start(&env).await;
-    let secret = bridge.register("proj").await;
-    (env, bridge, secret)
+    let process = BridgeProcess::start(&env).await;
+    let secret = process.bridge.register("proj").await;
+    (env, process, secret)
 }
 
-pub(crate) fn peak_rss_mib(bridge: &BridgeProcess) -> u64 {
+pub(crate) fn peak_rss_mib(process: &BridgeProcess) -> u64 {
     let status = std::fs::read_to_string(format!(
         "/proc/{}/status",
-        bridge.child.id().expect("running")
+        process.child.id().expect("running")
     ))
     .unwrap();
     let kib: u64 = status
@@ -37,10 +37,11 @@ pub(crate) fn peak_rss_mib(bridge: &BridgeProcess) -> u64 {
     kib / 1024
 }
 
-async fn assert_healthy(bridge: &BridgeProcess) {
-    let response = bridge
+async fn assert_healthy(process: &BridgeProcess) {
+    let response = process
+        .bridge
         .client
-        .get(bridge.url("/healthz"))
+        .get(process.bridge.url("/healthz"))
         .timeout(Duration::from_secs(2))
         .send()
         .await
@@ -49,9 +50,12 @@ async fn assert_healthy(bridge: &BridgeProcess) {
 }
 
 /// Signs `body` correctly and sends it.
-async fn signed(bridge: &BridgeProcess, secret: &str, body: Vec<u8>) -> (u16, Value) {
+async fn signed(process: &BridgeProcess, secret: &str, body: Vec<u8>) -> (u16, Value) {
     let signature = sign(secret, &body);
-    let response = bridge.deliver_raw("proj", Some(&signature), body).await;
+    let response = process
+        .bridge
+        .deliver_raw("proj", Some(&signature), body)
+        .await;
     let status = response.status().as_u16();
     let text = response.text().await.unwrap();
     (
@@ -71,7 +75,7 @@ fn with_event(mutate: impl FnOnce(&mut Value)) -> Vec<u8> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn malformed_and_hostile_bodies_get_400_and_leave_the_service_up() {
-    let (env, bridge, secret) = bridge_with(&[]).await;
+    let (env, process, secret) = bridge_with(&[]).await;
     let mut cases: Vec<(&str, Vec<u8>)> = vec![
         (
             "truncated",
@@ -157,7 +161,7 @@ async fn malformed_and_hostile_bodies_get_400_and_leave_the_service_up() {
         cases.push((name, with_event(|e| mutate(e))));
     }
     for (name, body) in cases {
-        let (status, answer) = signed(&bridge, &secret, body).await;
+        let (status, answer) = signed(&process, &secret, body).await;
         assert_eq!(status, 400, "{name}: {answer}");
         assert!(
             answer["error"].as_str().is_some_and(|e| !e.is_empty()),
@@ -167,7 +171,7 @@ async fn malformed_and_hostile_bodies_get_400_and_leave_the_service_up() {
 
     // Unicode where it does no harm is fine: acknowledged, ignored or queued as usual.
     let (status, answer) = signed(
-        &bridge,
+        &process,
         &secret,
         with_event(|e| e["action"] = json!("changé 🎉\u{0}")),
     )
@@ -175,25 +179,25 @@ async fn malformed_and_hostile_bodies_get_400_and_leave_the_service_up() {
     assert_eq!(status, 200, "{answer}");
     assert_eq!(answer["ignored"], 1);
     let (status, _) = signed(
-        &bridge,
+        &process,
         &secret,
         with_event(|e| e["user"] = json!({"name": "Zoë \u{0} 名前"})),
     )
     .await;
     assert_eq!(status, 200);
 
-    assert_healthy(&bridge).await;
+    assert_healthy(&process).await;
     assert!(
-        peak_rss_mib(&bridge) < 100,
+        peak_rss_mib(&process) < 100,
         "peak RSS {} MiB",
-        peak_rss_mib(&bridge)
+        peak_rss_mib(&process)
     );
     drop(env);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ten_thousand_events_in_one_delivery_are_queued_in_one_go() {
-    let (env, bridge, secret) =
+    let (env, process, secret) =
         bridge_with(&[("BRIDGE__ASANA__BASE_URL", "http://127.0.0.1:9")]).await;
     let events: Vec<Value> = (0..10_000)
         .map(|i| json!({"action": "added", "resource": {"gid": format!("{}", 1_000_000 + i), "resource_type": "task"}}))
@@ -206,7 +210,7 @@ async fn ten_thousand_events_in_one_delivery_are_queued_in_one_go() {
     );
 
     let started = Instant::now();
-    let (status, answer) = signed(&bridge, &secret, body).await;
+    let (status, answer) = signed(&process, &secret, body).await;
 
     assert_eq!(status, 200, "{answer}");
     assert_eq!(answer["queued"], 10_000);
@@ -226,7 +230,7 @@ async fn ten_thousand_events_in_one_delivery_are_queued_in_one_go() {
         .map(|i| json!({"action": "added", "resource": {"gid": format!("{}", 5_000_000 + i), "resource_type": "task"}}))
         .collect();
     let (status, answer) = signed(
-        &bridge,
+        &process,
         &secret,
         json!({ "events": events }).to_string().into_bytes(),
     )
@@ -237,12 +241,12 @@ async fn ten_thousand_events_in_one_delivery_are_queued_in_one_go() {
         counts.pending + counts.running + counts.done + counts.failed,
         10_000
     );
-    assert_healthy(&bridge).await;
+    assert_healthy(&process).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn signatures_of_the_wrong_length_case_or_form() {
-    let (_env, bridge, secret) = bridge_with(&[]).await;
+    let (_env, process, secret) = bridge_with(&[]).await;
     let body = br#"{"events":[]}"#;
     let good = sign(&secret, body);
     let mixed: String = good
@@ -269,7 +273,8 @@ async fn signatures_of_the_wrong_length_case_or_form() {
         ("ä".repeat(32), 401),
         ("0".repeat(100_000), 401),
     ] {
-        let response = bridge
+        let response = process
+            .bridge
             .deliver_raw("proj", Some(&signature), &body[..])
             .await;
         let status = response.status().as_u16();
@@ -277,17 +282,18 @@ async fn signatures_of_the_wrong_length_case_or_form() {
         let ok = status == expected || (signature.len() > 8_000 && status == 431);
         assert!(ok, "{signature:.40}: {status}");
     }
-    assert_healthy(&bridge).await;
+    assert_healthy(&process).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn repeated_headers_are_refused() {
-    let (_env, bridge, secret) = bridge_with(&[]).await;
+    let (_env, process, secret) = bridge_with(&[]).await;
     let body = br#"{"events":[]}"#;
     let good = sign(&secret, body);
-    let response = bridge
+    let response = process
+        .bridge
         .client
-        .post(bridge.url("/webhooks/asana/proj"))
+        .post(process.bridge.url("/webhooks/asana/proj"))
         .header("X-Hook-Signature", &good)
         .header("X-Hook-Signature", &good)
         .body(&body[..])
@@ -296,9 +302,10 @@ async fn repeated_headers_are_refused() {
         .unwrap();
     assert_eq!(response.status(), 400);
     assert!(response.text().await.unwrap().contains("only once"));
-    let response = bridge
+    let response = process
+        .bridge
         .client
-        .post(bridge.url("/webhooks/asana/other"))
+        .post(process.bridge.url("/webhooks/asana/other"))
         .header("X-Hook-Secret", "a")
         .header("X-Hook-Secret", "b")
         .send()
@@ -309,9 +316,13 @@ async fn repeated_headers_are_refused() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_body_slower_than_the_read_timeout_gets_408() {
-    let (_env, bridge, secret) =
+    let (_env, process, secret) =
         bridge_with(&[("BRIDGE__SERVER__REQUEST_TIMEOUT_MS", "1000")]).await;
-    let host = bridge.address.trim_start_matches("http://").to_string();
+    let host = process
+        .bridge
+        .address
+        .trim_start_matches("http://")
+        .to_string();
     let mut stream = TcpStream::connect(&host).await.unwrap();
     let head = format!(
         "POST /webhooks/asana/proj HTTP/1.1\r\nHost: x\r\nX-Hook-Signature: {}\r\nContent-Length: 100\r\n\r\n{{\"events\"",
@@ -345,14 +356,18 @@ async fn a_body_slower_than_the_read_timeout_gets_408() {
         "closed after {:?}",
         started.elapsed()
     );
-    assert_healthy(&bridge).await;
+    assert_healthy(&process).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn many_connections_that_never_send_a_body_do_not_starve_others() {
-    let (_env, bridge, secret) =
+    let (_env, process, secret) =
         bridge_with(&[("BRIDGE__SERVER__REQUEST_TIMEOUT_MS", "2000")]).await;
-    let host = bridge.address.trim_start_matches("http://").to_string();
+    let host = process
+        .bridge
+        .address
+        .trim_start_matches("http://")
+        .to_string();
     let head = format!(
         "POST /webhooks/asana/proj HTTP/1.1\r\nHost: x\r\nX-Hook-Signature: {}\r\nContent-Length: 1000\r\n\r\n",
         sign(&secret, b"x")
@@ -369,14 +384,15 @@ async fn many_connections_that_never_send_a_body_do_not_starve_others() {
 
     // Everyone else is still served, promptly.
     let started = Instant::now();
-    assert_healthy(&bridge).await;
+    assert_healthy(&process).await;
     assert!(
         started.elapsed() < Duration::from_secs(1),
         "{:?}",
         started.elapsed()
     );
     let heartbeat = br#"{"events":[]}"#;
-    let response = bridge
+    let response = process
+        .bridge
         .deliver_raw("proj", Some(&sign(&secret, heartbeat)), &heartbeat[..])
         .await;
     assert_eq!(response.status(), 200);
@@ -388,16 +404,16 @@ async fn many_connections_that_never_send_a_body_do_not_starve_others() {
         assert!(read.is_ok(), "the server closed the connection");
     }
     eventually("the connections to be gone", WAIT, || async {
-        let fds = std::fs::read_dir(format!("/proc/{}/fd", bridge.child.id().unwrap()))
+        let fds = std::fs::read_dir(format!("/proc/{}/fd", process.child.id().unwrap()))
             .unwrap()
             .count();
         (fds < 100).then_some(())
     })
     .await;
     assert!(
-        peak_rss_mib(&bridge) < 100,
+        peak_rss_mib(&process) < 100,
         "peak RSS {} MiB",
-        peak_rss_mib(&bridge)
+        peak_rss_mib(&process)
     );
-    assert_healthy(&bridge).await;
+    assert_healthy(&process).await;
 }

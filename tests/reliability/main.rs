@@ -2,7 +2,6 @@
 //! input meant to break the service. Each scenario runs the bridge as a real process.
 
 #[allow(dead_code)]
-#[macro_use]
 #[path = "../api/helpers.rs"]
 mod helpers;
 

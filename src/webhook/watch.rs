@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
+use crate::domain::WebhookName;
 use crate::store::{Store, now_ms};
 use crate::telemetry::metrics;
 use crate::upstream::{AsanaClient, UpstreamError};
@@ -28,32 +29,32 @@ pub struct WebhookHealth {
 
 #[derive(Debug, Default)]
 struct Deliveries {
-    last: HashMap<String, i64>,
-    unflushed: HashMap<String, i64>,
+    last: HashMap<WebhookName, i64>,
+    unflushed: HashMap<WebhookName, i64>,
 }
 
 impl WebhookHealth {
     /// A delivery to `name` passed its signature check just now.
-    pub fn record_delivery(&self, name: &str) {
+    pub fn record_delivery(&self, name: &WebhookName) {
         let now = now_ms();
         let mut deliveries = self.deliveries.lock().expect("not poisoned");
-        deliveries.last.insert(name.to_string(), now);
-        deliveries.unflushed.insert(name.to_string(), now);
-        metrics::last_delivery(name, now);
+        deliveries.last.insert(name.clone(), now);
+        deliveries.unflushed.insert(name.clone(), now);
+        metrics::last_delivery(name.as_str(), now);
     }
 
     /// The last verified delivery per name that this process has seen.
-    pub fn last_deliveries(&self) -> HashMap<String, i64> {
+    pub fn last_deliveries(&self) -> HashMap<WebhookName, i64> {
         self.deliveries.lock().expect("not poisoned").last.clone()
     }
 
     /// Writes delivery times seen since the last flush.
     pub async fn flush(&self, store: &Store) {
-        let pending: Vec<(String, i64)> = {
+        let pending: Vec<(WebhookName, i64)> = {
             let mut deliveries = self.deliveries.lock().expect("not poisoned");
             deliveries.unflushed.drain().collect()
         };
-        if let Err(err) = store.record_deliveries(&pending).await {
+        if let Err(err) = store.record_deliveries(pending.clone()).await {
             tracing::warn!(error = %err, "could not record webhook delivery times; will try again");
             let mut deliveries = self.deliveries.lock().expect("not poisoned");
             for (name, at) in pending {
@@ -77,9 +78,9 @@ impl WebhookHealth {
                 .max()
                 .unwrap_or(hook.created_at);
             let silent_for = Duration::from_millis(u64::try_from(now - last).unwrap_or(0));
-            if silent_for > SILENCE_LIMIT && !problems.contains_key(&hook.name) {
+            if silent_for > SILENCE_LIMIT && !problems.contains_key(hook.name.as_str()) {
                 problems.insert(
-                    hook.name.clone(),
+                    hook.name.to_string(),
                     format!(
                         "no verified delivery (heartbeats come every 8 hours) for {} hours",
                         silent_for.as_secs() / 3600
@@ -101,7 +102,7 @@ impl WebhookHealth {
         };
         let mut findings = BTreeMap::new();
         for hook in hooks {
-            let Some(gid) = hook.webhook_gid.as_deref() else {
+            let Some(gid) = hook.webhook_gid.as_ref().map(|gid| gid.as_str()) else {
                 continue;
             };
             let finding = match asana.get_webhook(gid).await {
@@ -135,7 +136,7 @@ impl WebhookHealth {
             };
             if let Some(finding) = finding {
                 tracing::warn!(webhook = %hook.name, "{finding}");
-                findings.insert(hook.name, finding);
+                findings.insert(hook.name.to_string(), finding);
             }
         }
         *self.asana_findings.lock().expect("not poisoned") = findings;

@@ -13,11 +13,12 @@ use anyhow::{anyhow, bail};
 use secrecy::ExposeSecret;
 use subtle::ConstantTimeEq;
 
+use crate::domain::{Gid, WebhookName};
 use crate::settings::env_var_name;
 use crate::store::{RegisteredWebhook, RegistrationOpening, Store, now_ms};
 use crate::upstream::asana::CreatedWebhook;
 use crate::upstream::{AsanaClient, UpstreamError};
-use crate::webhook::{RegistrationNonce, is_valid_webhook_name};
+use crate::webhook::RegistrationNonce;
 
 /// How long after `webhooks create` opens a registration its handshake is accepted, and how long
 /// the command then has to confirm it.
@@ -26,9 +27,9 @@ pub const REGISTRATION_WINDOW: Duration = Duration::from_secs(60);
 /// A webhook Asana created and this service holds the secret of.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Registered {
-    pub name: String,
-    pub webhook_gid: String,
-    pub project_gid: String,
+    pub name: WebhookName,
+    pub webhook_gid: Gid,
+    pub project_gid: Gid,
     pub target: String,
     pub registered_at: i64,
 }
@@ -40,8 +41,8 @@ pub async fn register_webhook(
     store: &Store,
     asana: &AsanaClient,
     public_url: &str,
-    project: &str,
-    name: Option<&str>,
+    project: &Gid,
+    name: Option<WebhookName>,
     interrupted: impl Future<Output = ()>,
 ) -> anyhow::Result<Registered> {
     let attempt = Attempt::open(store, public_url, project, name).await?;
@@ -54,8 +55,8 @@ pub async fn register_webhook(
 /// One registration under way: its name, its nonce and the target that carries it.
 struct Attempt<'s> {
     store: &'s Store,
-    name: String,
-    project: String,
+    name: WebhookName,
+    project: Gid,
     nonce: RegistrationNonce,
     /// The target without the nonce, for messages.
     base: String,
@@ -67,8 +68,8 @@ impl<'s> Attempt<'s> {
     async fn open(
         store: &'s Store,
         public_url: &str,
-        project: &str,
-        name: Option<&str>,
+        project: &Gid,
+        name: Option<WebhookName>,
     ) -> anyhow::Result<Attempt<'s>> {
         if public_url.is_empty() {
             bail!(
@@ -76,21 +77,12 @@ impl<'s> Attempt<'s> {
                 env_var_name("server.public_url")
             );
         }
-        if !is_gid(project) {
-            bail!("--project must be an Asana project gid (digits), not {project:?}");
-        }
-        let name = match name {
-            Some(name) if is_valid_webhook_name(name) => name.to_string(),
-            Some(name) => {
-                bail!("--name {name:?} is not valid: use 1 to 64 letters, digits, '-' or '_'")
-            }
-            None => random_name(),
-        };
+        let name = name.unwrap_or_else(random_name);
         let nonce = RegistrationNonce::generate();
         let base = format!("{}/webhooks/asana/{name}", public_url.trim_end_matches('/'));
         let target = nonce.target(&base);
         match store
-            .open_registration(&name, &nonce.hash(), REGISTRATION_WINDOW)
+            .open_registration(&name, nonce.hash(), REGISTRATION_WINDOW)
             .await?
         {
             RegistrationOpening::Opened => {}
@@ -106,7 +98,7 @@ impl<'s> Attempt<'s> {
         Ok(Attempt {
             store,
             name,
-            project: project.to_string(),
+            project: project.clone(),
             nonce,
             base,
             target,
@@ -122,16 +114,21 @@ impl<'s> Attempt<'s> {
         interrupted: impl Future<Output = ()>,
     ) -> anyhow::Result<Registered> {
         let created = tokio::select! {
-            created = asana.create_webhook(&self.project, &self.target) => created,
+            created = asana.create_webhook(self.project.as_str(), &self.target) => created,
             () = interrupted => bail!(
                 "interrupted: the registration was abandoned. If Asana created the webhook already, \
                  `webhooks list` shows it as \"not registered here\": remove it with `webhooks delete <GID>`"
             ),
         };
-        let created = created
-            .map_err(|err| anyhow!(explain_create_failure(&err, &self.project, &self.base)))?;
+        let created = created.map_err(|err| {
+            anyhow!(explain_create_failure(
+                &err,
+                self.project.as_str(),
+                &self.base
+            ))
+        })?;
         let gid = created.webhook.gid.clone();
-        let why = match self.confirm(&created).await {
+        let why = match self.confirm(created).await {
             Ok(registered) => return Ok(registered),
             Err(why) => why,
         };
@@ -144,7 +141,7 @@ impl<'s> Attempt<'s> {
     }
 
     /// Confirms the secret the handshake stored if it is the one in Asana's answer.
-    async fn confirm(&self, created: &CreatedWebhook) -> anyhow::Result<Registered> {
+    async fn confirm(&self, created: CreatedWebhook) -> anyhow::Result<Registered> {
         let hash = self.nonce.hash();
         let stored = self.store.unconfirmed_secret(&self.name, &hash).await?;
         let matches = match (&created.secret, &stored) {
@@ -162,14 +159,19 @@ impl<'s> Attempt<'s> {
             // Whoever answered the handshake, it was not with the secret Asana reports: trust neither.
             bail!("the secret in Asana's answer differs from the one the handshake delivered");
         }
+        let webhook_gid: Gid = created
+            .webhook
+            .gid
+            .parse()
+            .map_err(|err| anyhow!("Asana's answer: the webhook's gid: {err}"))?;
         let registered = RegisteredWebhook {
-            webhook_gid: &created.webhook.gid,
-            project_gid: &self.project,
-            target: &self.target,
+            webhook_gid: webhook_gid.clone(),
+            project_gid: self.project.clone(),
+            target: self.target.clone(),
         };
         if !self
             .store
-            .confirm_registration(&self.name, &hash, &registered)
+            .confirm_registration(&self.name, hash, registered)
             .await?
         {
             bail!(
@@ -179,7 +181,7 @@ impl<'s> Attempt<'s> {
         }
         Ok(Registered {
             name: self.name.clone(),
-            webhook_gid: created.webhook.gid.clone(),
+            webhook_gid,
             project_gid: self.project.clone(),
             target: self.target.clone(),
             registered_at: now_ms(),
@@ -191,7 +193,7 @@ impl<'s> Attempt<'s> {
     async fn abandon(&self, why: anyhow::Error) -> anyhow::Error {
         match self
             .store
-            .abandon_registration(&self.name, &self.nonce.hash())
+            .abandon_registration(&self.name, self.nonce.hash())
             .await
         {
             Ok(_) => why,
@@ -255,13 +257,11 @@ fn explain_create_failure(err: &UpstreamError, project: &str, target: &str) -> S
     }
 }
 
-pub fn is_gid(value: &str) -> bool {
-    !value.is_empty() && value.len() <= 32 && value.bytes().all(|b| b.is_ascii_digit())
-}
-
 /// 128 random bits: nobody can guess the path to plant a handshake on.
-fn random_name() -> String {
+fn random_name() -> WebhookName {
     format!("wh-{}", hex::encode(rand::random::<[u8; 16]>()))
+        .parse()
+        .expect("hex digits are a valid webhook name")
 }
 
 #[cfg(test)]
@@ -270,18 +270,10 @@ mod tests {
     use crate::upstream::Service;
 
     #[test]
-    fn random_names_are_valid_and_distinct() {
+    fn random_names_are_distinct_and_unguessable() {
         let a = random_name();
-        assert!(is_valid_webhook_name(&a), "{a}");
         assert_ne!(a, random_name());
-        assert_eq!(a.len(), 35);
-    }
-
-    #[test]
-    fn gids_are_digits() {
-        assert!(is_gid("1200000000000100"));
-        assert!(!is_gid("12a"));
-        assert!(!is_gid(""));
+        assert_eq!(a.as_str().len(), 35);
     }
 
     #[test]
