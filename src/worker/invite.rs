@@ -14,8 +14,8 @@ use crate::telemetry::{mask_email, mask_emails_in, metrics};
 use crate::upstream::asana::TaskPlacement;
 use crate::upstream::{AsanaClient, DocSpaceClient, UpstreamError};
 
-use super::backoff::{backoff_delay, retry_after_delay};
 use super::project_scope::{MAX_PARENT_LEVELS, Placement, placement};
+use super::retry::{Decision, RetryPolicy};
 
 /// Who gets invited, and as what.
 #[derive(Debug, Clone)]
@@ -40,14 +40,6 @@ impl InviteRules {
                 .iter()
                 .any(|allowed| allowed == email.domain())
     }
-}
-
-/// How failed attempts are retried.
-#[derive(Debug, Clone, Copy)]
-pub struct RetryPolicy {
-    pub max_attempts: u32,
-    pub backoff_base: Duration,
-    pub backoff_max: Duration,
 }
 
 /// What one attempt found.
@@ -113,11 +105,7 @@ impl Inviter {
             AsanaClient::from_settings(settings)?,
             DocSpaceClient::from_settings(settings)?,
             InviteRules::from_settings(settings),
-            RetryPolicy {
-                max_attempts: settings.worker.max_attempts,
-                backoff_base: Duration::from_millis(settings.worker.backoff_base_ms),
-                backoff_max: Duration::from_millis(settings.worker.backoff_max_ms),
-            },
+            RetryPolicy::from_settings(settings),
         ))
     }
 
@@ -257,22 +245,11 @@ impl Inviter {
                 let recorded = self.store.confirm_invitation(job.id, owner, email).await?;
                 (recorded, JobEnd::Done(Outcome::Invited))
             }
-            Attempt::Upstream { error, email } => {
-                let attempts = u32::try_from(job.attempts).unwrap_or(u32::MAX);
-                if error.is_transient() && attempts < self.retry.max_attempts {
-                    let delay = match error.retry_after() {
-                        Some(wait) => {
-                            retry_after_delay(wait, self.retry.backoff_base, self.retry.backoff_max)
-                        }
-                        None => backoff_delay(
-                            job.attempts,
-                            self.retry.backoff_base,
-                            self.retry.backoff_max,
-                        ),
-                    };
+            Attempt::Upstream { error, email } => match self.retry.decide(job.attempts, &error) {
+                Decision::RetryIn(delay) => {
                     tracing::warn!(
                         error = %mask_emails_in(&error.to_string()),
-                        attempt = attempts,
+                        attempt = job.attempts,
                         retry_in_ms = duration_ms(delay),
                         "job attempt failed, will retry"
                     );
@@ -282,20 +259,16 @@ impl Inviter {
                         .retry_job_later(job.id, owner, run_at, error.to_string(), email)
                         .await?;
                     (recorded, JobEnd::RetryIn(delay))
-                } else {
-                    let reason = if error.is_transient() {
-                        format!("gave up after {attempts} attempts: {error}")
-                    } else {
-                        error.to_string()
-                    };
-                    tracing::error!(error = %mask_emails_in(&reason), attempt = attempts, "job failed");
+                }
+                Decision::Fail(reason) => {
+                    tracing::error!(error = %mask_emails_in(&reason), attempt = job.attempts, "job failed");
                     let recorded = self
                         .store
                         .fail_job(job.id, owner, reason.clone(), email)
                         .await?;
                     (recorded, JobEnd::Failed(reason))
                 }
-            }
+            },
             Attempt::LeaseLost => {
                 tracing::warn!(
                     "job lease was lost before DocSpace was asked to invite; its new holder finishes it"
