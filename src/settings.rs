@@ -122,7 +122,7 @@ pub struct LogSettings {
 }
 
 /// DocSpace's EmployeeType, sent by name as the published 3.7.0 spec types it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, strum::IntoStaticStr)]
 pub enum InviteType {
     All,
     RoomAdmin,
@@ -133,13 +133,7 @@ pub enum InviteType {
 
 impl InviteType {
     pub fn as_str(self) -> &'static str {
-        match self {
-            InviteType::All => "All",
-            InviteType::RoomAdmin => "RoomAdmin",
-            InviteType::User => "User",
-            InviteType::DocSpaceAdmin => "DocSpaceAdmin",
-            InviteType::Guest => "Guest",
-        }
+        self.into()
     }
 
     /// Whether an invitation of this type occupies a paid admin seat in DocSpace.

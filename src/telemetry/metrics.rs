@@ -23,8 +23,9 @@ pub const UPSTREAM_REQUESTS: &str = "bridge_upstream_requests_total";
 pub const UPSTREAM_DURATION: &str = "bridge_upstream_request_duration_seconds";
 pub const LAST_DELIVERY: &str = "bridge_webhook_last_delivery_timestamp_seconds";
 
-/// How a delivery (or handshake) was answered.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// How a delivery (or handshake) was answered; its metrics label is the snake_case name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, strum::IntoStaticStr)]
+#[strum(serialize_all = "snake_case")]
 pub enum DeliveryResult {
     Accepted,
     BadSignature,
@@ -40,18 +41,7 @@ pub enum DeliveryResult {
 
 impl DeliveryResult {
     pub fn as_str(self) -> &'static str {
-        match self {
-            DeliveryResult::Accepted => "accepted",
-            DeliveryResult::BadSignature => "bad_signature",
-            DeliveryResult::UnknownWebhook => "unknown_webhook",
-            DeliveryResult::Malformed => "malformed",
-            DeliveryResult::TooLarge => "too_large",
-            DeliveryResult::BadRequest => "bad_request",
-            DeliveryResult::HandshakeAccepted => "handshake_accepted",
-            DeliveryResult::HandshakeRefused => "handshake_refused",
-            DeliveryResult::StoreUnavailable => "store_unavailable",
-            DeliveryResult::Overloaded => "overloaded",
-        }
+        self.into()
     }
 }
 

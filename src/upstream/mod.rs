@@ -22,7 +22,9 @@ pub const MAX_RESPONSE_BYTES: usize = 4 * 1024 * 1024;
 /// The longest `Retry-After` a client honours unless told otherwise (`worker.backoff_max_ms`'s default).
 pub const DEFAULT_MAX_RETRY_AFTER: Duration = Duration::from_secs(3600);
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// An upstream: displayed by name ("DocSpace"), labelled in metrics in lowercase ("docspace").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, strum::IntoStaticStr)]
+#[strum(serialize_all = "lowercase")]
 pub enum Service {
     Asana,
     DocSpace,
@@ -30,10 +32,7 @@ pub enum Service {
 
 impl Service {
     pub fn as_str(self) -> &'static str {
-        match self {
-            Service::Asana => "asana",
-            Service::DocSpace => "docspace",
-        }
+        self.into()
     }
 }
 
