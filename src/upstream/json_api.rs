@@ -47,10 +47,11 @@ impl JsonApi {
         timeout: Duration,
         error_message: ErrorMessage,
     ) -> Result<JsonApi, BadBaseUrl> {
-        let base_url = Url::parse(base_url.trim_end_matches('/')).map_err(|source| BadBaseUrl {
-            setting: service.base_url_setting(),
-            source,
-        })?;
+        let base_url =
+            Url::parse(base_url.trim_end_matches('/')).map_err(|problem| BadBaseUrl {
+                setting: service.base_url_setting(),
+                problem,
+            })?;
         Ok(JsonApi {
             service,
             http: http_client(timeout),

@@ -1,6 +1,6 @@
 //! Clients for the two upstream APIs, built once per process ([`Upstreams`]), and the error type
 //! that tells the worker whether a failed call is worth retrying. The HTTP and JSON plumbing both
-//! clients share is in [`json_api`].
+//! clients share is in `json_api.rs`.
 
 pub mod asana;
 pub mod docspace;
@@ -37,10 +37,10 @@ impl Upstreams {
 
 /// An upstream's base URL that does not parse (settings validation normally refuses it first).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{setting} is not a URL: {source}")]
+#[error("{setting} is not a URL: {problem}")]
 pub struct BadBaseUrl {
     setting: &'static str,
-    source: url::ParseError,
+    problem: url::ParseError,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

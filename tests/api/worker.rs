@@ -219,6 +219,32 @@ async fn no_assignee_or_no_email_means_nothing_to_do(#[case] backend: Backend) {
     assert!(env.docspace.invite_requests().is_empty());
 }
 
+/// An email Asana gives that is not an address is an answer, not a broken response: the job ends
+/// at once, saying why, and is not retried.
+#[rstest]
+#[case::sqlite(Backend::Sqlite)]
+#[case::postgres(Backend::Postgres)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_assignee_email_that_is_not_an_address_means_no_email(#[case] backend: Backend) {
+    let Some(env) = Env::on(backend).await else {
+        return;
+    };
+    env.assign("501", "601", "jane at example.com");
+    let app = TestApp::spawn(&env).await;
+    let secret = app.bridge.register("proj").await;
+
+    app.bridge
+        .deliver_assignment("proj", &secret, "501", "601")
+        .await;
+
+    let jobs = settled_jobs(&env.store().await).await;
+    assert_eq!(outcome_of(&jobs, "501"), "no_email");
+    assert_eq!(jobs[0].attempts, 1);
+    let note = jobs[0].last_error.as_deref().unwrap_or_default();
+    assert!(note.contains("which is not an address"), "{note}");
+    assert!(env.docspace.requests().is_empty());
+}
+
 #[rstest]
 #[case::sqlite(Backend::Sqlite)]
 #[case::postgres(Backend::Postgres)]
