@@ -13,7 +13,7 @@ use tokio_util::sync::CancellationToken;
 use crate::http::{AppState, MetricsRoute, SecretCache, metrics_router, router, server};
 use crate::settings::{HandshakeMode, Settings};
 use crate::store::{BackendKind, Store};
-use crate::upstream::AsanaClient;
+use crate::upstream::{AsanaClient, Upstreams};
 use crate::webhook::register::first_use_warning;
 use crate::webhook::watch::WebhookHealth;
 use crate::worker::{Inviter, Worker};
@@ -36,7 +36,7 @@ pub struct Application {
 }
 
 impl Application {
-    /// Opens the store (applying migrations), builds the clients and binds the listener. Port 0
+    /// Opens the store (applying migrations), builds the clients (once) and binds the listener. Port 0
     /// binds a free port; `port()` tells which.
     pub async fn build(settings: Settings) -> anyhow::Result<Application> {
         let store = Store::connect(&settings.database.url, &settings.database.store_options())
@@ -60,7 +60,10 @@ impl Application {
         if settings.webhooks.handshake == HandshakeMode::FirstUse {
             tracing::warn!("{}", first_use_warning());
         }
-        let inviter = Inviter::from_settings(&settings, store.clone())?;
+        // One client per upstream for the whole process: the worker and the webhook watcher pace
+        // their Asana requests together, as Asana counts them per token.
+        let upstreams = Upstreams::from_settings(&settings)?;
+        let inviter = Inviter::from_settings(&settings, store.clone(), &upstreams);
         let wake = Arc::new(Notify::new());
         let worker = Worker::new(
             store.clone(),
@@ -114,7 +117,7 @@ impl Application {
             worker,
             store,
             health,
-            asana: AsanaClient::from_settings(&settings)?,
+            asana: upstreams.asana,
             request_timeout: Duration::from_millis(settings.server.request_timeout_ms),
             max_connections: settings.server.max_connections,
             watch_interval: Duration::from_secs(settings.webhooks.watch_interval_secs),

@@ -13,7 +13,8 @@ pub struct ParseError(String);
 
 /// An Asana id (a task's, a project's, a user's, a webhook's): 1 to 64 ASCII digits, so it can go
 /// into an upstream URL or a log line as it is. Like the other ids here, cheap to clone (shared).
-#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Deserialize)]
+#[serde(try_from = "String")]
 pub struct Gid(Arc<str>);
 
 impl Gid {
@@ -83,7 +84,8 @@ impl TryFrom<String> for WebhookName {
 
 /// An email address as the bridge compares and stores it: trimmed and lowercased, so
 /// `Jane@Example.com ` and `jane@example.com` are one person.
-#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Deserialize)]
+#[serde(try_from = "String")]
 pub struct Email(Arc<str>);
 
 impl Email {

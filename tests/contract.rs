@@ -24,7 +24,7 @@ use std::io::Write as _;
 use std::time::{Duration, SystemTime};
 
 use asana_docspace_bridge::settings::{InviteType, Settings, Sources};
-use asana_docspace_bridge::upstream::asana::webhook_filters;
+use asana_docspace_bridge::upstream::asana::{AssigneeEmail, webhook_filters};
 use asana_docspace_bridge::upstream::{AsanaClient, DocSpaceClient, UpstreamError};
 use asana_docspace_fakes::{AsanaFake, FakeUser};
 use axum::http::Method;
@@ -420,7 +420,10 @@ async fn asana_get_task_is_the_known_exception_and_works_against_the_fake() {
     let task = client.get_task(TASK).await.expect("get_task at the fake");
     let assignee = task.assignee.expect("an assignee");
     assert_eq!(assignee.gid, "1200000000000400");
-    assert_eq!(assignee.email.as_deref(), Some("Jane.Doe@example.com"));
+    assert_eq!(
+        assignee.email,
+        AssigneeEmail::Address("jane.doe@example.com".parse().unwrap())
+    );
     let projects: Vec<_> = task
         .placement
         .projects

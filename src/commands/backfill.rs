@@ -55,10 +55,7 @@ pub async fn run(ctx: &Context, project: &Gid, dry_run: bool) -> anyhow::Result<
         let Some(assignee) = &task.assignee else {
             continue;
         };
-        let task_gid: Gid = task
-            .gid
-            .parse()
-            .with_context(|| "Asana listed a task whose gid is not one")?;
+        let task_gid = task.gid.clone();
         jobs.push(NewJob {
             // Running the backfill again does not queue the same assignment twice.
             dedupe_key: format!("backfill:{}:{}", task_gid, assignee.gid),
@@ -102,7 +99,7 @@ async fn dry_run_report(
     let docspace = ctx.docspace()?;
     let asana = ctx.asana()?;
     // Tasks per assignee, then one user read per assignee for the email.
-    let mut by_assignee: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    let mut by_assignee: BTreeMap<Gid, Vec<Gid>> = BTreeMap::new();
     for task in assigned {
         if let Some(assignee) = &task.assignee {
             by_assignee
@@ -111,11 +108,11 @@ async fn dry_run_report(
                 .push(task.gid.clone());
         }
     }
-    let mut people: BTreeMap<Email, Vec<String>> = BTreeMap::new();
+    let mut people: BTreeMap<Email, Vec<Gid>> = BTreeMap::new();
     let mut without_email = 0;
     for (user_gid, tasks) in by_assignee {
         let user = asana
-            .get_user(&user_gid)
+            .get_user(user_gid.as_str())
             .await
             .with_context(|| format!("reading user {user_gid} at Asana"))?;
         match user.email.as_deref().map(str::parse::<Email>) {
@@ -140,6 +137,7 @@ async fn dry_run_report(
             would_invite += 1;
             "would invite".to_string()
         };
+        let tasks: Vec<&str> = tasks.iter().map(Gid::as_str).collect();
         rows.add_row(vec![email.to_string(), tasks.join(" "), decision]);
     }
     if !people.is_empty() {

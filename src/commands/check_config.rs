@@ -24,7 +24,7 @@ pub async fn run(sources: Sources<'_>) -> ExitCode {
         }
     };
     init_logging(settings.log.format, LogTarget::Command);
-    let ctx = Context { settings };
+    let ctx = Context::new(settings);
     let mut passed = true;
     let mut report = |ok: bool, line: String| {
         passed &= ok;

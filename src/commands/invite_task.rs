@@ -13,7 +13,7 @@ use crate::worker::{Inviter, JobEnd};
 
 pub async fn run(ctx: &Context, task_gid: &Gid) -> anyhow::Result<ExitCode> {
     let store = ctx.store().await?;
-    let inviter = Inviter::from_settings(&ctx.settings, store.clone())?;
+    let inviter = Inviter::from_settings(&ctx.settings, store.clone(), ctx.upstreams()?);
     let owner = LeaseOwner::new(format!("invite-task-{}", std::process::id()));
     let lease = Duration::from_millis(ctx.settings.worker.lease_ms);
     // Recorded as a job like any other, so `jobs list` shows it and the ledger guards it.

@@ -9,6 +9,7 @@ mod jobs;
 mod webhooks;
 
 use std::process::ExitCode;
+use std::sync::OnceLock;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context as _;
@@ -18,7 +19,7 @@ use crate::cli::{Cli, Command, JobsCommand, WebhooksCommand};
 use crate::settings::{Settings, SettingsError, Sources};
 use crate::store::Store;
 use crate::telemetry::{LogTarget, init_logging};
-use crate::upstream::{AsanaClient, DocSpaceClient};
+use crate::upstream::{AsanaClient, DocSpaceClient, Upstreams};
 
 /// Runs the command line and returns the process's exit code.
 pub async fn run(cli: Cli) -> ExitCode {
@@ -42,7 +43,7 @@ pub async fn run(cli: Cli) -> ExitCode {
         _ => LogTarget::Command,
     };
     init_logging(settings.log.format, target);
-    let ctx = Context { settings };
+    let ctx = Context::new(settings);
     let result = match command {
         Command::Serve => serve(ctx.settings).await,
         Command::Webhooks(WebhooksCommand::Create { project, name }) => {
@@ -85,9 +86,18 @@ async fn serve(settings: Settings) -> anyhow::Result<ExitCode> {
 /// What the commands share: the settings, and the store and clients they describe.
 pub(crate) struct Context {
     settings: Settings,
+    /// Built on first use, then shared: one Asana pacer per process.
+    upstreams: OnceLock<Upstreams>,
 }
 
 impl Context {
+    fn new(settings: Settings) -> Context {
+        Context {
+            settings,
+            upstreams: OnceLock::new(),
+        }
+    }
+
     async fn store(&self) -> anyhow::Result<Store> {
         Store::connect(
             &self.settings.database.url,
@@ -102,12 +112,21 @@ impl Context {
         })
     }
 
+    /// The process's upstream clients.
+    fn upstreams(&self) -> anyhow::Result<&Upstreams> {
+        if let Some(upstreams) = self.upstreams.get() {
+            return Ok(upstreams);
+        }
+        let built = Upstreams::from_settings(&self.settings)?;
+        Ok(self.upstreams.get_or_init(|| built))
+    }
+
     fn asana(&self) -> anyhow::Result<AsanaClient> {
-        AsanaClient::from_settings(&self.settings).context("asana.base_url")
+        Ok(self.upstreams()?.asana.clone())
     }
 
     fn docspace(&self) -> anyhow::Result<DocSpaceClient> {
-        DocSpaceClient::from_settings(&self.settings).context("docspace.base_url")
+        Ok(self.upstreams()?.docspace.clone())
     }
 }
 

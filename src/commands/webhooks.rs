@@ -45,11 +45,11 @@ pub async fn list(ctx: &Context, workspace: Option<&Gid>) -> anyhow::Result<Exit
     let store = ctx.store().await?;
     let asana = ctx.asana()?;
     let workspace = match workspace {
-        Some(gid) => gid.to_string(),
+        Some(gid) => gid.clone(),
         None => only_workspace(&asana).await?,
     };
     let remote = asana
-        .list_webhooks(&workspace)
+        .list_webhooks(workspace.as_str())
         .await
         .with_context(|| format!("listing the webhooks of workspace {workspace} at Asana"))?;
     let local = store.webhooks().await?;
@@ -71,7 +71,7 @@ pub async fn list(ctx: &Context, workspace: Option<&Gid>) -> anyhow::Result<Exit
         let at_asana = hook
             .webhook_gid
             .as_ref()
-            .and_then(|gid| remote.iter().find(|r| r.gid == gid.as_str()));
+            .and_then(|gid| remote.iter().find(|r| r.gid == *gid));
         let note = match (&hook.webhook_gid, at_asana) {
             (None, _) => "created by hand (no gid recorded)".to_string(),
             (Some(_), None) => {
@@ -103,7 +103,7 @@ pub async fn list(ctx: &Context, workspace: Option<&Gid>) -> anyhow::Result<Exit
             let project = hook.resource.as_ref().map(|r| r.gid.as_str());
             rows.add_row(row(
                 "-",
-                Some(&hook.gid),
+                Some(hook.gid.as_str()),
                 project,
                 Some(hook),
                 "-",
@@ -145,7 +145,7 @@ fn row(
 }
 
 /// The token user's workspace, when there is exactly one.
-async fn only_workspace(asana: &crate::upstream::AsanaClient) -> anyhow::Result<String> {
+async fn only_workspace(asana: &crate::upstream::AsanaClient) -> anyhow::Result<Gid> {
     let me = asana
         .users_me()
         .await

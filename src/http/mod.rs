@@ -25,10 +25,10 @@ use tower_http::trace::TraceLayer;
 
 use crate::settings::HandshakeMode;
 use crate::store::Store;
-use crate::telemetry::metrics::StoreGauges;
 use crate::webhook::watch::WebhookHealth;
 use crate::worker::WorkerStatus;
 use error::ApiError;
+pub use metrics_endpoint::StoreGauges;
 pub use secret_cache::SecretCache;
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");

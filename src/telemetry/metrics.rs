@@ -1,17 +1,16 @@
-//! Prometheus metrics: their names in one place, the recorder, and `/metrics`.
+//! Prometheus metrics: their names in one place, the recorder, the functions that record them,
+//! and the text `/metrics` serves.
 //!
-//! Counters and histograms are recorded where things happen; gauges that describe the store
-//! (queue depth, oldest pending job) are read from it when `/metrics` is scraped, at most every
-//! few seconds. No label value comes from an unauthenticated request: webhook names label only
-//! deliveries whose signature was verified.
+//! Counters and histograms are recorded where things happen; the gauges that describe the store
+//! are set by `/metrics` itself (`http::metrics_endpoint`), which reads the store when scraped.
+//! No label value comes from an unauthenticated request: webhook names label only deliveries
+//! whose signature was verified.
 
 use std::sync::OnceLock;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use metrics::{counter, gauge, histogram};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
-
-use crate::store::{JobStatus, Store, StoreResult, now_ms};
 
 pub const DELIVERIES: &str = "bridge_deliveries_total";
 pub const EVENTS: &str = "bridge_events_total";
@@ -120,75 +119,19 @@ pub fn last_delivery(name: &str, at_ms: i64) {
     gauge!(LAST_DELIVERY, "webhook" => name.to_string()).set(at_ms as f64 / 1000.0);
 }
 
-/// How long store-derived gauges are reused: a scrape flood costs one `COUNT(*)` over the jobs
-/// table per period, not one per scrape.
-pub const STORE_GAUGES_TTL: Duration = Duration::from_secs(5);
-
-/// When the store-derived gauges were last read, and the oldest pending job's creation then
-/// (its age is computed at every scrape).
-#[derive(Debug, Default)]
-pub struct StoreGauges {
-    last_read: tokio::sync::Mutex<Option<(Instant, Option<i64>)>>,
+/// Jobs in the store with `status`.
+pub fn queue_depth(status: &'static str, count: i64) {
+    gauge!(QUEUE_DEPTH, "status" => status).set(count as f64);
 }
 
-impl StoreGauges {
-    /// Reads the queue counts from the store unless they were read within [`STORE_GAUGES_TTL`];
-    /// concurrent scrapes wait for one read.
-    async fn refresh(&self, store: &Store) -> StoreResult<()> {
-        let mut last_read = self.last_read.lock().await;
-        let oldest_pending = match *last_read {
-            Some((at, oldest)) if at.elapsed() < STORE_GAUGES_TTL => oldest,
-            _ => {
-                let counts = store.queue_counts().await?;
-                for (status, count) in [
-                    (JobStatus::Pending, counts.pending),
-                    (JobStatus::Running, counts.running),
-                    (JobStatus::Done, counts.done),
-                    (JobStatus::Failed, counts.failed),
-                ] {
-                    gauge!(QUEUE_DEPTH, "status" => status.as_str()).set(count as f64);
-                }
-                let oldest = store.oldest_pending_job_created_at().await?;
-                *last_read = Some((Instant::now(), oldest));
-                oldest
-            }
-        };
-        let age = match oldest_pending {
-            Some(created) => (now_ms() - created).max(0) as f64 / 1000.0,
-            None => 0.0,
-        };
-        gauge!(OLDEST_PENDING_AGE).set(age);
-        Ok(())
-    }
+/// How long the oldest pending job has waited (zero when none is pending).
+pub fn oldest_pending_age(age: Duration) {
+    gauge!(OLDEST_PENDING_AGE).set(age.as_secs_f64());
 }
 
-/// Refreshes the store-derived gauges, then renders everything in the Prometheus text format.
-pub async fn render(store: &Store, gauges: &StoreGauges) -> StoreResult<String> {
-    gauges.refresh(store).await?;
+/// Everything recorded, in the Prometheus text format.
+pub fn render() -> String {
     let handle = handle();
     handle.run_upkeep();
-    Ok(handle.render())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::store::StoreOptions;
-
-    #[tokio::test]
-    async fn scrapes_within_the_period_do_not_read_the_store() {
-        let dir = tempfile::tempdir().unwrap();
-        let url = format!("sqlite://{}", dir.path().join("bridge.db").display());
-        let store = Store::connect(&url, &StoreOptions::default())
-            .await
-            .unwrap();
-        let gauges = StoreGauges::default();
-        render(&store, &gauges)
-            .await
-            .expect("the first scrape reads");
-        store.close().await;
-        render(&store, &gauges)
-            .await
-            .expect("the next scrape uses what the first one read");
-    }
+    handle.render()
 }

@@ -1,18 +1,15 @@
 //! Asana REST API client (`https://app.asana.com/api/1.0`), authenticated with a personal access token.
 
-use std::sync::Arc;
 use std::time::Duration;
 
-use reqwest::Url;
-use secrecy::{ExposeSecret, SecretString};
+use secrecy::SecretString;
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
+use super::json_api::JsonApi;
 use super::pacing::RequestPacer;
-use super::{
-    DEFAULT_MAX_RETRY_AFTER, Service, UpstreamError, error_from_response, http_client, read_body,
-    send_observed,
-};
+use super::{BadBaseUrl, Service, UpstreamError};
+use crate::domain::{Email, Gid};
 use crate::settings::Settings;
 
 const DEFAULT_REQUESTS_PER_MINUTE: u32 = 1500;
@@ -31,17 +28,13 @@ const WEBHOOK_FIELDS: &str = "active,resource,resource.name,target,created_at,la
 /// `Debug` shows no credential: the token is a `SecretString`.
 #[derive(Clone, Debug)]
 pub struct AsanaClient {
-    http: reqwest::Client,
-    base_url: Url,
-    token: SecretString,
-    /// Shared by every clone: the limit is per token, so per process.
-    pacer: Arc<RequestPacer>,
-    max_retry_after: Duration,
+    /// Its pacer is shared by every clone: the limit is per token, so per process.
+    api: JsonApi,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 pub struct Task {
-    pub gid: String,
+    pub gid: Gid,
     #[serde(default)]
     pub name: Option<String>,
     #[serde(default)]
@@ -65,16 +58,41 @@ fn null_as_empty<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<ResourceR
 
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 pub struct Assignee {
-    pub gid: String,
+    pub gid: Gid,
     #[serde(default)]
-    pub email: Option<String>,
+    pub email: AssigneeEmail,
     #[serde(default)]
     pub name: Option<String>,
 }
 
+/// An assignee's email as Asana gives it. A hidden or blank one, or text that is not an address,
+/// is an answer like any other (the job ends without an invitation), not a broken response.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(from = "Option<String>")]
+pub enum AssigneeEmail {
+    /// Absent, null or blank: hidden from the token, or the user has none.
+    #[default]
+    Hidden,
+    Address(Email),
+    /// Trimmed, as given.
+    NotAnAddress(String),
+}
+
+impl From<Option<String>> for AssigneeEmail {
+    fn from(text: Option<String>) -> AssigneeEmail {
+        match text.as_deref().map(str::trim) {
+            None | Some("") => AssigneeEmail::Hidden,
+            Some(text) => match text.parse::<Email>() {
+                Ok(email) => AssigneeEmail::Address(email),
+                Err(_) => AssigneeEmail::NotAnAddress(text.to_string()),
+            },
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 pub struct User {
-    pub gid: String,
+    pub gid: Gid,
     #[serde(default)]
     pub name: Option<String>,
     #[serde(default)]
@@ -85,7 +103,7 @@ pub struct User {
 
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 pub struct Workspace {
-    pub gid: String,
+    pub gid: Gid,
     #[serde(default)]
     pub name: Option<String>,
 }
@@ -93,7 +111,7 @@ pub struct Workspace {
 /// A webhook as Asana reports it, status fields included.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 pub struct Webhook {
-    pub gid: String,
+    pub gid: Gid,
     #[serde(default)]
     pub active: Option<bool>,
     #[serde(default)]
@@ -125,7 +143,7 @@ impl Webhook {
 
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 pub struct ResourceRef {
-    pub gid: String,
+    pub gid: Gid,
     #[serde(default)]
     pub name: Option<String>,
 }
@@ -168,33 +186,34 @@ struct Envelope<T> {
 impl AsanaClient {
     /// `base_url` is the API root, e.g. `https://app.asana.com/api/1.0`.
     /// A client that sends at most Asana's paid-plan limit, 1,500 requests a minute.
-    pub fn new(
-        base_url: &str,
-        token: SecretString,
-        timeout: Duration,
-    ) -> Result<Self, url::ParseError> {
-        Ok(AsanaClient {
-            http: http_client(timeout),
-            base_url: Url::parse(base_url.trim_end_matches('/'))?,
+    pub fn new(base_url: &str, token: SecretString, timeout: Duration) -> Result<Self, BadBaseUrl> {
+        let api = JsonApi::new(
+            Service::Asana,
+            base_url,
             token,
-            pacer: Arc::new(RequestPacer::per_minute(DEFAULT_REQUESTS_PER_MINUTE)),
-            max_retry_after: DEFAULT_MAX_RETRY_AFTER,
-        })
+            timeout,
+            asana_error_message,
+        )?
+        .with_pacer(RequestPacer::per_minute(DEFAULT_REQUESTS_PER_MINUTE));
+        Ok(AsanaClient { api })
     }
 
     /// At most `requests_per_minute` requests go out a minute.
     pub fn with_requests_per_minute(mut self, requests_per_minute: u32) -> Self {
-        self.pacer = Arc::new(RequestPacer::per_minute(requests_per_minute));
+        self.api = self
+            .api
+            .with_pacer(RequestPacer::per_minute(requests_per_minute));
         self
     }
 
     /// A 429's `Retry-After` (for the job and for the pause of every request) counts up to `max`.
     pub fn with_max_retry_after(mut self, max: Duration) -> Self {
-        self.max_retry_after = max;
+        self.api = self.api.with_max_retry_after(max);
         self
     }
 
-    pub fn from_settings(settings: &Settings) -> Result<Self, url::ParseError> {
+    /// The client the settings describe. One per process: see [`super::Upstreams`].
+    pub fn from_settings(settings: &Settings) -> Result<Self, BadBaseUrl> {
         Ok(AsanaClient::new(
             &settings.asana.base_url,
             settings.asana.token.clone(),
@@ -208,7 +227,7 @@ impl AsanaClient {
     /// named) and the task's projects and parent.
     #[tracing::instrument(name = "asana.get_task", skip(self), err(level = "debug", Display))]
     pub async fn get_task(&self, task_gid: &str) -> Result<Task, UpstreamError> {
-        let mut url = self.url(&["tasks", task_gid]);
+        let mut url = self.api.url(&["tasks", task_gid]);
         url.query_pairs_mut().append_pair("opt_fields", TASK_FIELDS);
         self.get("get_task", url).await
     }
@@ -220,7 +239,7 @@ impl AsanaClient {
         err(level = "debug", Display)
     )]
     pub async fn get_task_placement(&self, task_gid: &str) -> Result<TaskPlacement, UpstreamError> {
-        let mut url = self.url(&["tasks", task_gid]);
+        let mut url = self.api.url(&["tasks", task_gid]);
         url.query_pairs_mut()
             .append_pair("opt_fields", TASK_PLACEMENT_FIELDS);
         self.get("get_task_placement", url).await
@@ -229,7 +248,7 @@ impl AsanaClient {
     /// `GET /users/me`: who the token belongs to, and their workspaces.
     #[tracing::instrument(name = "asana.users_me", skip(self), err(level = "debug", Display))]
     pub async fn users_me(&self) -> Result<User, UpstreamError> {
-        let mut url = self.url(&["users", "me"]);
+        let mut url = self.api.url(&["users", "me"]);
         url.query_pairs_mut()
             .append_pair("opt_fields", "name,email,workspaces.name");
         self.get("users_me", url).await
@@ -238,7 +257,7 @@ impl AsanaClient {
     /// `GET /users/{gid}` with the email (empty when the user's email is hidden from the token).
     #[tracing::instrument(name = "asana.get_user", skip(self), err(level = "debug", Display))]
     pub async fn get_user(&self, user_gid: &str) -> Result<User, UpstreamError> {
-        let mut url = self.url(&["users", user_gid]);
+        let mut url = self.api.url(&["users", user_gid]);
         url.query_pairs_mut()
             .append_pair("opt_fields", "email,name");
         self.get("get_user", url).await
@@ -256,7 +275,7 @@ impl AsanaClient {
         completed_since: &str,
         offset: Option<&str>,
     ) -> Result<Page<Task>, UpstreamError> {
-        let mut url = self.url(&["tasks"]);
+        let mut url = self.api.url(&["tasks"]);
         {
             let mut query = url.query_pairs_mut();
             query
@@ -269,7 +288,7 @@ impl AsanaClient {
                 query.append_pair("offset", offset);
             }
         }
-        self.send_raw("project_tasks", self.http.get(url)).await
+        self.api.json("project_tasks", self.api.get(url)).await
     }
 
     /// `POST /webhooks`. Asana performs the handshake against `target` before it answers.
@@ -288,17 +307,18 @@ impl AsanaClient {
             "target": target,
             "filters": webhook_filters(),
         }});
-        self.send_raw(
-            "create_webhook",
-            self.http.post(self.url(&["webhooks"])).json(&body),
-        )
-        .await
+        self.api
+            .json(
+                "create_webhook",
+                self.api.post(self.api.url(&["webhooks"])).json(&body),
+            )
+            .await
     }
 
     /// `GET /webhooks/{gid}`, status fields included.
     #[tracing::instrument(name = "asana.get_webhook", skip(self), err(level = "debug", Display))]
     pub async fn get_webhook(&self, webhook_gid: &str) -> Result<Webhook, UpstreamError> {
-        let mut url = self.url(&["webhooks", webhook_gid]);
+        let mut url = self.api.url(&["webhooks", webhook_gid]);
         url.query_pairs_mut()
             .append_pair("opt_fields", WEBHOOK_FIELDS);
         self.get("get_webhook", url).await
@@ -314,7 +334,7 @@ impl AsanaClient {
         let mut hooks = Vec::new();
         let mut offset: Option<String> = None;
         loop {
-            let mut url = self.url(&["webhooks"]);
+            let mut url = self.api.url(&["webhooks"]);
             {
                 let mut query = url.query_pairs_mut();
                 query
@@ -325,7 +345,7 @@ impl AsanaClient {
                     query.append_pair("offset", offset);
                 }
             }
-            let page: Page<Webhook> = self.send_raw("list_webhooks", self.http.get(url)).await?;
+            let page: Page<Webhook> = self.api.json("list_webhooks", self.api.get(url)).await?;
             hooks.extend(page.data);
             match page.next_page {
                 Some(next) => offset = Some(next.offset),
@@ -341,71 +361,24 @@ impl AsanaClient {
         err(level = "debug", Display)
     )]
     pub async fn delete_webhook(&self, webhook_gid: &str) -> Result<(), UpstreamError> {
-        let _: serde_json::Value = self
-            .send(
+        let _: Envelope<serde_json::Value> = self
+            .api
+            .json(
                 "delete_webhook",
-                self.http.delete(self.url(&["webhooks", webhook_gid])),
+                self.api.delete(self.api.url(&["webhooks", webhook_gid])),
             )
             .await?;
         Ok(())
     }
 
-    fn url(&self, segments: &[&str]) -> Url {
-        let mut url = self.base_url.clone();
-        url.path_segments_mut()
-            .expect("http(s) URLs have a path")
-            .pop_if_empty()
-            .extend(segments);
-        url
-    }
-
+    /// `GET` and unwrap `{"data": ...}`.
     async fn get<T: DeserializeOwned>(
         &self,
         operation: &'static str,
-        url: Url,
+        url: reqwest::Url,
     ) -> Result<T, UpstreamError> {
-        self.send(operation, self.http.get(url)).await
-    }
-
-    /// Sends and unwraps `{"data": ...}`.
-    async fn send<T: DeserializeOwned>(
-        &self,
-        operation: &'static str,
-        request: reqwest::RequestBuilder,
-    ) -> Result<T, UpstreamError> {
-        let envelope: Envelope<T> = self.send_raw(operation, request).await?;
+        let envelope: Envelope<T> = self.api.json(operation, self.api.get(url)).await?;
         Ok(envelope.data)
-    }
-
-    /// Sends with the token and parses the whole body.
-    async fn send_raw<T: DeserializeOwned>(
-        &self,
-        operation: &'static str,
-        request: reqwest::RequestBuilder,
-    ) -> Result<T, UpstreamError> {
-        let request = request
-            .bearer_auth(self.token.expose_secret())
-            .header(reqwest::header::ACCEPT, "application/json");
-        self.pacer.wait().await;
-        let response = send_observed(Service::Asana, operation, request).await?;
-        if !response.status().is_success() {
-            let error = error_from_response(
-                Service::Asana,
-                response,
-                asana_error_message,
-                self.max_retry_after,
-            )
-            .await;
-            if let Some(wait) = error.retry_after() {
-                self.pacer.pause_for(wait);
-            }
-            return Err(error);
-        }
-        let body = read_body(Service::Asana, response).await?;
-        serde_json::from_slice(&body).map_err(|e| UpstreamError::InvalidResponse {
-            service: Service::Asana,
-            message: e.to_string(),
-        })
     }
 }
 
@@ -435,17 +408,29 @@ mod tests {
     }
 
     #[test]
-    fn urls_keep_the_api_prefix_and_escape_segments() {
-        let client = AsanaClient::new(
-            "https://app.asana.com/api/1.0/",
-            SecretString::from("t"),
-            Duration::from_secs(1),
-        )
-        .unwrap();
+    fn an_assignee_email_is_an_address_hidden_or_not_an_address() {
+        let assignee = |email: serde_json::Value| -> Assignee {
+            serde_json::from_value(serde_json::json!({"gid": "12", "email": email})).unwrap()
+        };
         assert_eq!(
-            client.url(&["tasks", "12/3"]).as_str(),
-            "https://app.asana.com/api/1.0/tasks/12%2F3"
+            assignee(serde_json::json!(" Jane@Example.com ")).email,
+            AssigneeEmail::Address("jane@example.com".parse().unwrap())
         );
+        for hidden in [serde_json::json!(null), serde_json::json!("  ")] {
+            assert_eq!(assignee(hidden).email, AssigneeEmail::Hidden);
+        }
+        assert_eq!(
+            assignee(serde_json::json!(" not an address ")).email,
+            AssigneeEmail::NotAnAddress("not an address".to_string())
+        );
+        let no_email: Assignee = serde_json::from_value(serde_json::json!({"gid": "12"})).unwrap();
+        assert_eq!(no_email.email, AssigneeEmail::Hidden);
+    }
+
+    #[test]
+    fn a_gid_that_is_not_one_is_an_unexpected_answer() {
+        let err = serde_json::from_value::<Task>(serde_json::json!({"gid": "12a"})).unwrap_err();
+        assert!(err.to_string().contains("is not an Asana gid"), "{err}");
     }
 
     #[test]

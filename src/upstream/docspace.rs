@@ -2,23 +2,17 @@
 
 use std::time::Duration;
 
-use reqwest::{StatusCode, Url};
-use secrecy::{ExposeSecret, SecretString};
+use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
 
-use super::{
-    DEFAULT_MAX_RETRY_AFTER, Service, UpstreamError, error_from_response, http_client, read_body,
-    send_observed,
-};
+use super::json_api::JsonApi;
+use super::{BadBaseUrl, Service, UpstreamError};
 use crate::settings::{InviteType, Settings};
 
 /// `Debug` shows no credential: the token is a `SecretString`.
 #[derive(Clone, Debug)]
 pub struct DocSpaceClient {
-    http: reqwest::Client,
-    base_url: Url,
-    api_key: SecretString,
-    max_retry_after: Duration,
+    api: JsonApi,
 }
 
 /// The caller's profile, as much of it as the checks print.
@@ -57,22 +51,25 @@ impl DocSpaceClient {
         base_url: &str,
         api_key: SecretString,
         timeout: Duration,
-    ) -> Result<Self, url::ParseError> {
-        Ok(DocSpaceClient {
-            http: http_client(timeout),
-            base_url: Url::parse(base_url.trim_end_matches('/'))?,
+    ) -> Result<Self, BadBaseUrl> {
+        let api = JsonApi::new(
+            Service::DocSpace,
+            base_url,
             api_key,
-            max_retry_after: DEFAULT_MAX_RETRY_AFTER,
-        })
+            timeout,
+            docspace_error_message,
+        )?;
+        Ok(DocSpaceClient { api })
     }
 
     /// A 429's `Retry-After` counts up to `max`.
     pub fn with_max_retry_after(mut self, max: Duration) -> Self {
-        self.max_retry_after = max;
+        self.api = self.api.with_max_retry_after(max);
         self
     }
 
-    pub fn from_settings(settings: &Settings) -> Result<Self, url::ParseError> {
+    /// The client the settings describe. One per process: see [`super::Upstreams`].
+    pub fn from_settings(settings: &Settings) -> Result<Self, BadBaseUrl> {
         Ok(DocSpaceClient::new(
             &settings.docspace.base_url,
             settings.docspace.api_key.clone(),
@@ -84,21 +81,8 @@ impl DocSpaceClient {
     /// `GET /api/2.0/people/@self`: who the API key acts as.
     #[tracing::instrument(name = "docspace.self", skip_all, err(level = "debug", Display))]
     pub async fn self_profile(&self) -> Result<Profile, UpstreamError> {
-        let response = self
-            .send(
-                "self",
-                self.http.get(self.url(&["api", "2.0", "people", "@self"])),
-            )
-            .await?;
-        if !response.status().is_success() {
-            return Err(self.error_from(response).await);
-        }
-        let body = read_body(Service::DocSpace, response).await?;
-        let envelope: ProfileEnvelope =
-            serde_json::from_slice(&body).map_err(|e| UpstreamError::InvalidResponse {
-                service: Service::DocSpace,
-                message: e.to_string(),
-            })?;
+        let url = self.api.url(&["api", "2.0", "people", "@self"]);
+        let envelope: ProfileEnvelope = self.api.json("self", self.api.get(url)).await?;
         Ok(envelope.response)
     }
 
@@ -106,62 +90,24 @@ impl DocSpaceClient {
     /// or with a pending invitation).
     #[tracing::instrument(name = "docspace.find_user", skip_all, err(level = "debug", Display))]
     pub async fn user_exists(&self, email: &str) -> Result<bool, UpstreamError> {
-        let mut url = self.url(&["api", "2.0", "people", "email"]);
+        let mut url = self.api.url(&["api", "2.0", "people", "email"]);
         url.query_pairs_mut().append_pair("email", email);
-        let response = self.send("find_user", self.http.get(url)).await?;
-        match response.status() {
-            StatusCode::NOT_FOUND => Ok(false),
-            status if status.is_success() => Ok(true),
-            _ => Err(self.error_from(response).await),
-        }
+        self.api.found("find_user", self.api.get(url)).await
     }
 
     /// `POST /api/2.0/people/invite` for one email: a batch is not transactional, so one per request.
     #[tracing::instrument(name = "docspace.invite", skip_all, fields(invite_type = %invite_type), err(level = "debug", Display))]
     pub async fn invite(&self, email: &str, invite_type: InviteType) -> Result<(), UpstreamError> {
-        let url = self.url(&["api", "2.0", "people", "invite"]);
+        let url = self.api.url(&["api", "2.0", "people", "invite"]);
         let body = InviteRequest {
             invitations: [Invitation {
                 email,
                 kind: invite_type.as_str(),
             }],
         };
-        let response = self.send("invite", self.http.post(url).json(&body)).await?;
-        if response.status().is_success() {
-            Ok(())
-        } else {
-            Err(self.error_from(response).await)
-        }
-    }
-
-    async fn error_from(&self, response: reqwest::Response) -> UpstreamError {
-        error_from_response(
-            Service::DocSpace,
-            response,
-            docspace_error_message,
-            self.max_retry_after,
-        )
-        .await
-    }
-
-    fn url(&self, segments: &[&str]) -> Url {
-        let mut url = self.base_url.clone();
-        url.path_segments_mut()
-            .expect("http(s) URLs have a path")
-            .pop_if_empty()
-            .extend(segments);
-        url
-    }
-
-    async fn send(
-        &self,
-        operation: &'static str,
-        request: reqwest::RequestBuilder,
-    ) -> Result<reqwest::Response, UpstreamError> {
-        let request = request
-            .bearer_auth(self.api_key.expose_secret())
-            .header(reqwest::header::ACCEPT, "application/json");
-        send_observed(Service::DocSpace, operation, request).await
+        self.api
+            .success("invite", self.api.post(url).json(&body))
+            .await
     }
 }
 

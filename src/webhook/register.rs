@@ -132,7 +132,7 @@ impl<'s> Attempt<'s> {
             Ok(registered) => return Ok(registered),
             Err(why) => why,
         };
-        match asana.delete_webhook(&gid).await {
+        match asana.delete_webhook(gid.as_str()).await {
             Ok(()) => bail!("{why:#}; webhook {gid} was deleted at Asana"),
             Err(err) => bail!(
                 "{why:#}; deleting webhook {gid} at Asana failed too ({err}): delete it by hand"
@@ -159,11 +159,7 @@ impl<'s> Attempt<'s> {
             // Whoever answered the handshake, it was not with the secret Asana reports: trust neither.
             bail!("the secret in Asana's answer differs from the one the handshake delivered");
         }
-        let webhook_gid: Gid = created
-            .webhook
-            .gid
-            .parse()
-            .map_err(|err| anyhow!("Asana's answer: the webhook's gid: {err}"))?;
+        let webhook_gid = created.webhook.gid.clone();
         let registered = RegisteredWebhook {
             webhook_gid: webhook_gid.clone(),
             project_gid: self.project.clone(),

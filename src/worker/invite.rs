@@ -11,8 +11,8 @@ use crate::store::{
     now_ms,
 };
 use crate::telemetry::{mask_email, mask_emails_in, metrics};
-use crate::upstream::asana::TaskPlacement;
-use crate::upstream::{AsanaClient, DocSpaceClient, UpstreamError};
+use crate::upstream::asana::{AssigneeEmail, TaskPlacement};
+use crate::upstream::{AsanaClient, DocSpaceClient, UpstreamError, Upstreams};
 
 use super::project_scope::{MAX_PARENT_LEVELS, Placement, placement};
 use super::retry::{Decision, RetryPolicy};
@@ -98,15 +98,16 @@ impl Inviter {
         }
     }
 
-    /// The clients, rules and retry policy the settings describe.
-    pub fn from_settings(settings: &Settings, store: Store) -> Result<Inviter, url::ParseError> {
-        Ok(Inviter::new(
+    /// The rules and retry policy the settings describe, calling upstream through the process's
+    /// clients (whose Asana pacer everyone shares).
+    pub fn from_settings(settings: &Settings, store: Store, upstreams: &Upstreams) -> Inviter {
+        Inviter::new(
             store,
-            AsanaClient::from_settings(settings)?,
-            DocSpaceClient::from_settings(settings)?,
+            upstreams.asana.clone(),
+            upstreams.docspace.clone(),
             InviteRules::from_settings(settings),
             RetryPolicy::from_settings(settings),
-        ))
+        )
     }
 
     /// Runs one attempt of `job`, which `owner` has leased, and records the result.
@@ -130,21 +131,19 @@ impl Inviter {
         let Some(assignee) = task.assignee else {
             return Ok(done(Outcome::NoAssignee, None));
         };
-        let email = match assignee.email.as_deref().map(str::trim) {
-            None | Some("") => return Ok(done(Outcome::NoEmail, None)),
-            Some(text) => match text.parse::<Email>() {
-                Ok(email) => email,
-                Err(_) => {
-                    return Ok(Attempt::Done {
-                        outcome: Outcome::NoEmail,
-                        email: None,
-                        note: Some(format!(
-                            "Asana gave the assignee's email as {}, which is not an address",
-                            mask_email(text)
-                        )),
-                    });
-                }
-            },
+        let email = match assignee.email {
+            AssigneeEmail::Address(email) => email,
+            AssigneeEmail::Hidden => return Ok(done(Outcome::NoEmail, None)),
+            AssigneeEmail::NotAnAddress(text) => {
+                return Ok(Attempt::Done {
+                    outcome: Outcome::NoEmail,
+                    email: None,
+                    note: Some(format!(
+                        "Asana gave the assignee's email as {}, which is not an address",
+                        mask_email(&text)
+                    )),
+                });
+            }
         };
         if !self.rules.allows(&email) {
             return Ok(done(Outcome::DomainNotAllowed, Some(email)));
@@ -206,13 +205,15 @@ impl Inviter {
         project: &Gid,
         task: &TaskPlacement,
     ) -> Result<bool, UpstreamError> {
-        let project = project.as_str();
         let mut next = placement(project, task);
         for _ in 0..MAX_PARENT_LEVELS {
             let Placement::AskParent(parent) = next else {
                 break;
             };
-            next = placement(project, &self.asana.get_task_placement(&parent).await?);
+            next = placement(
+                project,
+                &self.asana.get_task_placement(parent.as_str()).await?,
+            );
         }
         Ok(next == Placement::InProject)
     }

@@ -4,6 +4,7 @@ use asana_docspace_bridge::store::JobStatus;
 use std::time::Duration;
 
 use asana_docspace_bridge::store::{InvitationState, LeaseOwner, Outcome, Reservation};
+use asana_docspace_bridge::upstream::Upstreams;
 use asana_docspace_bridge::worker::{Inviter, JobEnd};
 use asana_docspace_fakes::{FakeUser, Fault, assignment_delivery};
 use rstest::rstest;
@@ -216,6 +217,32 @@ async fn no_assignee_or_no_email_means_nothing_to_do(#[case] backend: Backend) {
     assert_eq!(outcome("501"), "no_assignee");
     assert_eq!(outcome("502"), "no_email");
     assert!(env.docspace.invite_requests().is_empty());
+}
+
+/// An email Asana gives that is not an address is an answer, not a broken response: the job ends
+/// at once, saying why, and is not retried.
+#[rstest]
+#[case::sqlite(Backend::Sqlite)]
+#[case::postgres(Backend::Postgres)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_assignee_email_that_is_not_an_address_means_no_email(#[case] backend: Backend) {
+    let Some(env) = Env::on(backend).await else {
+        return;
+    };
+    env.assign("501", "601", "jane at example.com");
+    let app = TestApp::spawn(&env).await;
+    let secret = app.bridge.register("proj").await;
+
+    app.bridge
+        .deliver_assignment("proj", &secret, "501", "601")
+        .await;
+
+    let jobs = settled_jobs(&env.store().await).await;
+    assert_eq!(outcome_of(&jobs, "501"), "no_email");
+    assert_eq!(jobs[0].attempts, 1);
+    let note = jobs[0].last_error.as_deref().unwrap_or_default();
+    assert!(note.contains("which is not an address"), "{note}");
+    assert!(env.docspace.requests().is_empty());
 }
 
 #[rstest]
@@ -526,6 +553,64 @@ async fn asana_requests_are_paced_to_the_configured_rate(#[case] backend: Backen
         "20 reads within {spread:?}"
     );
     assert_eq!(env.docspace.sent_invitations().len(), 20);
+}
+
+/// Asana limits requests per token: the worker and the webhook watcher pace through one client,
+/// so together they stay under the configured rate (with a client each, each would use all of it).
+#[rstest]
+#[case::sqlite(Backend::Sqlite)]
+#[case::postgres(Backend::Postgres)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_worker_and_the_webhook_watcher_share_one_asana_rate(#[case] backend: Backend) {
+    let Some(mut env) = Env::on(backend).await else {
+        return;
+    };
+    // One request a second, in bursts of one.
+    env.set("BRIDGE__ASANA__REQUESTS_PER_MINUTE", "60");
+    env.set("BRIDGE__WEBHOOKS__WATCH_INTERVAL_SECS", "1");
+    let tasks = ["501", "502", "503"];
+    for (n, task) in tasks.iter().enumerate() {
+        env.assign(task, &format!("60{n}"), &format!("p{n}@example.com"));
+    }
+    let app = TestApp::spawn(&env).await;
+    let secret = app.bridge.register("proj").await;
+    // From now on the watcher reads the webhook at Asana every second.
+    let webhook_path = "/api/1.0/webhooks/1200000000000200";
+    env.execute_sql("UPDATE webhooks SET webhook_gid = '1200000000000200' WHERE name = 'proj'")
+        .await;
+
+    for (n, task) in tasks.iter().enumerate() {
+        app.bridge
+            .deliver_assignment("proj", &secret, task, &format!("60{n}"))
+            .await;
+    }
+
+    let both_called = env
+        .asana
+        .wait_for_requests(WAIT, |requests| {
+            let task_reads = requests
+                .iter()
+                .filter(|r| r.path.starts_with("/api/1.0/tasks/"))
+                .count();
+            let webhook_reads = requests.iter().filter(|r| r.path == webhook_path).count();
+            task_reads >= tasks.len() && webhook_reads >= 2
+        })
+        .await;
+    assert!(both_called, "the worker and the watcher both called Asana");
+    let mut sent: Vec<_> = env.asana.requests().into_iter().map(|r| r.at).collect();
+    sent.sort();
+    // Any n + 1 of them span n seconds, less what delivery over loopback may shift.
+    for (i, first) in sent.iter().enumerate() {
+        for (n, last) in sent[i + 1..].iter().enumerate().map(|(k, at)| (k + 1, at)) {
+            let span = last.duration_since(*first);
+            let least = Duration::from_secs(n as u64) - Duration::from_millis(200);
+            assert!(
+                span >= least,
+                "{} Asana requests within {span:?} at 60 a minute",
+                n + 1
+            );
+        }
+    }
 }
 
 #[rstest]
@@ -1045,7 +1130,9 @@ async fn a_worker_that_lost_its_lease_does_not_invite(#[case] backend: Backend) 
     env.asana
         .push_fault("get_task", Fault::Delay(Duration::from_millis(800)));
     let store = env.store().await;
-    let inviter = Inviter::from_settings(&env.settings(), store.clone()).unwrap();
+    let settings = env.settings();
+    let upstreams = Upstreams::from_settings(&settings).unwrap();
+    let inviter = Inviter::from_settings(&settings, store.clone(), &upstreams);
     store
         .enqueue(from_webhook("proj"), vec![assignment_job("k", "501")])
         .await
