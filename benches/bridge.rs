@@ -889,7 +889,7 @@ async fn drain(
         .start_bridge(&db, &[("BRIDGE__ASANA__REQUESTS_PER_MINUTE", &per_minute)])
         .await;
     bridge.reset_peak();
-    let store = Store::connect(&db, &StoreOptions::default())
+    let store = Store::open_migrated(&db, &StoreOptions::default())
         .await
         .expect("store");
     let began = Instant::now();
@@ -936,7 +936,7 @@ async fn drain(
 }
 
 async fn count_jobs(url: &str) -> usize {
-    let store = Store::connect(url, &StoreOptions::default())
+    let store = Store::open_migrated(url, &StoreOptions::default())
         .await
         .expect("store");
     let counts = store.queue_counts().await.expect("counts");

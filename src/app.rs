@@ -11,8 +11,9 @@ use tokio::sync::{Notify, Semaphore};
 use tokio_util::sync::CancellationToken;
 
 use crate::http::{AppState, MetricsRoute, SecretCache, metrics_router, router, server};
+use crate::retention::Retention;
 use crate::settings::{HandshakeMode, Settings};
-use crate::store::{BackendKind, Store};
+use crate::store::Store;
 use crate::upstream::{AsanaClient, Upstreams};
 use crate::webhook::register::first_use_warning;
 use crate::webhook::watch::WebhookHealth;
@@ -27,6 +28,7 @@ pub struct Application {
     metrics: Option<(TcpListener, axum::Router)>,
     worker: Worker,
     store: Store,
+    retention: Retention,
     health: Arc<WebhookHealth>,
     asana: AsanaClient,
     /// Request headers and bodies must arrive within this time.
@@ -36,27 +38,18 @@ pub struct Application {
 }
 
 impl Application {
-    /// Opens the store (applying migrations), builds the clients (once) and binds the listener. Port 0
-    /// binds a free port; `port()` tells which.
+    /// Opens the store (creating it and applying migrations), builds the clients and binds the
+    /// listener. Port 0 binds a free port; `port()` tells which.
     pub async fn build(settings: Settings) -> anyhow::Result<Application> {
-        let store = Store::connect(&settings.database.url, &settings.database.store_options())
-            .await
-            .with_context(|| {
-                format!(
-                    "opening the store at {}",
-                    redact_url(&settings.database.url)
-                )
-            })?;
-        if store.kind() == BackendKind::Sqlite {
-            // One process owns a SQLite store: whatever it left running died with it.
-            let requeued = store.requeue_abandoned_jobs().await?;
-            if requeued > 0 {
-                tracing::info!(
-                    jobs = requeued,
-                    "jobs interrupted by the previous run are due again"
-                );
-            }
-        }
+        let store =
+            Store::open_for_service(&settings.database.url, &settings.database.store_options())
+                .await
+                .with_context(|| {
+                    format!(
+                        "opening the store at {}",
+                        redact_url(&settings.database.url)
+                    )
+                })?;
         if settings.webhooks.handshake == HandshakeMode::FirstUse {
             tracing::warn!("{}", first_use_warning());
         }
@@ -115,6 +108,7 @@ impl Application {
             router,
             metrics,
             worker,
+            retention: Retention::new(store.clone(), settings.retention.done_days),
             store,
             health,
             asana: upstreams.asana,
@@ -136,6 +130,7 @@ impl Application {
     ) -> anyhow::Result<()> {
         let stop = CancellationToken::new();
         let worker = tokio::spawn(self.worker.run(stop.child_token()));
+        let retention = tokio::spawn(self.retention.run(stop.child_token()));
         let watcher = tokio::spawn(self.health.watch(
             self.store.clone(),
             self.asana,
@@ -180,6 +175,9 @@ impl Application {
         }
         if let Err(err) = watcher.await {
             tracing::error!(error = %err, "the webhook watcher ended abnormally");
+        }
+        if let Err(err) = retention.await {
+            tracing::error!(error = %err, "the retention task ended abnormally");
         }
         if let Some(metrics_server) = metrics_server
             && let Err(err) = metrics_server.await

@@ -22,8 +22,10 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Run the service: receive Asana webhooks and invite assignees (the default).
+    /// Run the service: receive Asana webhooks and invite assignees (the default). Creates and migrates the store.
     Serve,
+    /// Create the store if missing and apply the migrations it lacks, without starting the service.
+    Migrate,
     /// Register, list and delete Asana webhooks that point at this service.
     #[command(subcommand)]
     Webhooks(WebhooksCommand),

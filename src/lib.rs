@@ -6,6 +6,7 @@
 //! - [`domain`]—ids, names, emails and job kinds, parsed once where they enter
 //! - [`store`]—durable secrets, job queue and invitations ledger
 //! - [`worker`]—claims jobs and carries them out
+//! - [`retention`]—deletes finished jobs once they are old enough
 //! - [`upstream`]—the Asana and DocSpace clients
 //! - [`settings`]—configuration
 
@@ -16,6 +17,7 @@ pub mod cli;
 pub mod commands;
 pub mod domain;
 pub mod http;
+pub mod retention;
 pub mod settings;
 pub mod store;
 pub mod telemetry;

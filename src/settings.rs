@@ -23,6 +23,7 @@ pub struct Settings {
     pub worker: WorkerSettings,
     pub invite: InviteSettings,
     pub webhooks: WebhookSettings,
+    pub retention: RetentionSettings,
     pub log: LogSettings,
 }
 
@@ -115,6 +116,16 @@ pub struct WebhookSettings {
     /// How often registered webhooks are checked at Asana.
     pub watch_interval_secs: u64,
 }
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct RetentionSettings {
+    /// Days a `done` job is kept (never less than 48 hours); 0 keeps them forever.
+    pub done_days: u32,
+}
+
+/// The longest `retention.done_days` accepted: a century is "forever" enough, and keeps the
+/// cutoff's arithmetic far from overflow.
+pub const MAX_DONE_DAYS: u32 = 36_500;
 
 #[derive(Debug, Clone, Deserialize)]
 pub struct LogSettings {
@@ -315,6 +326,12 @@ impl Settings {
                 env_var_name("worker.lease_ms")
             ));
         }
+        if self.retention.done_days > MAX_DONE_DAYS {
+            problems.push(format!(
+                "retention.done_days ({}) must be at most {MAX_DONE_DAYS}; 0 keeps done jobs forever",
+                env_var_name("retention.done_days")
+            ));
+        }
         self.invite.allowed_domains = normalize_domains(&self.invite.allowed_domains);
 
         if problems.is_empty() {
@@ -400,6 +417,22 @@ mod tests {
         assert_eq!(s.database.url, "sqlite://data/bridge.db");
         assert_eq!(s.invite.allowed_domains, vec!["corp.io", "example.com"]);
         assert_eq!(s.webhooks.handshake, HandshakeMode::Registration);
+        assert_eq!(s.retention.done_days, 30);
+    }
+
+    #[test]
+    fn retention_keeps_done_jobs_forever_at_0_and_refuses_more_than_a_century() {
+        let mut pairs = complete();
+        pairs.push(("BRIDGE__RETENTION__DONE_DAYS", "0"));
+        assert_eq!(load(&pairs).unwrap().retention.done_days, 0);
+        pairs.pop();
+        pairs.push(("BRIDGE__RETENTION__DONE_DAYS", "36501"));
+        let err = load(&pairs).unwrap_err().to_string();
+        assert!(err.contains("BRIDGE__RETENTION__DONE_DAYS"), "{err}");
+        assert!(err.contains("at most 36500"), "{err}");
+        pairs.pop();
+        pairs.push(("BRIDGE__RETENTION__DONE_DAYS", "-1"));
+        assert!(load(&pairs).is_err());
     }
 
     #[test]

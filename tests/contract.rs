@@ -24,6 +24,7 @@ use std::io::Write as _;
 use std::time::{Duration, SystemTime};
 
 use asana_docspace_bridge::settings::{InviteType, Settings, Sources};
+use asana_docspace_bridge::store::{Store, StoreOptions};
 use asana_docspace_bridge::upstream::asana::{AssigneeEmail, webhook_filters};
 use asana_docspace_bridge::upstream::{AsanaClient, DocSpaceClient, UpstreamError};
 use asana_docspace_fakes::{AsanaFake, FakeUser};
@@ -110,8 +111,8 @@ impl Contract {
     }
 
     /// The binary, wired to both proxies.
-    fn cli(&self) -> Cli {
-        Cli::new(&self.asana.url, &self.docspace.url)
+    async fn cli(&self) -> Cli {
+        Cli::new(&self.asana.url, &self.docspace.url).await
     }
 
     /// Every exchange and Prism's log lines since the test started.
@@ -234,13 +235,17 @@ struct Cli {
 }
 
 impl Cli {
-    fn new(asana_url: &str, docspace_url: &str) -> Cli {
+    /// Creates and migrates the store first, as `serve` or `migrate` would: commands only open it.
+    async fn new(asana_url: &str, docspace_url: &str) -> Cli {
         let dir = tempfile::tempdir().expect("temp dir");
+        let url = format!("sqlite://{}", dir.path().join("bridge.db").display());
+        Store::open_migrated(&url, &StoreOptions::default())
+            .await
+            .expect("create the store")
+            .close()
+            .await;
         let mut vars = upstream_vars(asana_url, docspace_url);
-        vars.insert(
-            "BRIDGE__DATABASE__URL".to_string(),
-            format!("sqlite://{}", dir.path().join("bridge.db").display()),
-        );
+        vars.insert("BRIDGE__DATABASE__URL".to_string(), url);
         Cli { vars, _dir: dir }
     }
 
@@ -526,7 +531,7 @@ async fn command_check_config_passes_the_spec() {
     let Some(c) = Contract::start("command_check_config_passes_the_spec").await else {
         return;
     };
-    let out = c.cli().run(&["check-config"]).await;
+    let out = c.cli().await.run(&["check-config"]).await;
     c.assert_all_accepted();
     c.assert_requests(
         &[(Method::GET, "/users/me")],
@@ -553,6 +558,7 @@ async fn command_webhooks_create_passes_the_spec_up_to_the_missing_handshake() {
     };
     let out = c
         .cli()
+        .await
         .run(&["webhooks", "create", "--project", PROJECT, "--name", "x"])
         .await;
     c.assert_all_accepted();
@@ -602,7 +608,7 @@ async fn command_webhooks_list_and_delete_pass_the_spec() {
     let Some(c) = Contract::start("command_webhooks_list_and_delete_pass_the_spec").await else {
         return;
     };
-    let cli = c.cli();
+    let cli = c.cli().await;
     let listed = cli
         .run(&["webhooks", "list", "--workspace", WORKSPACE])
         .await;
@@ -651,7 +657,7 @@ async fn command_backfill_passes_the_spec() {
     let Some(c) = Contract::start("command_backfill_passes_the_spec").await else {
         return;
     };
-    let cli = c.cli();
+    let cli = c.cli().await;
     let dry_run = cli
         .run(&["backfill", "--project", PROJECT, "--dry-run"])
         .await;
@@ -693,7 +699,7 @@ async fn command_invite_task_is_refused_only_for_the_known_exception() {
     else {
         return;
     };
-    let out = c.cli().run(&["invite-task", TASK]).await;
+    let out = c.cli().await.run(&["invite-task", TASK]).await;
     let path = format!("/tasks/{TASK}");
     c.assert_requests(&[(Method::GET, &path)], &[]);
     c.assert_known_task_exception(&c.asana.exchanges()[0]);
@@ -728,6 +734,7 @@ async fn command_invite_task_works_with_the_asana_fake_and_passes_the_docspace_s
         Some(FakeUser::new("1200000000000400", "Jane.Doe@example.com")),
     );
     let out = Cli::new(&fake.url(), &c.docspace.url)
+        .await
         .run(&["invite-task", TASK])
         .await;
     c.assert_all_accepted();

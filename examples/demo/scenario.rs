@@ -58,7 +58,7 @@ pub async fn demo() -> anyhow::Result<Vec<String>> {
     );
     env.insert("BRIDGE__SERVER__PUBLIC_URL".into(), address.clone());
     let settings = load(&env)?;
-    let store = Store::connect(&database_url, &StoreOptions::default()).await?;
+    let store = Store::open_migrated(&database_url, &StoreOptions::default()).await?;
     let asana_client = AsanaClient::from_settings(&settings)?;
     let registered = register_webhook(
         &store,

@@ -93,19 +93,24 @@ pub async fn run(sources: Sources<'_>) -> ExitCode {
         Err(err) => report(false, format!("docspace: {err:#}")),
     }
     let url = redact_url(&ctx.settings.database.url);
-    match Store::connect(
+    // Opened as every command but `serve` and `migrate` opens it: a missing store, or one whose
+    // schema is not this binary's, fails here instead of being created or migrated.
+    match Store::open(
         &ctx.settings.database.url,
         &ctx.settings.database.store_options(),
     )
     .await
     {
-        Ok(store) => match store.ping().await {
-            Ok(()) => report(
-                true,
-                format!("database: {url} reachable, migrations applied"),
-            ),
-            Err(err) => report(false, format!("database: {url}: {err}")),
-        },
+        Ok(store) => {
+            match store.require_current_schema().await {
+                Ok(version) => report(
+                    true,
+                    format!("database: {url} reachable, schema at version {version}"),
+                ),
+                Err(err) => report(false, format!("database: {url}: {err}")),
+            }
+            store.close().await;
+        }
         Err(err) => report(false, format!("database: {url}: {err}")),
     }
 

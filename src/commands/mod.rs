@@ -6,6 +6,7 @@ mod check_config;
 mod healthcheck;
 mod invite_task;
 mod jobs;
+mod migrate;
 mod webhooks;
 
 use std::process::ExitCode;
@@ -17,7 +18,7 @@ use anyhow::Context as _;
 use crate::app::{Application, redact_url, shutdown_signal};
 use crate::cli::{Cli, Command, JobsCommand, WebhooksCommand};
 use crate::settings::{Settings, SettingsError, Sources};
-use crate::store::Store;
+use crate::store::{Store, StoreResult};
 use crate::telemetry::{LogTarget, init_logging};
 use crate::upstream::{AsanaClient, DocSpaceClient, Upstreams};
 
@@ -46,6 +47,7 @@ pub async fn run(cli: Cli) -> ExitCode {
     let ctx = Context::new(settings);
     let result = match command {
         Command::Serve => serve(ctx.settings).await,
+        Command::Migrate => migrate::run(&ctx).await,
         Command::Webhooks(WebhooksCommand::Create { project, name }) => {
             webhooks::create(&ctx, &project, name).await
         }
@@ -98,13 +100,21 @@ impl Context {
         }
     }
 
+    /// The store as it is: it must exist with this binary's schema (only `serve` and `migrate`
+    /// create or migrate it).
     async fn store(&self) -> anyhow::Result<Store> {
-        Store::connect(
-            &self.settings.database.url,
-            &self.settings.database.store_options(),
+        self.in_context(
+            Store::open(
+                &self.settings.database.url,
+                &self.settings.database.store_options(),
+            )
+            .await,
         )
-        .await
-        .with_context(|| {
+    }
+
+    /// Names the store (without its password) in an error opening it.
+    fn in_context<T>(&self, opened: StoreResult<T>) -> anyhow::Result<T> {
+        opened.with_context(|| {
             format!(
                 "opening the store at {}",
                 redact_url(&self.settings.database.url)
@@ -131,7 +141,14 @@ impl Context {
 }
 
 async fn backup(ctx: &Context, path: &std::path::Path) -> anyhow::Result<ExitCode> {
-    let store = ctx.store().await?;
+    // As it is, whatever its schema: a copy before an upgrade is what a backup is for.
+    let store = ctx.in_context(
+        Store::open_as_is(
+            &ctx.settings.database.url,
+            &ctx.settings.database.store_options(),
+        )
+        .await,
+    )?;
     store.backup_to(path).await?;
     let size = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
     println!(

@@ -76,7 +76,7 @@ mod tests {
     async fn scrapes_within_the_period_do_not_read_the_store() {
         let dir = tempfile::tempdir().unwrap();
         let url = format!("sqlite://{}", dir.path().join("bridge.db").display());
-        let store = Store::connect(&url, &StoreOptions::default())
+        let store = Store::open_migrated(&url, &StoreOptions::default())
             .await
             .unwrap();
         let gauges = StoreGauges::default();

@@ -114,7 +114,7 @@ mod tests {
     async fn store() -> (tempfile::TempDir, Store) {
         let dir = tempfile::tempdir().unwrap();
         let url = format!("sqlite://{}", dir.path().join("bridge.db").display());
-        let store = Store::connect(&url, &StoreOptions::default())
+        let store = Store::open_migrated(&url, &StoreOptions::default())
             .await
             .unwrap();
         (dir, store)

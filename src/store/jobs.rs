@@ -668,7 +668,7 @@ impl Store {
 
     /// Makes jobs a previous process left running due again. Only for a store no other process
     /// works on (SQLite): with shared stores, leases decide.
-    pub async fn requeue_abandoned_jobs(&self) -> StoreResult<u64> {
+    pub(super) async fn requeue_abandoned_jobs(&self) -> StoreResult<u64> {
         self.write(RequeueAbandonedJobs).await
     }
 

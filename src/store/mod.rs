@@ -6,11 +6,17 @@
 //!
 //! Where things happen: `jobs` enqueues, claims (`ClaimDueJobs`), retries (`RetryJobLater`,
 //! `RetryFailedJob`) and finishes jobs; `invitations` reserves (`ReserveInvitation`) and confirms
-//! an invitation; `webhooks` keeps secrets and registrations.
+//! an invitation; `webhooks` keeps secrets and registrations; `retention` deletes old finished
+//! jobs; `schema` compares the store's migrations with this binary's.
+//!
+//! Opening a store does not change it: only [`Store::open_for_service`] (`serve`) and
+//! [`Store::open_and_migrate`] (`migrate`) create a missing SQLite file or apply migrations.
 
 mod conn;
 mod invitations;
 mod jobs;
+mod retention;
+mod schema;
 mod sqlite_writer;
 mod webhooks;
 
@@ -33,6 +39,7 @@ pub use jobs::{
     ClaimedJob, EnqueueOutcome, JobRecord, JobStatus, LeaseOwner, NewJob, Outcome, QueueCounts,
     RetryRequest,
 };
+pub use schema::{AppliedMigration, SchemaError};
 pub use webhooks::{
     HandshakeOutcome, RegisteredWebhook, RegistrationOpening, RegistrationWindow, SecretLookup,
     UsableWebhook, WebhookRecord,
@@ -46,6 +53,11 @@ pub enum StoreError {
     Commit(String),
     #[error("database migration failed: {0}")]
     Migration(#[from] sqlx::migrate::MigrateError),
+    #[error("{0}")]
+    Schema(SchemaError),
+    /// `open` never creates a store: a mistyped path must not yield an empty one.
+    #[error("there is no SQLite store at {path}: run `serve` (or `migrate`) first to create it")]
+    Missing { path: String },
     /// Only the URL's scheme: the rest may hold a password.
     #[error("the database url (scheme {0:?}) is neither sqlite:// nor postgres://")]
     UnsupportedUrl(String),
@@ -136,38 +148,119 @@ impl std::fmt::Debug for Store {
     }
 }
 
+/// Whether opening may create a missing SQLite file (and its folder).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Create {
+    IfMissing,
+    Never,
+}
+
 impl Store {
-    /// Opens the database at `url` and applies the migrations.
-    pub async fn connect(url: &str, options: &StoreOptions) -> StoreResult<Store> {
-        let store = if url.starts_with("sqlite:") {
-            Store::connect_sqlite(url, options).await?
-        } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
-            Store::connect_postgres(url, options).await?
-        } else {
-            return Err(StoreError::UnsupportedUrl(url_scheme(url).to_string()));
-        };
-        store.migrate().await?;
+    /// The store as every command but `serve` and `migrate` opens it: it must exist and have
+    /// exactly this binary's schema. Changes nothing, creates nothing.
+    pub async fn open(url: &str, options: &StoreOptions) -> StoreResult<Store> {
+        let store = Store::connect(url, options, Create::Never).await?;
+        if let Err(err) = store.require_current_schema().await {
+            store.close().await;
+            return Err(err);
+        }
         Ok(store)
     }
 
-    async fn connect_sqlite(url: &str, options: &StoreOptions) -> StoreResult<Store> {
+    /// An existing store whatever its schema (for `backup`, which copies it as it is).
+    pub async fn open_as_is(url: &str, options: &StoreOptions) -> StoreResult<Store> {
+        Store::connect(url, options, Create::Never).await
+    }
+
+    /// Opens the store, creating a missing SQLite file, and applies the migrations it lacks
+    /// (PostgreSQL: under the advisory lock, so replicas starting together are safe). Returns
+    /// what it applied. A newer schema is refused.
+    pub async fn open_and_migrate(
+        url: &str,
+        options: &StoreOptions,
+    ) -> StoreResult<(Store, Vec<AppliedMigration>)> {
+        let store = Store::connect(url, options, Create::IfMissing).await?;
+        match store.apply_migrations().await {
+            Ok(applied) => Ok((store, applied)),
+            Err(err) => {
+                store.close().await;
+                Err(err)
+            }
+        }
+    }
+
+    /// [`Store::open_and_migrate`] without the list: for tests, the demo and the benchmarks.
+    pub async fn open_migrated(url: &str, options: &StoreOptions) -> StoreResult<Store> {
+        Ok(Store::open_and_migrate(url, options).await?.0)
+    }
+
+    /// The store as `serve` opens it: created and migrated, and on SQLite, which one process
+    /// owns, whatever the previous process left running is due again.
+    pub async fn open_for_service(url: &str, options: &StoreOptions) -> StoreResult<Store> {
+        let (store, applied) = Store::open_and_migrate(url, options).await?;
+        for migration in &applied {
+            tracing::info!(
+                version = migration.version,
+                description = %migration.description,
+                "applied a migration"
+            );
+        }
+        if let Backend::Sqlite { .. } = store.backend {
+            let requeued = store.requeue_abandoned_jobs().await?;
+            if requeued > 0 {
+                tracing::info!(
+                    jobs = requeued,
+                    "jobs interrupted by the previous run are due again"
+                );
+            }
+        }
+        Ok(store)
+    }
+
+    async fn connect(url: &str, options: &StoreOptions, create: Create) -> StoreResult<Store> {
+        if url.starts_with("sqlite:") {
+            Store::connect_sqlite(url, options, create).await
+        } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+            Store::connect_postgres(url, options).await
+        } else {
+            Err(StoreError::UnsupportedUrl(url_scheme(url).to_string()))
+        }
+    }
+
+    async fn connect_sqlite(
+        url: &str,
+        options: &StoreOptions,
+        create: Create,
+    ) -> StoreResult<Store> {
         let connect = SqliteConnectOptions::from_str(url)?
-            .create_if_missing(true)
+            .create_if_missing(create == Create::IfMissing)
             .journal_mode(SqliteJournalMode::Wal)
             // FULL: a commit is on disk before the delivery is acknowledged.
             .synchronous(SqliteSynchronous::Full)
             .busy_timeout(Duration::from_secs(5))
             .foreign_keys(true);
         let file = connect.get_filename();
-        if let Some(parent) = file.parent().filter(|p| !p.as_os_str().is_empty()) {
-            create_private_dir(parent)?;
-        }
-        // SQLite gives its -wal and -shm files the database file's mode: 0600 covers all three.
         if !is_in_memory(url) {
-            create_private_file(file).map_err(|source| StoreError::CreateFile {
-                path: file.display().to_string(),
-                source,
-            })?;
+            match create {
+                Create::IfMissing => {
+                    if let Some(parent) = file.parent().filter(|p| !p.as_os_str().is_empty()) {
+                        create_private_dir(parent)?;
+                    }
+                    // SQLite gives its -wal and -shm files the database file's mode: 0600
+                    // covers all three.
+                    create_private_file(file).map_err(|source| StoreError::CreateFile {
+                        path: file.display().to_string(),
+                        source,
+                    })?;
+                }
+                Create::Never => {
+                    if !file.is_file() {
+                        return Err(StoreError::Missing {
+                            path: file.display().to_string(),
+                        });
+                    }
+                }
+            }
         }
         let writer = SqlitePoolOptions::new()
             .max_connections(1)
@@ -195,19 +288,6 @@ impl Store {
         Ok(Store {
             backend: Backend::Postgres { pool },
         })
-    }
-
-    async fn migrate(&self) -> StoreResult<()> {
-        // The PostgreSQL migrator holds an advisory lock, so replicas starting together are safe.
-        match &self.backend {
-            Backend::Sqlite { writer, .. } => {
-                sqlx::migrate!("./migrations/sqlite")
-                    .run(writer.pool())
-                    .await?
-            }
-            Backend::Postgres { pool } => sqlx::migrate!("./migrations/postgres").run(pool).await?,
-        }
-        Ok(())
     }
 
     pub fn kind(&self) -> BackendKind {

@@ -21,6 +21,7 @@ pub const OLDEST_PENDING_AGE: &str = "bridge_oldest_pending_job_age_seconds";
 pub const UPSTREAM_REQUESTS: &str = "bridge_upstream_requests_total";
 pub const UPSTREAM_DURATION: &str = "bridge_upstream_request_duration_seconds";
 pub const LAST_DELIVERY: &str = "bridge_webhook_last_delivery_timestamp_seconds";
+pub const JOBS_DELETED: &str = "bridge_jobs_deleted_total";
 
 /// How a delivery (or handshake) was answered; its metrics label is the snake_case name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, strum::IntoStaticStr)]
@@ -82,6 +83,7 @@ fn describe() {
         UPSTREAM_REQUESTS,
         "Requests to Asana and DocSpace by service and status"
     );
+    describe_counter!(JOBS_DELETED, "Done jobs deleted by retention");
     describe_histogram!(UPSTREAM_DURATION, Unit::Seconds, "Upstream request latency");
     describe_gauge!(
         LAST_DELIVERY,
@@ -102,6 +104,11 @@ pub fn events(kind: &'static str, count: u64) {
 
 pub fn job_finished(outcome: &'static str) {
     counter!(JOBS, "outcome" => outcome).increment(1);
+}
+
+/// Also with 0, so that the counter shows from the first sweep on.
+pub fn jobs_deleted(count: u64) {
+    counter!(JOBS_DELETED).increment(count);
 }
 
 pub fn job_attempt(result: &'static str) {

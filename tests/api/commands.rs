@@ -94,6 +94,8 @@ async fn invite_task_invites_now_and_applies_the_same_rules(#[case] backend: Bac
     let Some(mut env) = Env::on(backend).await else {
         return;
     };
+    // Only `serve` and `migrate` create the store.
+    env.run(&["migrate"]).await.expect_code(0);
     env.set("BRIDGE__INVITE__ALLOWED_DOMAINS", "example.com");
     env.assign("501", "601", "Jane@Example.com");
     env.assign("502", "602", "eve@elsewhere.org");
@@ -135,6 +137,8 @@ async fn invite_task_exits_1_on_failure(#[case] backend: Backend) {
     let Some(env) = Env::on(backend).await else {
         return;
     };
+    // Only `serve` and `migrate` create the store.
+    env.run(&["migrate"]).await.expect_code(0);
     env.assign("501", "601", "jane@example.com");
     env.docspace.push_fault(
         "invite",
@@ -162,6 +166,8 @@ async fn backfill_queues_every_assigned_incomplete_task_across_pages(#[case] bac
     let Some(env) = Env::on(backend).await else {
         return;
     };
+    // Only `serve` and `migrate` create the store.
+    env.run(&["migrate"]).await.expect_code(0);
     // 250 tasks: every 10th completed, every 7th unassigned, assignees shared by 5 tasks each.
     let mut expected_tasks = 0;
     let mut expected_people = std::collections::BTreeSet::new();
@@ -259,6 +265,8 @@ async fn check_config_passes_with_good_credentials(#[case] backend: Backend) {
     let Some(env) = Env::on(backend).await else {
         return;
     };
+    // Only `serve` and `migrate` create the store.
+    env.run(&["migrate"]).await.expect_code(0);
     let out = env.run(&["check-config"]).await;
     out.expect_code(0);
     assert!(out.stdout.contains("ok   asana token"), "{}", out.stdout);
@@ -279,6 +287,8 @@ async fn check_config_warns_that_first_use_lets_anyone_plant_a_secret(#[case] ba
     let Some(mut env) = Env::on(backend).await else {
         return;
     };
+    // Only `serve` and `migrate` create the store.
+    env.run(&["migrate"]).await.expect_code(0);
     let out = env.run(&["check-config"]).await;
     out.expect_code(0);
     let warning = out
@@ -435,7 +445,7 @@ async fn backup_writes_a_consistent_copy_of_a_sqlite_store(#[case] backend: Back
     match env.backend {
         Backend::Sqlite => {
             out.expect_code(0);
-            let restored = asana_docspace_bridge::store::Store::connect(
+            let restored = asana_docspace_bridge::store::Store::open(
                 &format!("sqlite://{}", copy.display()),
                 &Default::default(),
             )

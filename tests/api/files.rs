@@ -20,7 +20,7 @@ async fn the_database_its_wal_and_shm_and_created_folders_are_owner_only() {
     let dir = tempfile::tempdir().unwrap();
     let folder = dir.path().join("data").join("bridge");
     let file = folder.join("bridge.db");
-    let store = Store::connect(
+    let store = Store::open_migrated(
         &format!("sqlite://{}", file.display()),
         &StoreOptions::default(),
     )
@@ -52,7 +52,7 @@ async fn the_database_its_wal_and_shm_and_created_folders_are_owner_only() {
 
 #[tokio::test]
 async fn an_unsupported_database_url_is_named_by_its_scheme_only() {
-    let err = Store::connect(
+    let err = Store::open_migrated(
         "mysql://bridge:hunter2@db:3306/bridge",
         &StoreOptions::default(),
     )

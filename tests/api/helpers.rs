@@ -189,7 +189,7 @@ impl Env {
 
     /// The same database the bridge uses, opened beside it.
     pub async fn store(&self) -> Store {
-        Store::connect(&self.database_url, &StoreOptions::default())
+        Store::open_migrated(&self.database_url, &StoreOptions::default())
             .await
             .expect("open store")
     }

@@ -1,0 +1,261 @@
+//! Explicit migrations: only `serve` and `migrate` create or migrate the store; every other command
+//! opens it as it is and refuses a missing store, or one whose schema is not this binary's.
+
+use asana_docspace_bridge::Application;
+use rstest::rstest;
+
+use crate::helpers::{Backend, Env};
+
+/// The tables in the test's database (migrations' bookkeeping included).
+async fn tables(env: &Env) -> i64 {
+    match env.backend {
+        Backend::Sqlite => {
+            let pool = sqlx::SqlitePool::connect(&env.database_url)
+                .await
+                .expect("open");
+            let (count,): (i64,) =
+                sqlx::query_as("SELECT COUNT(*) FROM sqlite_master WHERE type = 'table'")
+                    .fetch_one(&pool)
+                    .await
+                    .expect("count tables");
+            pool.close().await;
+            count
+        }
+        Backend::Postgres => {
+            let pool = sqlx::PgPool::connect(&env.database_url)
+                .await
+                .expect("open");
+            let (count,): (i64,) = sqlx::query_as(
+                "SELECT COUNT(*) FROM information_schema.tables WHERE table_schema = 'public'",
+            )
+            .fetch_one(&pool)
+            .await
+            .expect("count tables");
+            pool.close().await;
+            count
+        }
+    }
+}
+
+/// The SQLite file the test's URL names.
+fn sqlite_file(env: &Env) -> std::path::PathBuf {
+    env.database_url
+        .strip_prefix("sqlite://")
+        .expect("a sqlite:// url")
+        .into()
+}
+
+/// A fresh store as `serve` or `migrate` leaves it, then migration 6 undone (its index dropped,
+/// its row gone): the schema of the release before.
+async fn store_at_version_5(env: &Env) {
+    env.store().await.close().await;
+    env.execute_sql("DROP INDEX jobs_done_updated").await;
+    env.execute_sql("DELETE FROM _sqlx_migrations WHERE version = 6")
+        .await;
+}
+
+#[rstest]
+#[case::sqlite(Backend::Sqlite)]
+#[case::postgres(Backend::Postgres)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn commands_neither_create_nor_migrate_a_missing_store(#[case] backend: Backend) {
+    let Some(env) = Env::on(backend).await else {
+        return;
+    };
+
+    let listed = env.run(&["jobs", "list"]).await;
+    listed.expect_code(1);
+    assert!(
+        listed.stderr.contains("run `serve` (or `migrate`) first"),
+        "{}",
+        listed.stderr
+    );
+    let checked = env.run(&["check-config"]).await;
+    checked.expect_code(1);
+    let database = checked
+        .stdout
+        .lines()
+        .find(|l| l.starts_with("FAIL database"))
+        .unwrap_or_else(|| panic!("a FAIL database line: {}", checked.stdout));
+    assert!(
+        database.contains("run `serve` (or `migrate`) first"),
+        "{database}"
+    );
+
+    match backend {
+        Backend::Sqlite => {
+            let file = sqlite_file(&env);
+            assert!(
+                listed.stderr.contains("there is no SQLite store at"),
+                "{}",
+                listed.stderr
+            );
+            assert!(
+                database.contains("there is no SQLite store at"),
+                "{database}"
+            );
+            assert!(!file.exists(), "no file at {}", file.display());
+            assert!(
+                !file.parent().unwrap().exists(),
+                "no folder at {}",
+                file.parent().unwrap().display()
+            );
+        }
+        Backend::Postgres => {
+            assert!(
+                listed.stderr.contains("the store has no schema yet"),
+                "{}",
+                listed.stderr
+            );
+            assert_eq!(tables(&env).await, 0, "nothing created");
+        }
+    }
+}
+
+#[rstest]
+#[case::sqlite(Backend::Sqlite)]
+#[case::postgres(Backend::Postgres)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn migrate_creates_the_store_and_prints_what_it_applied(#[case] backend: Backend) {
+    let Some(env) = Env::on(backend).await else {
+        return;
+    };
+
+    let migrated = env.run(&["migrate"]).await;
+    migrated.expect_code(0);
+    for line in [
+        "applied migration 1 (initial)",
+        "applied migration 5 (job sources)",
+        "applied migration 6 (retention)",
+        "the store's schema is at version 6",
+    ] {
+        assert!(
+            migrated.stdout.contains(line),
+            "{line}: {}",
+            migrated.stdout
+        );
+    }
+    env.run(&["jobs", "list"]).await.expect_code(0);
+    let checked = env.run(&["check-config"]).await;
+    checked.expect_code(0);
+    assert!(
+        checked.stdout.contains("reachable, schema at version 6"),
+        "{}",
+        checked.stdout
+    );
+
+    let again = env.run(&["migrate"]).await;
+    again.expect_code(0);
+    assert!(
+        again
+            .stdout
+            .contains("nothing to apply: the store's schema is at version 6"),
+        "{}",
+        again.stdout
+    );
+}
+
+#[rstest]
+#[case::sqlite(Backend::Sqlite)]
+#[case::postgres(Backend::Postgres)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_older_schema_is_refused_until_migrate_applies_what_it_lacks(#[case] backend: Backend) {
+    let Some(env) = Env::on(backend).await else {
+        return;
+    };
+    store_at_version_5(&env).await;
+
+    let listed = env.run(&["jobs", "list"]).await;
+    listed.expect_code(1);
+    assert!(
+        listed.stderr.contains(
+            "the store's schema is at version 5, older than this binary's 6: run `serve` (or `migrate`) first"
+        ),
+        "{}",
+        listed.stderr
+    );
+    let checked = env.run(&["check-config"]).await;
+    checked.expect_code(1);
+    assert!(
+        checked
+            .stdout
+            .lines()
+            .any(|l| l.starts_with("FAIL database")
+                && l.contains("run `serve` (or `migrate`) first")),
+        "{}",
+        checked.stdout
+    );
+    if backend == Backend::Sqlite {
+        // A copy before the upgrade is what a backup is for: it takes the store as it is.
+        let dir = tempfile::tempdir().unwrap();
+        let copy = dir.path().join("before-upgrade.db");
+        env.run(&["backup", copy.to_str().unwrap()])
+            .await
+            .expect_code(0);
+    }
+
+    let migrated = env.run(&["migrate"]).await;
+    migrated.expect_code(0);
+    assert!(
+        migrated.stdout.contains("applied migration 6 (retention)"),
+        "{}",
+        migrated.stdout
+    );
+    assert!(
+        !migrated.stdout.contains("applied migration 5"),
+        "{}",
+        migrated.stdout
+    );
+    env.run(&["jobs", "list"]).await.expect_code(0);
+    env.run(&["check-config"]).await.expect_code(0);
+}
+
+#[rstest]
+#[case::sqlite(Backend::Sqlite)]
+#[case::postgres(Backend::Postgres)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_applies_what_an_older_schema_lacks(#[case] backend: Backend) {
+    let Some(env) = Env::on(backend).await else {
+        return;
+    };
+    store_at_version_5(&env).await;
+
+    let app = Application::build(env.settings())
+        .await
+        .expect("serve migrates");
+    drop(app);
+
+    env.run(&["jobs", "list"]).await.expect_code(0);
+}
+
+#[rstest]
+#[case::sqlite(Backend::Sqlite)]
+#[case::postgres(Backend::Postgres)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_newer_schema_is_refused_by_commands_migrate_and_serve(#[case] backend: Backend) {
+    let Some(env) = Env::on(backend).await else {
+        return;
+    };
+    env.store().await.close().await;
+    let checksum = match backend {
+        Backend::Sqlite => "X'00'",
+        Backend::Postgres => "decode('00', 'hex')",
+    };
+    env.execute_sql(&format!(
+        "INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time) \
+         VALUES (9999, 'from a newer release', TRUE, {checksum}, 0)"
+    ))
+    .await;
+    let newer = "the store's schema is at version 9999, newer than this binary's 6";
+
+    for args in [&["jobs", "list"][..], &["migrate"][..]] {
+        let out = env.run(args).await;
+        out.expect_code(1);
+        assert!(out.stderr.contains(newer), "{args:?}: {}", out.stderr);
+    }
+    let err = Application::build(env.settings())
+        .await
+        .err()
+        .expect("serve refuses a newer schema");
+    assert!(format!("{err:#}").contains(newer), "{err:#}");
+}
