@@ -1,7 +1,7 @@
 //! The benchmark: the bridge (release build, as a process of its own) against a bare axum server
 //! on the same machine, with the Asana and DocSpace fakes on loopback.
 //!
-//!     cargo bench --bench bridge                 # everything, about 7 minutes
+//!     cargo bench --bench bridge                 # everything, about 8 minutes
 //!     cargo bench --bench bridge -- --quick      # shorter runs, for a smoke check
 //!     cargo bench --bench bridge -- --only drain # one section, printed, not written
 //!
