@@ -10,19 +10,21 @@ ENV CARGO_TERM_COLOR=never \
 
 # 1. Dependencies only, in a layer that survives source edits: the manifests and the lock file with
 #    empty crate roots. Changing Cargo.toml or Cargo.lock rebuilds from here; changing src/ does not.
-#    fakes/ (the test doubles, a dev-dependency) is a workspace member that the release build never
-#    compiles: its manifest and an empty lib.rs are all cargo needs of it. Declared [[bench]],
-#    [[example]] and [[test]] targets are dropped from the manifests here (their files are not in
-#    the build, and cargo refuses a manifest naming missing files); Cargo.lock is unaffected.
+#    fakes/ and test-support/ (test doubles and helpers, dev-dependencies) are workspace members
+#    that the release build never compiles: their manifests and empty lib.rs files are all cargo
+#    needs of them. Declared [[bench]], [[example]] and [[test]] targets are dropped from the
+#    manifests here (their files are not in the build, and cargo refuses a manifest naming missing
+#    files); Cargo.lock is unaffected.
 COPY Cargo.toml Cargo.lock ./
 COPY fakes/Cargo.toml fakes/Cargo.toml
-RUN for manifest in Cargo.toml fakes/Cargo.toml; do \
+COPY test-support/Cargo.toml test-support/Cargo.toml
+RUN for manifest in Cargo.toml fakes/Cargo.toml test-support/Cargo.toml; do \
         awk '/^[[:space:]]*\[/ { skip = ($0 ~ /^[[:space:]]*\[\[(bench|example|test)\]\]/) } !skip' \
             "$manifest" > "$manifest.tmp" && mv "$manifest.tmp" "$manifest"; \
     done \
-    && mkdir -p src fakes/src \
+    && mkdir -p src fakes/src test-support/src \
     && echo 'fn main() {}' > src/main.rs \
-    && touch src/lib.rs fakes/src/lib.rs \
+    && touch src/lib.rs fakes/src/lib.rs test-support/src/lib.rs \
     && cargo build --release --locked -p asana-docspace-bridge \
     && rm -rf src \
         target/release/asana-docspace-bridge* \

@@ -23,6 +23,7 @@ use anyhow::{Context as _, Result, anyhow, bail, ensure};
 use asana_docspace_fakes::{
     AsanaFake, DocSpaceFake, FakeUser, assignment_delivery, random_secret, sign,
 };
+use asana_docspace_test_support::BridgeEnv;
 use clap::{Parser, ValueEnum};
 use tokio::process::Command;
 
@@ -174,21 +175,14 @@ async fn smoke(args: &Args) -> Result<()> {
 }
 
 /// The bridge's settings, pointing at the fakes.
-fn bridge_env(asana: &AsanaFake, docspace: &DocSpaceFake, port: u16) -> Vec<(String, String)> {
-    [
-        ("BRIDGE__SERVER__HOST", "127.0.0.1".to_string()),
-        ("BRIDGE__SERVER__PORT", port.to_string()),
-        ("BRIDGE__WEBHOOKS__HANDSHAKE", "first-use".to_string()),
-        ("BRIDGE__ASANA__BASE_URL", asana.url()),
-        ("BRIDGE__ASANA__TOKEN", ASANA_TOKEN.to_string()),
-        ("BRIDGE__DOCSPACE__BASE_URL", docspace.url()),
-        ("BRIDGE__DOCSPACE__API_KEY", DOCSPACE_KEY.to_string()),
-        ("BRIDGE__DOCSPACE__INVITE_TYPE", "User".to_string()),
-        ("RUST_LOG", "info".to_string()),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_string(), v))
-    .collect()
+fn bridge_env(asana: &AsanaFake, docspace: &DocSpaceFake, port: u16) -> BridgeEnv {
+    BridgeEnv::new()
+        .listen_on(port)
+        .with("BRIDGE__WEBHOOKS__HANDSHAKE", "first-use")
+        .asana(&asana.url(), ASANA_TOKEN)
+        .docspace(&docspace.url(), DOCSPACE_KEY)
+        .with("BRIDGE__DOCSPACE__INVITE_TYPE", "User")
+        .with("RUST_LOG", "info")
 }
 
 impl Target {
@@ -209,7 +203,7 @@ impl Target {
                     .map(str::to_string)
                     .collect();
                 argv.extend(["--network".to_string(), "host".to_string()]);
-                for (key, value) in &env {
+                for (key, value) in env.iter() {
                     argv.extend(["-e".to_string(), format!("{key}={value}")]);
                 }
                 argv.push(args.image.clone());
@@ -232,7 +226,7 @@ impl Target {
                 }
                 // The .env the compose file's env_file names, plus the variables it interpolates.
                 let mut dotenv = String::new();
-                for (key, value) in &env {
+                for (key, value) in env.iter() {
                     // HOST and PORT come from the hostnet override, like a real deployment's would.
                     if key != "BRIDGE__SERVER__HOST" && key != "BRIDGE__SERVER__PORT" {
                         dotenv.push_str(&format!("{key}={value}\n"));
@@ -510,7 +504,7 @@ async fn checks(
             .into_iter()
             .map(str::to_string)
             .collect();
-        for (key, value) in bridge_env(asana, docspace, port) {
+        for (key, value) in bridge_env(asana, docspace, port).iter() {
             argv.extend(["-e".to_string(), format!("{key}={value}")]);
         }
         argv.extend([

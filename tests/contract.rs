@@ -18,7 +18,6 @@ mod prism;
 #[path = "contract/proxy.rs"]
 mod proxy;
 
-use std::collections::HashMap;
 use std::fmt::Display;
 use std::io::Write as _;
 use std::time::{Duration, SystemTime};
@@ -28,6 +27,7 @@ use asana_docspace_bridge::store::{Store, StoreOptions};
 use asana_docspace_bridge::upstream::asana::{AssigneeEmail, webhook_filters};
 use asana_docspace_bridge::upstream::{AsanaClient, DocSpaceClient, UpstreamError};
 use asana_docspace_fakes::{AsanaFake, FakeUser};
+use asana_docspace_test_support::{BridgeEnv, TestDatabase};
 use axum::http::Method;
 use serde_json::json;
 
@@ -230,30 +230,31 @@ struct Output {
 
 /// The binary with a fresh SQLite store and the given upstreams.
 struct Cli {
-    vars: HashMap<String, String>,
-    _dir: tempfile::TempDir,
+    vars: BridgeEnv,
+    _database: TestDatabase,
 }
 
 impl Cli {
     /// Creates and migrates the store first, as `serve` or `migrate` would: commands only open it.
     async fn new(asana_url: &str, docspace_url: &str) -> Cli {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let url = format!("sqlite://{}", dir.path().join("bridge.db").display());
-        Store::open_migrated(&url, &StoreOptions::default())
+        let database = TestDatabase::sqlite();
+        Store::open_migrated(database.url(), &StoreOptions::default())
             .await
             .expect("create the store")
             .close()
             .await;
-        let mut vars = upstream_vars(asana_url, docspace_url);
-        vars.insert("BRIDGE__DATABASE__URL".to_string(), url);
-        Cli { vars, _dir: dir }
+        let vars = upstream_vars(asana_url, docspace_url).database(database.url());
+        Cli {
+            vars,
+            _database: database,
+        }
     }
 
     async fn run(&self, args: &[&str]) -> Output {
-        let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_asana-docspace-bridge"))
+        let child = self
+            .vars
+            .command(env!("CARGO_BIN_EXE_asana-docspace-bridge"))
             .args(args)
-            .env_clear()
-            .envs(&self.vars)
             .kill_on_drop(true)
             .output();
         let output = tokio::time::timeout(Duration::from_secs(120), child)
@@ -268,28 +269,22 @@ impl Cli {
     }
 }
 
-/// The bridge's settings for these upstreams, as `BRIDGE__...` variables.
-fn upstream_vars(asana_url: &str, docspace_url: &str) -> HashMap<String, String> {
-    [
-        ("BRIDGE__ASANA__BASE_URL", asana_url),
-        ("BRIDGE__ASANA__TOKEN", ASANA_TOKEN),
-        ("BRIDGE__DOCSPACE__BASE_URL", docspace_url),
-        ("BRIDGE__DOCSPACE__API_KEY", DOCSPACE_KEY),
-        ("BRIDGE__DOCSPACE__INVITE_TYPE", "User"),
+/// The bridge's settings for these upstreams.
+fn upstream_vars(asana_url: &str, docspace_url: &str) -> BridgeEnv {
+    BridgeEnv::new()
+        .asana(asana_url, ASANA_TOKEN)
+        .docspace(docspace_url, DOCSPACE_KEY)
+        .with("BRIDGE__DOCSPACE__INVITE_TYPE", "User")
         // Prism never calls it: no handshake ever reaches the bridge.
-        ("BRIDGE__SERVER__PUBLIC_URL", PUBLIC_URL),
-        ("BRIDGE__WEBHOOKS__HANDSHAKE", "registration"),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_string(), v.to_string()))
-    .collect()
+        .with("BRIDGE__SERVER__PUBLIC_URL", PUBLIC_URL)
+        .with("BRIDGE__WEBHOOKS__HANDSHAKE", "registration")
 }
 
 /// The same settings for the clients in this process (every other setting at its default).
 fn settings(asana_url: &str, docspace_url: &str) -> Settings {
     Settings::load_from(Sources {
         file: None,
-        env: Some(upstream_vars(asana_url, docspace_url)),
+        env: Some(upstream_vars(asana_url, docspace_url).to_map()),
     })
     .expect("valid settings")
 }

@@ -2,7 +2,6 @@
 //! times (`tests/api/demo.rs`): the bridge on its embedded SQLite store, against local simulators
 //! of Asana and DocSpace (the same ones the tests use).
 
-use std::collections::HashMap;
 use std::time::Duration;
 
 use anyhow::{bail, ensure};
@@ -12,6 +11,7 @@ use asana_docspace_bridge::store::{JobRecord, JobStatus, Store, StoreOptions};
 use asana_docspace_bridge::upstream::AsanaClient;
 use asana_docspace_bridge::webhook::register::register_webhook;
 use asana_docspace_fakes::{AsanaFake, DocSpaceFake, FakeUser, assignment_delivery};
+use asana_docspace_test_support::{BridgeEnv, TestDatabase};
 
 const TOKEN: &str = "1/demo-token";
 const API_KEY: &str = "sk-demo-key";
@@ -27,21 +27,15 @@ pub async fn demo() -> anyhow::Result<Vec<String>> {
     say(&format!("Asana    {}", asana.url()));
     say(&format!("DocSpace {}", docspace.url()));
 
-    let dir = tempfile::tempdir()?;
-    let database_url = format!("sqlite://{}", dir.path().join("bridge.db").display());
-    let mut env: HashMap<String, String> = [
-        ("BRIDGE__SERVER__HOST", "127.0.0.1".to_string()),
-        ("BRIDGE__SERVER__PORT", "0".to_string()),
-        ("BRIDGE__ASANA__BASE_URL", asana.url()),
-        ("BRIDGE__ASANA__TOKEN", TOKEN.to_string()),
-        ("BRIDGE__DOCSPACE__BASE_URL", docspace.url()),
-        ("BRIDGE__DOCSPACE__API_KEY", API_KEY.to_string()),
-        ("BRIDGE__DOCSPACE__INVITE_TYPE", "User".to_string()),
-        ("BRIDGE__DATABASE__URL", database_url.clone()),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_string(), v))
-    .collect();
+    // A SQLite file in a temporary folder, removed when the demo ends.
+    let database = TestDatabase::sqlite();
+    let database_url = database.url();
+    let mut env = BridgeEnv::new()
+        .listen_on(0)
+        .asana(&asana.url(), TOKEN)
+        .docspace(&docspace.url(), API_KEY)
+        .with("BRIDGE__DOCSPACE__INVITE_TYPE", "User")
+        .database(database_url);
 
     step("Starting the bridge on its embedded SQLite store");
     let settings = load(&env)?;
@@ -56,9 +50,9 @@ pub async fn demo() -> anyhow::Result<Vec<String>> {
     step(
         "Registering the webhook (`webhooks create`): Asana performs the handshake against the bridge",
     );
-    env.insert("BRIDGE__SERVER__PUBLIC_URL".into(), address.clone());
+    env.set("BRIDGE__SERVER__PUBLIC_URL", &address);
     let settings = load(&env)?;
-    let store = Store::open_migrated(&database_url, &StoreOptions::default()).await?;
+    let store = Store::open_migrated(database_url, &StoreOptions::default()).await?;
     let asana_client = AsanaClient::from_settings(&settings)?;
     let registered = register_webhook(
         &store,
@@ -137,10 +131,10 @@ pub async fn demo() -> anyhow::Result<Vec<String>> {
     Ok(outcomes)
 }
 
-fn load(env: &HashMap<String, String>) -> anyhow::Result<Settings> {
+fn load(env: &BridgeEnv) -> anyhow::Result<Settings> {
     Ok(Settings::load_from(Sources {
         file: None,
-        env: Some(env.clone()),
+        env: Some(env.to_map()),
     })?)
 }
 

@@ -442,7 +442,7 @@ async fn backup_writes_a_consistent_copy_of_a_sqlite_store(#[case] backend: Back
 
     let out = env.run(&["backup", copy.to_str().unwrap()]).await;
 
-    match env.backend {
+    match env.database.backend() {
         Backend::Sqlite => {
             out.expect_code(0);
             let restored = asana_docspace_bridge::store::Store::open(

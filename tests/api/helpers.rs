@@ -1,6 +1,5 @@
 //! Starting the bridge against the fakes, in-process or as a real process, and awaiting what it does.
 
-use std::collections::HashMap;
 use std::future::Future;
 use std::path::PathBuf;
 use std::process::Stdio;
@@ -12,8 +11,9 @@ use asana_docspace_bridge::store::{JobRecord, JobStatus, Store, StoreOptions};
 use asana_docspace_fakes::{
     AsanaFake, DocSpaceFake, FakeUser, assignment_delivery, random_secret, sign,
 };
+pub use asana_docspace_test_support::Backend;
+use asana_docspace_test_support::{BridgeEnv, TEST_DATABASE_VAR, TestConnection, TestDatabase};
 use serde_json::Value;
-use sqlx::Connection as _;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -23,183 +23,77 @@ pub const DOCSPACE_KEY: &str = "sk-test-docspace-key";
 pub const PROJECT: &str = "1200000000000100";
 pub const WAIT: Duration = Duration::from_secs(20);
 
-/// Which store a test runs on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Backend {
-    Sqlite,
-    Postgres,
-}
-
-/// The variable naming the PostgreSQL server the tests create their databases on.
-pub const TEST_DATABASE_VAR: &str = "BRIDGE_TEST_DATABASE_URL";
-
-/// A database of the test's own, removed when the test ends.
-enum TestDatabase {
-    Sqlite { _dir: tempfile::TempDir },
-    Postgres { admin_url: String, name: String },
-}
-
-impl TestDatabase {
-    async fn create(backend: Backend) -> Option<(TestDatabase, String)> {
-        match backend {
-            Backend::Sqlite => {
-                let dir = tempfile::tempdir().expect("temp dir");
-                let url = format!(
-                    "sqlite://{}",
-                    dir.path().join("data").join("bridge.db").display()
-                );
-                Some((TestDatabase::Sqlite { _dir: dir }, url))
-            }
-            Backend::Postgres => {
-                let admin_url = std::env::var(TEST_DATABASE_VAR)
-                    .ok()
-                    .filter(|v| !v.is_empty())?;
-                let name = format!("bridge_test_{}", hex::encode(rand::random::<[u8; 6]>()));
-                let admin = sqlx::PgPool::connect(&admin_url)
-                    .await
-                    .expect("connect to BRIDGE_TEST_DATABASE_URL");
-                sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
-                    .execute(&admin)
-                    .await
-                    .expect("create a test database");
-                admin.close().await;
-                let mut url =
-                    url::Url::parse(&admin_url).expect("BRIDGE_TEST_DATABASE_URL is a URL");
-                url.set_path(&name);
-                Some((TestDatabase::Postgres { admin_url, name }, url.to_string()))
-            }
-        }
-    }
-}
-
-impl Drop for TestDatabase {
-    fn drop(&mut self) {
-        if let TestDatabase::Postgres { admin_url, name } = self {
-            let (admin_url, name) = (admin_url.clone(), name.clone());
-            // Drop runs inside the test's runtime: do the async clean-up on a thread of its own.
-            let _ = std::thread::spawn(move || {
-                let runtime = tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                    .expect("runtime");
-                runtime.block_on(async {
-                    if let Ok(admin) = sqlx::PgPool::connect(&admin_url).await {
-                        let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
-                            "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
-                        )))
-                        .execute(&admin)
-                        .await;
-                    }
-                });
-            })
-            .join();
-        }
-    }
-}
-
 /// The bridge's environment for a test: fakes, a fresh database, fast retries.
 pub struct Env {
     pub asana: AsanaFake,
     pub docspace: DocSpaceFake,
-    pub backend: Backend,
-    pub database_url: String,
-    pub vars: HashMap<String, String>,
-    _database: TestDatabase,
+    pub database: TestDatabase,
+    /// The bridge's `BRIDGE__*` variables, for the process and for [`Env::settings`].
+    pub vars: BridgeEnv,
 }
 
 impl Env {
     /// On `backend`; `None`, saying the test is skipped, when it is PostgreSQL and
     /// BRIDGE_TEST_DATABASE_URL is unset.
     pub async fn on(backend: Backend) -> Option<Env> {
-        let Some((database, database_url)) = TestDatabase::create(backend).await else {
+        let Some(database) = TestDatabase::create(backend).await else {
             eprintln!("skipped: set {TEST_DATABASE_VAR} to run this test on PostgreSQL");
             return None;
         };
         let asana = AsanaFake::start(ASANA_TOKEN).await;
         let docspace = DocSpaceFake::start(DOCSPACE_KEY).await;
-        let mut vars = HashMap::new();
-        for (key, value) in [
-            ("BRIDGE__SERVER__HOST", "127.0.0.1".to_string()),
-            ("BRIDGE__SERVER__PORT", "0".to_string()),
-            ("BRIDGE__ASANA__BASE_URL", asana.url()),
-            ("BRIDGE__ASANA__TOKEN", ASANA_TOKEN.to_string()),
-            ("BRIDGE__DOCSPACE__BASE_URL", docspace.url()),
-            ("BRIDGE__DOCSPACE__API_KEY", DOCSPACE_KEY.to_string()),
-            ("BRIDGE__DOCSPACE__INVITE_TYPE", "User".to_string()),
-            ("BRIDGE__DATABASE__URL", database_url.clone()),
-            ("BRIDGE__WORKER__BACKOFF_BASE_MS", "20".to_string()),
-            ("BRIDGE__WORKER__BACKOFF_MAX_MS", "200".to_string()),
-            ("BRIDGE__WORKER__POLL_INTERVAL_MS", "100".to_string()),
-            ("BRIDGE__WORKER__REQUEST_TIMEOUT_MS", "2000".to_string()),
-            ("BRIDGE__WORKER__LEASE_MS", "5000".to_string()),
+        let vars = BridgeEnv::new()
+            .listen_on(0)
+            .asana(&asana.url(), ASANA_TOKEN)
+            .docspace(&docspace.url(), DOCSPACE_KEY)
+            .with("BRIDGE__DOCSPACE__INVITE_TYPE", "User")
+            .database(database.url())
+            .with("BRIDGE__WORKER__BACKOFF_BASE_MS", "20")
+            .with("BRIDGE__WORKER__BACKOFF_MAX_MS", "200")
+            .with("BRIDGE__WORKER__POLL_INTERVAL_MS", "100")
+            .with("BRIDGE__WORKER__REQUEST_TIMEOUT_MS", "2000")
+            .with("BRIDGE__WORKER__LEASE_MS", "5000")
             // Most tests hand-make handshakes; the registration mode has its own tests.
-            ("BRIDGE__WEBHOOKS__HANDSHAKE", "first-use".to_string()),
-        ] {
-            vars.insert(key.to_string(), value);
-        }
+            .with("BRIDGE__WEBHOOKS__HANDSHAKE", "first-use");
         Some(Env {
             asana,
             docspace,
-            backend,
-            database_url,
+            database,
             vars,
-            _database: database,
         })
     }
 
     /// Runs `statement` directly on the test's database (to age rows, say).
     pub async fn execute_sql(&self, statement: &str) {
-        let statement = sqlx::AssertSqlSafe(statement.to_string());
-        match self.backend {
-            Backend::Sqlite => {
-                let pool = sqlx::SqlitePool::connect(&self.database_url)
-                    .await
-                    .expect("open");
-                sqlx::query(statement)
-                    .execute(&pool)
-                    .await
-                    .expect("statement");
-                pool.close().await;
-            }
-            Backend::Postgres => {
-                let pool = sqlx::PgPool::connect(&self.database_url)
-                    .await
-                    .expect("open");
-                sqlx::query(statement)
-                    .execute(&pool)
-                    .await
-                    .expect("statement");
-                pool.close().await;
-            }
-        }
+        self.database.execute(statement).await;
     }
 
     pub fn set(&mut self, key: &str, value: &str) -> &mut Env {
-        self.vars.insert(key.to_string(), value.to_string());
+        self.vars.set(key, value);
         self
     }
 
     pub fn settings(&self) -> Settings {
         Settings::load_from(Sources {
             file: None,
-            env: Some(self.vars.clone()),
+            env: Some(self.vars.to_map()),
         })
         .expect("valid test settings")
     }
 
     /// The same database the bridge uses, opened beside it.
     pub async fn store(&self) -> Store {
-        Store::open_migrated(&self.database_url, &StoreOptions::default())
+        Store::open_migrated(self.database.url(), &StoreOptions::default())
             .await
             .expect("open store")
     }
 
     /// Runs the binary with these settings, e.g. `env.run(&["jobs", "list"])`.
     pub async fn run(&self, args: &[&str]) -> CommandOutput {
-        let output = tokio::process::Command::new(binary())
+        let output = self
+            .vars
+            .command(binary())
             .args(args)
-            .env_clear()
-            .envs(&self.vars)
             .output()
             .await
             .expect("run the binary");
@@ -212,10 +106,10 @@ impl Env {
 
     /// Starts the binary with these settings and returns at once, for a test to signal it.
     pub fn spawn(&self, args: &[&str]) -> RunningCommand {
-        let child = tokio::process::Command::new(binary())
+        let child = self
+            .vars
+            .command(binary())
             .args(args)
-            .env_clear()
-            .envs(&self.vars)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -228,33 +122,21 @@ impl Env {
     /// Holds SQLite's write lock, or an exclusive lock on `tables` on PostgreSQL, until
     /// [`WriteLock::release`]: every write to them waits, reads go on.
     pub async fn lock_writes(&self, tables: &[&str]) -> WriteLock {
-        match self.backend {
+        let mut conn = self.database.connect().await;
+        match self.database.backend() {
             Backend::Sqlite => {
-                let mut conn = sqlx::SqliteConnection::connect(&self.database_url)
-                    .await
-                    .expect("open");
-                sqlx::query("BEGIN IMMEDIATE")
-                    .execute(&mut conn)
-                    .await
-                    .expect("take the write lock");
-                WriteLock::Sqlite(conn)
+                conn.execute("BEGIN IMMEDIATE").await;
             }
             Backend::Postgres => {
-                let mut conn = sqlx::PgConnection::connect(&self.database_url)
-                    .await
-                    .expect("open");
-                sqlx::query("BEGIN")
-                    .execute(&mut conn)
-                    .await
-                    .expect("begin");
-                let lock = format!("LOCK TABLE {} IN EXCLUSIVE MODE", tables.join(", "));
-                sqlx::query(sqlx::AssertSqlSafe(lock))
-                    .execute(&mut conn)
-                    .await
-                    .expect("lock the tables");
-                WriteLock::Postgres(conn)
+                conn.execute("BEGIN").await;
+                conn.execute(&format!(
+                    "LOCK TABLE {} IN EXCLUSIVE MODE",
+                    tables.join(", ")
+                ))
+                .await;
             }
         }
+        WriteLock(conn)
     }
 
     /// A task in the test project assigned to `email`.
@@ -316,27 +198,12 @@ impl RunningCommand {
 }
 
 /// A write lock on the test's database, held by the test (see [`Env::lock_writes`]).
-pub enum WriteLock {
-    Sqlite(sqlx::SqliteConnection),
-    Postgres(sqlx::PgConnection),
-}
+pub struct WriteLock(TestConnection);
 
 impl WriteLock {
-    pub async fn release(self) {
-        match self {
-            WriteLock::Sqlite(mut conn) => {
-                sqlx::query("ROLLBACK")
-                    .execute(&mut conn)
-                    .await
-                    .expect("rollback");
-            }
-            WriteLock::Postgres(mut conn) => {
-                sqlx::query("ROLLBACK")
-                    .execute(&mut conn)
-                    .await
-                    .expect("rollback");
-            }
-        }
+    pub async fn release(mut self) {
+        self.0.execute("ROLLBACK").await;
+        self.0.close().await;
     }
 }
 
@@ -522,11 +389,9 @@ pub struct BridgeProcess {
 impl BridgeProcess {
     /// Starts the binary with `env`'s settings and waits until it listens.
     pub async fn start(env: &Env) -> BridgeProcess {
-        let mut command = tokio::process::Command::new(binary());
+        let mut command = env.vars.command(binary());
         command
             .arg("serve")
-            .env_clear()
-            .envs(&env.vars)
             .env("BRIDGE__LOG__FORMAT", "json")
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())

@@ -45,12 +45,7 @@ async fn guest_invite_type_is_refused_at_start(#[case] backend: Backend) {
         return;
     };
     env.set("BRIDGE__DOCSPACE__INVITE_TYPE", "Guest");
-    let output = tokio::process::Command::new(binary())
-        .env_clear()
-        .envs(&env.vars)
-        .output()
-        .await
-        .unwrap();
+    let output = env.vars.command(binary()).output().await.unwrap();
     assert!(!output.status.success());
     assert!(String::from_utf8_lossy(&output.stderr).contains("cannot be Guest"));
 }
@@ -70,7 +65,7 @@ async fn a_config_file_is_layered_between_defaults_and_environment(#[case] backe
     let settings =
         asana_docspace_bridge::Settings::load_from(asana_docspace_bridge::settings::Sources {
             file: Some(&file),
-            env: Some(env.vars.clone()),
+            env: Some(env.vars.to_map()),
         })
         .unwrap();
     assert_eq!(settings.worker.concurrency, 7, "from the file");

@@ -8,38 +8,20 @@ use crate::helpers::{Backend, Env};
 
 /// The tables in the test's database (migrations' bookkeeping included).
 async fn tables(env: &Env) -> i64 {
-    match env.backend {
-        Backend::Sqlite => {
-            let pool = sqlx::SqlitePool::connect(&env.database_url)
-                .await
-                .expect("open");
-            let (count,): (i64,) =
-                sqlx::query_as("SELECT COUNT(*) FROM sqlite_master WHERE type = 'table'")
-                    .fetch_one(&pool)
-                    .await
-                    .expect("count tables");
-            pool.close().await;
-            count
-        }
-        Backend::Postgres => {
-            let pool = sqlx::PgPool::connect(&env.database_url)
-                .await
-                .expect("open");
-            let (count,): (i64,) = sqlx::query_as(
-                "SELECT COUNT(*) FROM information_schema.tables WHERE table_schema = 'public'",
-            )
-            .fetch_one(&pool)
-            .await
-            .expect("count tables");
-            pool.close().await;
-            count
-        }
-    }
+    env.database
+        .fetch_i64(match env.database.backend() {
+            Backend::Sqlite => "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table'",
+            Backend::Postgres => {
+                "SELECT COUNT(*) FROM information_schema.tables WHERE table_schema = 'public'"
+            }
+        })
+        .await
 }
 
 /// The SQLite file the test's URL names.
 fn sqlite_file(env: &Env) -> std::path::PathBuf {
-    env.database_url
+    env.database
+        .url()
         .strip_prefix("sqlite://")
         .expect("a sqlite:// url")
         .into()

@@ -157,7 +157,7 @@ async fn a_database_outage_answers_503_and_the_service_recovers_by_itself() {
     let Some(mut env) = Env::on(Backend::Postgres).await else {
         return;
     };
-    let mut url = url::Url::parse(&env.database_url).unwrap();
+    let mut url = url::Url::parse(env.database.url()).unwrap();
     let upstream = format!("{}:{}", url.host_str().unwrap(), url.port().unwrap_or(5432));
     let proxy = TcpProxy::start(upstream).await;
     url.set_port(Some(proxy.address.port())).unwrap();
