@@ -3,8 +3,8 @@
 //! one job that has not started yet: it reads the task's current state when it runs, so further
 //! events for that task are duplicates until it is claimed.
 //!
-//! Each write is a struct below (`EnqueueJobs`, `ClaimDueJobs`, `FinishJob`, `RetryJobLater`,
-//! `FailJob`, ...) holding what it writes, next to its SQL.
+//! Each write is a struct below (`EnqueueJobs`, `ClaimDueJobs`, `SettleJob`,
+//! `RetryFailedJobs`, ...) holding what it writes, next to its SQL.
 
 use std::fmt;
 use std::sync::Arc;
@@ -327,30 +327,66 @@ impl Write for RenewLeases {
     }
 }
 
-/// Marks a job `owner` holds as done. Output: false when the lease was lost meanwhile.
-struct FinishJob {
-    id: i64,
-    owner: LeaseOwner,
-    outcome: Outcome,
-    email: Option<Email>,
-    note: Option<String>,
+/// How an attempt at a leased job ends.
+enum Settlement {
+    /// Finished for good: `done` with its outcome and an optional note.
+    Done {
+        outcome: Outcome,
+        note: Option<String>,
+    },
+    /// Back in the queue, due at `run_at`, with the error that sent it back.
+    RetryAt { run_at: i64, error: String },
+    /// `failed` for good; any invitation it reserved but did not confirm is given up, so a later
+    /// job may try that person again.
+    Failed { error: String },
 }
 
-impl Write for FinishJob {
-    type Output = bool;
-    const DURABILITY: Durability = Durability::Relaxed;
+/// Settles a job `owner` holds. Output: false when the lease was lost meanwhile (then nothing
+/// changes). A retry or a failure keeps the email an earlier attempt recorded when this one
+/// read none; `done` records exactly what this attempt found.
+struct SettleJob {
+    id: i64,
+    owner: LeaseOwner,
+    email: Option<Email>,
+    settlement: Settlement,
+}
 
-    async fn run(&self, conn: &mut Conn<'_>) -> sqlx::Result<bool> {
+impl SettleJob {
+    async fn update(&self, conn: &mut Conn<'_>) -> sqlx::Result<bool> {
+        let (status, outcome, run_at, message) = match &self.settlement {
+            Settlement::Done { outcome, note } => (
+                JobStatus::Done,
+                Some(outcome.as_str()),
+                None,
+                note.as_deref(),
+            ),
+            Settlement::RetryAt { run_at, error } => (
+                JobStatus::Pending,
+                None,
+                Some(*run_at),
+                Some(error.as_str()),
+            ),
+            Settlement::Failed { error } => (
+                JobStatus::Failed,
+                Some(Outcome::Failed.as_str()),
+                None,
+                Some(error.as_str()),
+            ),
+        };
         let updated = conn
             .execute(
                 Sql::new(
-                    "UPDATE jobs SET status = 'done', outcome = $1, email = $2, last_error = $3, \
-                     lease_owner = NULL, lease_until = NULL, updated_at = $4 \
-                     WHERE id = $5 AND lease_owner = $6 AND status = 'running'",
+                    "UPDATE jobs SET status = $1, outcome = $2, run_at = COALESCE($3, run_at), \
+                     last_error = $4, email = CASE WHEN $5 = 1 THEN $6 ELSE COALESCE($6, email) END, \
+                     lease_owner = NULL, lease_until = NULL, updated_at = $7 \
+                     WHERE id = $8 AND lease_owner = $9 AND status = 'running'",
                 )
-                .bind(self.outcome.as_str())
+                .bind(status.as_str())
+                .bind(outcome)
+                .bind(run_at)
+                .bind(message)
+                .bind(i64::from(status == JobStatus::Done))
                 .bind(self.email.as_ref().map(Email::as_str))
-                .bind(self.note.as_deref())
                 .bind(now_ms())
                 .bind(self.id)
                 .bind(self.owner.as_str()),
@@ -360,71 +396,16 @@ impl Write for FinishJob {
     }
 }
 
-/// Puts a job back in the queue, due at `run_at`, remembering why. Output: false when the lease
-/// was lost meanwhile.
-struct RetryJobLater {
-    id: i64,
-    owner: LeaseOwner,
-    run_at: i64,
-    error: String,
-    email: Option<Email>,
-}
-
-impl Write for RetryJobLater {
+impl Write for SettleJob {
     type Output = bool;
     const DURABILITY: Durability = Durability::Relaxed;
 
     async fn run(&self, conn: &mut Conn<'_>) -> sqlx::Result<bool> {
-        let updated = conn
-            .execute(
-                Sql::new(
-                    "UPDATE jobs SET status = 'pending', run_at = $1, last_error = $2, \
-                     email = COALESCE($3, email), lease_owner = NULL, lease_until = NULL, \
-                     updated_at = $4 WHERE id = $5 AND lease_owner = $6 AND status = 'running'",
-                )
-                .bind(self.run_at)
-                .bind(self.error.as_str())
-                .bind(self.email.as_ref().map(Email::as_str))
-                .bind(now_ms())
-                .bind(self.id)
-                .bind(self.owner.as_str()),
-            )
-            .await?;
-        Ok(updated == 1)
-    }
-}
-
-/// Marks a job `failed` for good and gives up any invitation it had reserved but not confirmed,
-/// so a later job may try that person again. Output: false when the lease was lost meanwhile.
-struct FailJob {
-    id: i64,
-    owner: LeaseOwner,
-    error: String,
-    email: Option<Email>,
-}
-
-impl Write for FailJob {
-    type Output = bool;
-    const DURABILITY: Durability = Durability::Relaxed;
-
-    async fn run(&self, conn: &mut Conn<'_>) -> sqlx::Result<bool> {
+        if !matches!(self.settlement, Settlement::Failed { .. }) {
+            return self.update(conn).await;
+        }
         let mut tx = conn.begin().await?;
-        let updated = tx
-            .conn()
-            .execute(
-                Sql::new(
-                    "UPDATE jobs SET status = 'failed', outcome = 'failed', last_error = $1, \
-                     email = COALESCE($2, email), lease_owner = NULL, lease_until = NULL, \
-                     updated_at = $3 WHERE id = $4 AND lease_owner = $5 AND status = 'running'",
-                )
-                .bind(self.error.as_str())
-                .bind(self.email.as_ref().map(Email::as_str))
-                .bind(now_ms())
-                .bind(self.id)
-                .bind(self.owner.as_str()),
-            )
-            .await?;
-        if updated != 1 {
+        if !self.update(&mut tx.conn()).await? {
             return Ok(false);
         }
         tx.conn()
@@ -611,12 +592,11 @@ impl Store {
         email: Option<Email>,
         note: Option<String>,
     ) -> StoreResult<bool> {
-        self.write(FinishJob {
+        self.write(SettleJob {
             id,
             owner: owner.clone(),
-            outcome,
             email,
-            note,
+            settlement: Settlement::Done { outcome, note },
         })
         .await
     }
@@ -631,17 +611,19 @@ impl Store {
         error: String,
         email: Option<Email>,
     ) -> StoreResult<bool> {
-        self.write(RetryJobLater {
+        self.write(SettleJob {
             id,
             owner: owner.clone(),
-            run_at: run_at_ms,
-            error,
             email,
+            settlement: Settlement::RetryAt {
+                run_at: run_at_ms,
+                error,
+            },
         })
         .await
     }
 
-    /// Marks a job `failed` for good (see [`FailJob`]). Returns false when the lease was lost.
+    /// Marks a job `failed` for good (see [`Settlement::Failed`]). Returns false when the lease was lost.
     pub async fn fail_job(
         &self,
         id: i64,
@@ -649,11 +631,11 @@ impl Store {
         error: String,
         email: Option<Email>,
     ) -> StoreResult<bool> {
-        self.write(FailJob {
+        self.write(SettleJob {
             id,
             owner: owner.clone(),
-            error,
             email,
+            settlement: Settlement::Failed { error },
         })
         .await
     }

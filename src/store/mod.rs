@@ -4,10 +4,11 @@
 //! plain data (`conn::Write`) that [`Store::write`] hands to SQLite's group-commit writer or runs on
 //! a PostgreSQL connection.
 //!
-//! Where things happen: `jobs` enqueues, claims (`ClaimDueJobs`), retries (`RetryJobLater`,
-//! `RetryFailedJob`) and finishes jobs; `invitations` reserves (`ReserveInvitation`) and confirms
-//! an invitation; `webhooks` keeps secrets and registrations; `retention` deletes old finished
-//! jobs; `schema` compares the store's migrations with this binary's.
+//! Where things happen: `jobs` enqueues, claims (`ClaimDueJobs`) and settles jobs after an
+//! attempt (`SettleJob`: done, due again later, or failed; `RetryFailedJobs` for `jobs retry`);
+//! `invitations` reserves (`ReserveInvitation`) and confirms an invitation; `webhooks` keeps
+//! secrets and registrations; `retention` deletes old finished jobs; `schema` compares the
+//! store's migrations with this binary's.
 //!
 //! Opening a store does not change it: only [`Store::open_for_service`] (`serve`) and
 //! [`Store::open_and_migrate`] (`migrate`) create a missing SQLite file or apply migrations.

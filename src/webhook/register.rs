@@ -113,12 +113,15 @@ impl<'s> Attempt<'s> {
         asana: &AsanaClient,
         interrupted: impl Future<Output = ()>,
     ) -> anyhow::Result<Registered> {
+        // `interrupted` is polled first, so a signal handler behind it is installed before the
+        // create request can leave (a Ctrl-C while Asana holds the call is then never missed).
         let created = tokio::select! {
-            created = asana.create_webhook(self.project.as_str(), &self.target) => created,
+            biased;
             () = interrupted => bail!(
                 "interrupted: the registration was abandoned. If Asana created the webhook already, \
                  `webhooks list` shows it as \"not registered here\": remove it with `webhooks delete <GID>`"
             ),
+            created = asana.create_webhook(self.project.as_str(), &self.target) => created,
         };
         let created = created.map_err(|err| {
             anyhow!(explain_create_failure(
