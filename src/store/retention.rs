@@ -13,7 +13,7 @@ struct DeleteExpiredDoneJobs {
     limit: i64,
 }
 
-/// The batch, oldest first, through the partial index on done jobs' `updated_at` (migration 6):
+/// The batch, oldest first, through the partial index on done jobs' `updated_at` (migration 5):
 /// a sweep reads only what it deletes, however many done jobs are kept. Jobs an invitation in
 /// `sending` names (few at any time) are read once per statement.
 const DELETE_POSTGRES: &str = "DELETE FROM jobs WHERE id IN (\

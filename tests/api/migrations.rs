@@ -27,12 +27,12 @@ fn sqlite_file(env: &Env) -> std::path::PathBuf {
         .into()
 }
 
-/// A fresh store as `serve` or `migrate` leaves it, then migration 6 undone (its index dropped,
+/// A fresh store as `serve` or `migrate` leaves it, then migration 5 undone (its index dropped,
 /// its row gone): the schema of the release before.
-async fn store_at_version_5(env: &Env) {
+async fn store_at_version_4(env: &Env) {
     env.store().await.close().await;
     env.execute_sql("DROP INDEX jobs_done_updated").await;
-    env.execute_sql("DELETE FROM _sqlx_migrations WHERE version = 6")
+    env.execute_sql("DELETE FROM _sqlx_migrations WHERE version = 5")
         .await;
 }
 
@@ -107,9 +107,9 @@ async fn migrate_creates_the_store_and_prints_what_it_applied(#[case] backend: B
     migrated.expect_code(0);
     for line in [
         "applied migration 1 (initial)",
-        "applied migration 5 (job sources)",
-        "applied migration 6 (retention)",
-        "the store's schema is at version 6",
+        "applied migration 4 (job sources)",
+        "applied migration 5 (retention)",
+        "the store's schema is at version 5",
     ] {
         assert!(
             migrated.stdout.contains(line),
@@ -121,7 +121,7 @@ async fn migrate_creates_the_store_and_prints_what_it_applied(#[case] backend: B
     let checked = env.run(&["check-config"]).await;
     checked.expect_code(0);
     assert!(
-        checked.stdout.contains("reachable, schema at version 6"),
+        checked.stdout.contains("reachable, schema at version 5"),
         "{}",
         checked.stdout
     );
@@ -131,7 +131,7 @@ async fn migrate_creates_the_store_and_prints_what_it_applied(#[case] backend: B
     assert!(
         again
             .stdout
-            .contains("nothing to apply: the store's schema is at version 6"),
+            .contains("nothing to apply: the store's schema is at version 5"),
         "{}",
         again.stdout
     );
@@ -145,13 +145,13 @@ async fn an_older_schema_is_refused_until_migrate_applies_what_it_lacks(#[case] 
     let Some(env) = Env::on(backend).await else {
         return;
     };
-    store_at_version_5(&env).await;
+    store_at_version_4(&env).await;
 
     let listed = env.run(&["jobs", "list"]).await;
     listed.expect_code(1);
     assert!(
         listed.stderr.contains(
-            "the store's schema is at version 5, older than this binary's 6: run `serve` (or `migrate`) first"
+            "the store's schema is at version 4, older than this binary's 5: run `serve` (or `migrate`) first"
         ),
         "{}",
         listed.stderr
@@ -179,12 +179,12 @@ async fn an_older_schema_is_refused_until_migrate_applies_what_it_lacks(#[case] 
     let migrated = env.run(&["migrate"]).await;
     migrated.expect_code(0);
     assert!(
-        migrated.stdout.contains("applied migration 6 (retention)"),
+        migrated.stdout.contains("applied migration 5 (retention)"),
         "{}",
         migrated.stdout
     );
     assert!(
-        !migrated.stdout.contains("applied migration 5"),
+        !migrated.stdout.contains("applied migration 4"),
         "{}",
         migrated.stdout
     );
@@ -200,7 +200,7 @@ async fn serve_applies_what_an_older_schema_lacks(#[case] backend: Backend) {
     let Some(env) = Env::on(backend).await else {
         return;
     };
-    store_at_version_5(&env).await;
+    store_at_version_4(&env).await;
 
     let app = Application::build(env.settings())
         .await
@@ -228,7 +228,7 @@ async fn a_newer_schema_is_refused_by_commands_migrate_and_serve(#[case] backend
          VALUES (9999, 'from a newer release', TRUE, {checksum}, 0)"
     ))
     .await;
-    let newer = "the store's schema is at version 9999, newer than this binary's 6";
+    let newer = "the store's schema is at version 9999, newer than this binary's 5";
 
     for args in [&["jobs", "list"][..], &["migrate"][..]] {
         let out = env.run(args).await;
