@@ -500,10 +500,19 @@ async fn checks(
     println!("ok: `exec … asana-docspace-bridge jobs list` shows the job of task {TASK_GID}");
     if target.mode == Mode::Run {
         // `<engine> run IMAGE webhooks list`: the arguments replace CMD, the entrypoint stays.
-        let mut argv: Vec<String> = [engine, "run", "--rm", "--network", "host"]
-            .into_iter()
-            .map(str::to_string)
-            .collect();
+        // The command opens the service's store (it never creates one), so it borrows /data.
+        let mut argv: Vec<String> = [
+            engine,
+            "run",
+            "--rm",
+            "--network",
+            "host",
+            "--volumes-from",
+            NAME,
+        ]
+        .into_iter()
+        .map(str::to_string)
+        .collect();
         for (key, value) in bridge_env(asana, docspace, port).iter() {
             argv.extend(["-e".to_string(), format!("{key}={value}")]);
         }
@@ -516,7 +525,7 @@ async fn checks(
             .await
             .context("`run IMAGE webhooks list` failed")?;
         println!(
-            "ok: `{engine} run --rm {} webhooks list` exited 0",
+            "ok: `{engine} run --rm --volumes-from {NAME} {} webhooks list` exited 0",
             args.image
         );
     }
