@@ -4,7 +4,8 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use crate::domain::{Gid, WebhookName};
+use crate::domain::{Gid, RoomId, WebhookName};
+use crate::rooms::RoomAccess;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -32,6 +33,9 @@ pub enum Command {
     /// See queued, finished and failed jobs; retry failed ones.
     #[command(subcommand)]
     Jobs(JobsCommand),
+    /// See and change which DocSpace room each Asana project's assignees get access to.
+    #[command(subcommand)]
+    Rooms(RoomsCommand),
     /// Invite the assignee of one task now, through the same rules as the service.
     InviteTask {
         /// The Asana task gid.
@@ -75,6 +79,30 @@ pub enum WebhooksCommand {
     Delete {
         /// The webhook's name here, or its Asana gid.
         name_or_gid: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RoomsCommand {
+    /// Every known project with its room, its access and the people granted.
+    List,
+    /// Link an existing DocSpace room to a project (replaces an earlier link).
+    Link {
+        /// The Asana project gid.
+        #[arg(long)]
+        project: Gid,
+        /// The DocSpace room id.
+        #[arg(long)]
+        room: RoomId,
+        /// What the project's assignees get in the room; default: rooms.access.
+        #[arg(long)]
+        access: Option<RoomAccess>,
+    },
+    /// Forget a project's room; the access already granted stays.
+    Unlink {
+        /// The Asana project gid.
+        #[arg(long)]
+        project: Gid,
     },
 }
 

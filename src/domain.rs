@@ -238,6 +238,124 @@ macro_rules! display_as_str {
 }
 display_as_str!(Gid, WebhookName, Email);
 
+/// A DocSpace room's id: the spec's int32, positive.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Deserialize)]
+#[serde(try_from = "i64")]
+pub struct RoomId(i32);
+
+impl RoomId {
+    pub fn get(self) -> i64 {
+        i64::from(self.0)
+    }
+}
+
+impl TryFrom<i64> for RoomId {
+    type Error = ParseError;
+    fn try_from(value: i64) -> Result<RoomId, ParseError> {
+        i32::try_from(value)
+            .ok()
+            .filter(|id| *id >= 1)
+            .map(RoomId)
+            .ok_or_else(|| {
+                ParseError(format!(
+                    "{value} is not a DocSpace room id (1 to {})",
+                    i32::MAX
+                ))
+            })
+    }
+}
+
+impl FromStr for RoomId {
+    type Err = ParseError;
+    fn from_str(value: &str) -> Result<RoomId, ParseError> {
+        value
+            .parse::<i64>()
+            .ok()
+            .filter(|_| value.bytes().all(|b| b.is_ascii_digit()))
+            .ok_or_else(|| {
+                ParseError(format!(
+                    "{:?} is not a DocSpace room id (1 to {})",
+                    shorten(value),
+                    i32::MAX
+                ))
+            })
+            .and_then(RoomId::try_from)
+    }
+}
+
+impl fmt::Display for RoomId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+/// A DocSpace user's id: a uuid, kept in lowercase 8-4-4-4-12 hex form.
+#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Deserialize, serde::Serialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct DocSpaceUserId(Arc<str>);
+
+impl DocSpaceUserId {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl FromStr for DocSpaceUserId {
+    type Err = ParseError;
+    fn from_str(value: &str) -> Result<DocSpaceUserId, ParseError> {
+        let id = value.trim().to_ascii_lowercase();
+        let groups: Vec<&str> = id.split('-').collect();
+        let lengths: Vec<usize> = groups.iter().map(|g| g.len()).collect();
+        let well_formed = lengths == [8, 4, 4, 4, 12]
+            && groups
+                .iter()
+                .all(|g| g.bytes().all(|b| b.is_ascii_hexdigit()));
+        if well_formed {
+            Ok(DocSpaceUserId(id.into()))
+        } else {
+            Err(ParseError(format!(
+                "{:?} is not a DocSpace user id (a uuid)",
+                shorten(value)
+            )))
+        }
+    }
+}
+
+impl TryFrom<String> for DocSpaceUserId {
+    type Error = ParseError;
+    fn try_from(value: String) -> Result<DocSpaceUserId, ParseError> {
+        value.parse()
+    }
+}
+
+impl From<DocSpaceUserId> for String {
+    fn from(id: DocSpaceUserId) -> String {
+        id.0.to_string()
+    }
+}
+
+display_as_str!(DocSpaceUserId);
+
+/// The DocSpace tag that marks a project's room: `asana-project:<gid>`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct RoomTag(String);
+
+impl RoomTag {
+    pub fn for_project(project: &Gid) -> RoomTag {
+        RoomTag(format!("asana-project:{project}"))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for RoomTag {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
 /// At most 80 characters of a refused value, for messages.
 fn shorten(value: &str) -> String {
     match value.char_indices().nth(80) {
@@ -249,6 +367,48 @@ fn shorten(value: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn room_ids_are_positive_int32s() {
+        assert_eq!("45".parse::<RoomId>().unwrap().get(), 45);
+        assert_eq!(
+            RoomId::try_from(2_147_483_647).unwrap().get(),
+            2_147_483_647
+        );
+        for bad in ["0", "-1", "2147483648", "4x", "", "+5"] {
+            let err = bad.parse::<RoomId>().unwrap_err().to_string();
+            assert!(err.contains("is not a DocSpace room id"), "{bad}: {err}");
+        }
+        assert!(serde_json::from_str::<RoomId>("0").is_err());
+        assert_eq!(serde_json::from_str::<RoomId>("7").unwrap().get(), 7);
+    }
+
+    #[test]
+    fn docspace_user_ids_are_lowercased_dashed_uuids() {
+        let id: DocSpaceUserId = " 0F1E2D3C-4B5A-6978-8796-A5B4C3D2E1F0".parse().unwrap();
+        assert_eq!(id.as_str(), "0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0");
+        for bad in [
+            "0f1e2d3c4b5a69788796a5b4c3d2e1f0",
+            "0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f",
+            "0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1fg",
+            "",
+        ] {
+            assert!(bad.parse::<DocSpaceUserId>().is_err(), "{bad}");
+        }
+        assert_eq!(
+            serde_json::to_value(&id).unwrap(),
+            serde_json::json!("0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0")
+        );
+    }
+
+    #[test]
+    fn room_tags_name_the_project() {
+        let gid: Gid = "1200000000000100".parse().unwrap();
+        assert_eq!(
+            RoomTag::for_project(&gid).as_str(),
+            "asana-project:1200000000000100"
+        );
+    }
 
     #[test]
     fn gids_are_digits() {

@@ -7,6 +7,7 @@
 //! - [`store`]—durable secrets, job queue and invitations ledger
 //! - [`worker`]—claims jobs and carries them out
 //! - [`retention`]—deletes finished jobs once they are old enough
+//! - [`rooms`]—room access for assignees: the DocSpace role matrix and room titles
 //! - [`upstream`]—the Asana and DocSpace clients
 //! - [`settings`]—configuration
 
@@ -18,6 +19,7 @@ pub mod commands;
 pub mod domain;
 pub mod http;
 pub mod retention;
+pub mod rooms;
 pub mod settings;
 pub mod store;
 pub mod telemetry;

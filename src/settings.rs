@@ -10,6 +10,9 @@ use config::{Config, Environment, File, FileFormat};
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 
+use crate::rooms::access::or_list;
+pub use crate::rooms::{RoomAccess, RoomType, RoomsMode, TitleTemplate};
+
 const DEFAULTS: &str = include_str!("../config/default.toml");
 const ENV_PREFIX: &str = "BRIDGE";
 const ENV_SEPARATOR: &str = "__";
@@ -25,6 +28,48 @@ pub struct Settings {
     pub webhooks: WebhookSettings,
     pub retention: RetentionSettings,
     pub log: LogSettings,
+    /// `[rooms]` as written; [`Settings::rooms`] is what it means, once validated.
+    #[serde(rename = "rooms")]
+    rooms_raw: RawRooms,
+    /// Parsed from `[rooms]` by validation (`off` and the defaults before it).
+    #[serde(skip)]
+    pub rooms: RoomsSettings,
+}
+
+/// `[rooms]` as strings, so that a bad value is reported naming its variable.
+#[derive(Debug, Clone, Deserialize)]
+struct RawRooms {
+    mode: String,
+    access: String,
+    room_type: String,
+    notify: bool,
+    title: String,
+}
+
+/// Room access for assignees (issue 11).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RoomsSettings {
+    pub mode: RoomsMode,
+    /// What assignees get in a project's room.
+    pub access: RoomAccess,
+    /// The type of rooms created in `auto` mode.
+    pub room_type: RoomType,
+    /// Whether DocSpace notifies people added to a room.
+    pub notify: bool,
+    /// The title of created rooms.
+    pub title: TitleTemplate,
+}
+
+impl Default for RoomsSettings {
+    fn default() -> RoomsSettings {
+        RoomsSettings {
+            mode: RoomsMode::Off,
+            access: RoomAccess::Editing,
+            room_type: RoomType::Collaboration,
+            notify: true,
+            title: TitleTemplate::default(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -333,6 +378,10 @@ impl Settings {
             ));
         }
         self.invite.allowed_domains = normalize_domains(&self.invite.allowed_domains);
+        match parse_rooms(&self.rooms_raw, self.docspace.invite_type) {
+            Ok(rooms) => self.rooms = rooms,
+            Err(mut rooms_problems) => problems.append(&mut rooms_problems),
+        }
 
         if problems.is_empty() {
             Ok(self)
@@ -343,6 +392,97 @@ impl Settings {
 
     pub fn request_timeout(&self) -> Duration {
         Duration::from_millis(self.worker.request_timeout_ms)
+    }
+}
+
+/// `[rooms]` parsed, or every problem with it, each naming its variable.
+fn parse_rooms(raw: &RawRooms, invite_type: InviteType) -> Result<RoomsSettings, Vec<String>> {
+    fn named<T: std::str::FromStr>(
+        key: &str,
+        value: &str,
+        expected: &str,
+        accept: impl Fn(&T) -> bool,
+    ) -> Result<T, String> {
+        value
+            .trim()
+            .parse::<T>()
+            .ok()
+            .filter(accept)
+            .ok_or_else(|| {
+                format!(
+                    "{key} ({}): unknown value {value:?}; expected {expected}",
+                    env_var_name(key)
+                )
+            })
+    }
+    let mut problems = Vec::new();
+    let mode = named::<RoomsMode>(
+        "rooms.mode",
+        &raw.mode,
+        &or_list(&[RoomsMode::Off, RoomsMode::Linked, RoomsMode::Auto]),
+        |_| true,
+    );
+    let access_names: Vec<RoomAccess> = <RoomAccess as strum::IntoEnumIterator>::iter().collect();
+    let access = named::<RoomAccess>("rooms.access", &raw.access, &or_list(&access_names), |_| {
+        true
+    });
+    let room_type = named::<RoomType>(
+        "rooms.room_type",
+        &raw.room_type,
+        &or_list(&RoomType::CREATABLE),
+        |t| t.creatable(),
+    );
+    let title = TitleTemplate::parse(&raw.title).map_err(|problem| {
+        let key = "rooms.title";
+        match problem {
+            crate::rooms::access::TitleError::Empty => {
+                format!("{key} ({}) {problem}", env_var_name(key))
+            }
+            _ => format!("{key} ({}): {problem}", env_var_name(key)),
+        }
+    });
+    for result in [
+        mode.as_ref().err(),
+        access.as_ref().err(),
+        room_type.as_ref().err(),
+        title.as_ref().err(),
+    ]
+    .into_iter()
+    .flatten()
+    {
+        problems.push(result.clone());
+    }
+    if let (Ok(mode), Ok(access), Ok(room_type)) = (&mode, &access, &room_type) {
+        if *mode == RoomsMode::Auto && !room_type.allows(*access) {
+            problems.push(format!(
+                "rooms.access ({}) {access} is not available in {room_type} rooms (rooms.room_type, {}); they allow {}",
+                env_var_name("rooms.access"),
+                env_var_name("rooms.room_type"),
+                or_list(crate::rooms::allowed(*room_type)),
+            ));
+        }
+        if *mode != RoomsMode::Off
+            && *access == RoomAccess::RoomManager
+            && invite_type == InviteType::User
+        {
+            problems.push(format!(
+                "rooms.access ({}) cannot be RoomManager with docspace.invite_type ({}) User: DocSpace refuses room managers of the User type; choose ContentCreator or another access",
+                env_var_name("rooms.access"),
+                env_var_name("docspace.invite_type"),
+            ));
+        }
+    }
+    match (mode, access, room_type, title) {
+        (Ok(mode), Ok(access), Ok(room_type), Ok(title)) if problems.is_empty() => {
+            Ok(RoomsSettings {
+                mode,
+                access,
+                room_type,
+                notify: raw.notify,
+                title,
+            })
+        }
+        _ => Err(problems),
     }
 }
 
@@ -484,6 +624,121 @@ mod tests {
         .unwrap();
         assert_eq!(s.asana.token.expose_secret(), "12345");
         assert_eq!(s.docspace.api_key.expose_secret(), "007");
+    }
+
+    #[test]
+    fn rooms_default_to_off_editing_collaboration_notify_and_the_project_name() {
+        let s = load(&complete()).unwrap();
+        assert_eq!(s.rooms, RoomsSettings::default());
+        assert_eq!(s.rooms.mode, RoomsMode::Off);
+        assert_eq!(s.rooms.access, RoomAccess::Editing);
+        assert_eq!(s.rooms.room_type, RoomType::Collaboration);
+        assert!(s.rooms.notify);
+        assert_eq!(s.rooms.title.as_str(), "{project}");
+    }
+
+    #[test]
+    fn rooms_settings_parse_from_the_environment() {
+        let mut pairs = complete();
+        pairs.push(("BRIDGE__ROOMS__MODE", "Auto"));
+        pairs.push(("BRIDGE__ROOMS__ACCESS", "Review"));
+        pairs.push(("BRIDGE__ROOMS__ROOM_TYPE", "Custom"));
+        pairs.push(("BRIDGE__ROOMS__NOTIFY", "false"));
+        pairs.push(("BRIDGE__ROOMS__TITLE", "Asana: {project}"));
+        let s = load(&pairs).unwrap();
+        assert_eq!(s.rooms.mode, RoomsMode::Auto);
+        assert_eq!(s.rooms.access, RoomAccess::Review);
+        assert_eq!(s.rooms.room_type, RoomType::Custom);
+        assert!(!s.rooms.notify);
+        assert_eq!(s.rooms.title.render("Website", "1"), "Asana: Website");
+    }
+
+    fn rooms_error(extra: &[(&'static str, &'static str)]) -> String {
+        let mut pairs = complete();
+        pairs.extend_from_slice(extra);
+        load(&pairs).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn unknown_room_names_are_refused_naming_their_variables() {
+        let err = rooms_error(&[
+            ("BRIDGE__ROOMS__MODE", "sometimes"),
+            ("BRIDGE__ROOMS__ACCESS", "Write"),
+            ("BRIDGE__ROOMS__ROOM_TYPE", "Ai"),
+        ]);
+        for line in [
+            r#"rooms.mode (BRIDGE__ROOMS__MODE): unknown value "sometimes"; expected off, linked or auto"#,
+            r#"rooms.access (BRIDGE__ROOMS__ACCESS): unknown value "Write"; expected Editing, Review, Comment, Read, FillForms, ContentCreator or RoomManager"#,
+            r#"rooms.room_type (BRIDGE__ROOMS__ROOM_TYPE): unknown value "Ai"; expected Collaboration, Custom, Public, FillingForms or VirtualData"#,
+        ] {
+            assert!(
+                err.lines().any(|l| l == line),
+                "{line}\nmissing from:\n{err}"
+            );
+        }
+    }
+
+    #[test]
+    fn an_access_the_room_type_does_not_allow_is_refused_in_auto_mode() {
+        let err = rooms_error(&[
+            ("BRIDGE__ROOMS__MODE", "auto"),
+            ("BRIDGE__ROOMS__ACCESS", "Review"),
+        ]);
+        let line = "rooms.access (BRIDGE__ROOMS__ACCESS) Review is not available in Collaboration rooms (rooms.room_type, BRIDGE__ROOMS__ROOM_TYPE); they allow RoomManager, ContentCreator, Editing or Read";
+        assert!(err.lines().any(|l| l == line), "{err}");
+        // In linked mode each link is checked against its room's real type instead.
+        let mut pairs = complete();
+        pairs.push(("BRIDGE__ROOMS__MODE", "linked"));
+        pairs.push(("BRIDGE__ROOMS__ACCESS", "Review"));
+        assert_eq!(load(&pairs).unwrap().rooms.access, RoomAccess::Review);
+    }
+
+    #[test]
+    fn room_manager_is_refused_for_user_invitations_unless_rooms_are_off() {
+        let err = rooms_error(&[
+            ("BRIDGE__ROOMS__MODE", "linked"),
+            ("BRIDGE__ROOMS__ACCESS", "RoomManager"),
+            ("BRIDGE__DOCSPACE__INVITE_TYPE", "User"),
+        ]);
+        let line = "rooms.access (BRIDGE__ROOMS__ACCESS) cannot be RoomManager with docspace.invite_type (BRIDGE__DOCSPACE__INVITE_TYPE) User: DocSpace refuses room managers of the User type; choose ContentCreator or another access";
+        assert!(err.lines().any(|l| l == line), "{err}");
+        let with = |extra: &[(&'static str, &'static str)]| {
+            let mut pairs = complete();
+            pairs.push(("BRIDGE__ROOMS__ACCESS", "RoomManager"));
+            pairs.extend_from_slice(extra);
+            load(&pairs).unwrap().rooms
+        };
+        let off = with(&[("BRIDGE__DOCSPACE__INVITE_TYPE", "User")]);
+        assert_eq!(off.mode, RoomsMode::Off);
+        let room_admins = with(&[
+            ("BRIDGE__DOCSPACE__INVITE_TYPE", "RoomAdmin"),
+            ("BRIDGE__ROOMS__MODE", "auto"),
+        ]);
+        assert_eq!(room_admins.access, RoomAccess::RoomManager);
+    }
+
+    #[test]
+    fn room_titles_must_be_non_empty_with_only_the_project_placeholder() {
+        let err = rooms_error(&[("BRIDGE__ROOMS__TITLE", "  ")]);
+        assert!(
+            err.lines()
+                .any(|l| l == "rooms.title (BRIDGE__ROOMS__TITLE) must not be empty"),
+            "{err}"
+        );
+        let err = rooms_error(&[("BRIDGE__ROOMS__TITLE", "{name} room")]);
+        assert!(
+            err.lines().any(|l| l
+                == "rooms.title (BRIDGE__ROOMS__TITLE): unknown placeholder {name}; only {project} is replaced"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn rooms_notify_must_be_a_bool() {
+        let mut pairs = complete();
+        pairs.push(("BRIDGE__ROOMS__NOTIFY", "sometimes"));
+        let err = load(&pairs).unwrap_err().to_string();
+        assert!(err.contains("notify"), "{err}");
     }
 
     #[test]

@@ -22,9 +22,12 @@ use std::fmt::Display;
 use std::io::Write as _;
 use std::time::{Duration, SystemTime};
 
+use asana_docspace_bridge::domain::{DocSpaceUserId, Gid, RoomId, RoomTag};
+use asana_docspace_bridge::rooms::{RoomAccess, RoomType};
 use asana_docspace_bridge::settings::{InviteType, Settings, Sources};
 use asana_docspace_bridge::store::{Store, StoreOptions};
 use asana_docspace_bridge::upstream::asana::{AssigneeEmail, webhook_filters};
+use asana_docspace_bridge::upstream::docspace::{NewRoom, RoomLookup};
 use asana_docspace_bridge::upstream::{AsanaClient, DocSpaceClient, UpstreamError};
 use asana_docspace_fakes::{AsanaFake, FakeUser};
 use asana_docspace_test_support::{BridgeEnv, TestDatabase};
@@ -43,9 +46,11 @@ const TASK: &str = "1200000000000300";
 const PUBLIC_URL: &str = "https://bridge.example.com";
 /// The `opt_fields` the bridge reads a task with (the known exception): the assignee's email, and
 /// the task's projects and parent (both in the spec's enum).
-const TASK_FIELDS: &str = "assignee.email,assignee.name,name,projects,parent";
+const TASK_FIELDS: &str =
+    "assignee.email,assignee.name,completed,name,parent,projects,projects.name";
 const PEOPLE_EMAIL: &str = "/api/2.0/people/email";
 const PEOPLE_INVITE: &str = "/api/2.0/people/invite";
+const ROOMS: &str = "/api/2.0/files/rooms";
 
 /// A test's view of the shared Prism servers: its own recording proxies, and where its part of
 /// each server's log starts.
@@ -519,6 +524,113 @@ async fn docspace_calls_pass_the_spec() {
             format!("the invite body for {invite_type}"),
         );
     }
+}
+
+/// Every room call, and the person look-up by email with its uuid decoded.
+#[tokio::test]
+async fn docspace_room_calls_pass_the_spec() {
+    let Some(c) = Contract::start("docspace_room_calls_pass_the_spec").await else {
+        return;
+    };
+    let client = c.docspace_client();
+    let project: Gid = PROJECT.parse().unwrap();
+    let tag = RoomTag::for_project(&project);
+    let room = RoomId::try_from(1).unwrap();
+    let user: DocSpaceUserId = "0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0".parse().unwrap();
+    let found = client.find_user("member@example.com").await;
+    let created = client
+        .create_room(&NewRoom {
+            title: "Website".into(),
+            room_type: RoomType::Collaboration,
+            tags: vec![tag.as_str().to_string()],
+        })
+        .await;
+    let by_tag = client.find_rooms_by_tag(&tag).await;
+    let probe = client.list_rooms_probe().await;
+    let info = client.get_room(room).await;
+    let members = client.room_members(room, "member@example.com", 0).await;
+    let shared = client
+        .share_room(room, &user, RoomAccess::Editing, true)
+        .await;
+    c.assert_all_accepted();
+    c.assert_requests(
+        &[],
+        &[
+            (Method::GET, PEOPLE_EMAIL),
+            (Method::POST, ROOMS),
+            (Method::GET, ROOMS),
+            (Method::GET, ROOMS),
+            (Method::GET, "/api/2.0/files/rooms/1"),
+            (Method::GET, "/api/2.0/files/rooms/1/share"),
+            (Method::PUT, "/api/2.0/files/rooms/1/share"),
+        ],
+    );
+    c.ensure(
+        found.as_ref().is_ok_and(Option::is_some),
+        format!("find_user decodes the uuid: {found:?}"),
+    );
+    c.ensure(created.is_ok(), format!("create_room: {created:?}"));
+    c.ensure(by_tag.is_ok(), format!("find_rooms_by_tag: {by_tag:?}"));
+    c.ensure(probe.is_ok(), format!("list_rooms_probe: {probe:?}"));
+    c.ensure(
+        matches!(info, Ok(RoomLookup::Found(_))),
+        format!("get_room: {info:?}"),
+    );
+    c.ensure(members.is_ok(), format!("room_members: {members:?}"));
+    c.ensure(shared.is_ok(), format!("share_room: {shared:?}"));
+    let exchanges = c.docspace.exchanges();
+    c.ensure(
+        exchanges[1].request_json()
+            == json!({"title": "Website", "roomType": 2, "tags": [format!("asana-project:{PROJECT}")]}),
+        "the create body: title, integer type and the tag; never `private`",
+    );
+    c.ensure(
+        exchanges[2].query_param("tags") == Some(format!("[\"asana-project:{PROJECT}\"]"))
+            && exchanges[2].query_param("searchArea").as_deref() == Some("0")
+            && exchanges[2].query_param("count").as_deref() == Some("100"),
+        "the tag search: a JSON array in a string, active rooms, a full page",
+    );
+    c.ensure(
+        exchanges[5].query_param("filterValue").as_deref() == Some("member@example.com")
+            && exchanges[5].query_param("count").as_deref() == Some("100")
+            && exchanges[5].query_param("startIndex").as_deref() == Some("0"),
+        "the members read: filtered by the email, a full page from the start",
+    );
+    c.ensure(
+        exchanges[6].request_json()
+            == json!({"invitations": [{"id": user.as_str(), "access": 10}], "notify": true}),
+        "the share body: by id, the integer access",
+    );
+}
+
+/// A room that is gone answers 404: `get_room` says so instead of failing.
+#[tokio::test]
+async fn docspace_get_room_404_is_not_found() {
+    let gone = Prefer {
+        method: Method::GET,
+        path: "/api/2.0/files/rooms/7",
+        query_contains: "",
+        prefer: "code=404",
+    };
+    let Some(c) = Contract::start_with("docspace_get_room_404_is_not_found", vec![gone]).await
+    else {
+        return;
+    };
+    let client = c.docspace_client();
+    let info = client.get_room(RoomId::try_from(7).unwrap()).await;
+    let user = client.find_user("member@example.com").await;
+    c.assert_requests(
+        &[],
+        &[
+            (Method::GET, "/api/2.0/files/rooms/7"),
+            (Method::GET, PEOPLE_EMAIL),
+        ],
+    );
+    c.ensure(
+        info == Ok(RoomLookup::NotFound),
+        format!("get_room: {info:?}"),
+    );
+    c.ensure(user.is_ok(), format!("find_user: {user:?}"));
 }
 
 #[tokio::test]

@@ -10,7 +10,7 @@ mod server;
 pub use asana::{
     AsanaFake, FakeTask, FakeUser, FakeWebhook, assignment_delivery, task_added_delivery,
 };
-pub use docspace::{DocSpaceFake, SentInvitation};
+pub use docspace::{DocSpaceFake, FakeRoom, SentInvitation};
 pub use faults::{Fault, Gate};
 pub use server::RecordedRequest;
 

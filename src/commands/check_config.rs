@@ -4,9 +4,15 @@ use std::process::ExitCode;
 
 use super::Context;
 use crate::app::redact_url;
-use crate::settings::{HandshakeMode, Settings, SettingsError, Sources, env_var_name};
-use crate::store::Store;
+use crate::domain::RoomId;
+use crate::rooms::{RoomAccess, RoomsMode};
+use crate::settings::{
+    HandshakeMode, RoomsSettings, Settings, SettingsError, Sources, env_var_name,
+};
+use crate::store::{ProjectRoom, Store};
 use crate::telemetry::{LogTarget, init_logging};
+use crate::upstream::DocSpaceClient;
+use crate::upstream::docspace::RoomLookup;
 use crate::webhook::register::first_use_warning;
 
 pub async fn run(sources: Sources<'_>) -> ExitCode {
@@ -92,6 +98,23 @@ pub async fn run(sources: Sources<'_>) -> ExitCode {
         },
         Err(err) => report(false, format!("docspace: {err:#}")),
     }
+    let rooms = &ctx.settings.rooms;
+    let docspace = ctx.docspace().ok();
+    if rooms.mode != RoomsMode::Off {
+        report(true, rooms_summary(rooms));
+        if let Some(docspace) = &docspace {
+            match docspace.list_rooms_probe().await {
+                Ok(()) => report(true, "docspace rooms: the key can read rooms".to_string()),
+                Err(err) if err.status() == Some(403) => report(
+                    false,
+                    format!(
+                        "docspace rooms: the key cannot read rooms ({err}): give it the rooms:write scope"
+                    ),
+                ),
+                Err(err) => report(false, format!("docspace rooms: {err}")),
+            }
+        }
+    }
     let url = redact_url(&ctx.settings.database.url);
     // Opened as every command but `serve` and `migrate` opens it: a missing store, or one whose
     // schema is not this binary's, fails here instead of being created or migrated.
@@ -103,10 +126,22 @@ pub async fn run(sources: Sources<'_>) -> ExitCode {
     {
         Ok(store) => {
             match store.require_current_schema().await {
-                Ok(version) => report(
-                    true,
-                    format!("database: {url} reachable, schema at version {version}"),
-                ),
+                Ok(version) => {
+                    report(
+                        true,
+                        format!("database: {url} reachable, schema at version {version}"),
+                    );
+                    if let Some(docspace) =
+                        docspace.as_ref().filter(|_| rooms.mode != RoomsMode::Off)
+                    {
+                        for (ok, line) in mapped_rooms(&store, docspace, rooms.mode).await {
+                            match ok {
+                                Some(ok) => report(ok, line),
+                                None => println!("warn {line}"),
+                            }
+                        }
+                    }
+                }
                 Err(err) => report(false, format!("database: {url}: {err}")),
             }
             store.close().await;
@@ -118,5 +153,103 @@ pub async fn run(sources: Sources<'_>) -> ExitCode {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE
+    }
+}
+
+/// The `rooms` line: what the mode grants, where.
+fn rooms_summary(rooms: &RoomsSettings) -> String {
+    match rooms.mode {
+        RoomsMode::Auto => format!(
+            "rooms: auto, {} in new {} rooms titled \"{}\"",
+            rooms.access, rooms.room_type, rooms.title
+        ),
+        RoomsMode::Linked | RoomsMode::Off => format!(
+            "rooms: {}, {} in the rooms linked with `rooms link` (unless linked with another access)",
+            rooms.mode, rooms.access
+        ),
+    }
+}
+
+/// Reads every mapped room in DocSpace. Each line comes with `Some(passed)`, or `None` for a
+/// warning: a room deleted or archived fails in `linked` mode and warns in `auto` (a job replaces it).
+async fn mapped_rooms(
+    store: &Store,
+    docspace: &DocSpaceClient,
+    mode: RoomsMode,
+) -> Vec<(Option<bool>, String)> {
+    let mapped = match store.list_project_rooms().await {
+        Ok(mapped) => mapped,
+        Err(err) => {
+            return vec![(
+                Some(false),
+                format!("rooms: reading the linked rooms: {err}"),
+            )];
+        }
+    };
+    let mut lines = Vec::new();
+    for room in &mapped {
+        let found = match RoomId::try_from(room.room_id) {
+            Ok(id) => docspace.get_room(id).await,
+            Err(err) => {
+                lines.push((
+                    Some(false),
+                    format!("room of project {}: {err}", room.project_gid),
+                ));
+                continue;
+            }
+        };
+        let gone = match found {
+            Ok(RoomLookup::Found(found)) if found.is_archived() => "is archived",
+            Ok(RoomLookup::Found(_)) => {
+                lines.push((
+                    Some(true),
+                    format!(
+                        "room {} \"{}\" of project {}: exists ({}, {})",
+                        room.room_id,
+                        room.room_title,
+                        room.project_gid,
+                        room.how,
+                        RoomAccess::from_repr(room.access)
+                            .map_or_else(|| room.access.to_string(), |a| a.to_string())
+                    ),
+                ));
+                continue;
+            }
+            Ok(RoomLookup::NotFound) => "does not exist (404)",
+            Err(err) => {
+                lines.push((
+                    Some(false),
+                    format!(
+                        "room {} of project {}: {err}",
+                        room.room_id, room.project_gid
+                    ),
+                ));
+                continue;
+            }
+        };
+        lines.push(gone_room_line(room, gone, mode));
+    }
+    lines
+}
+
+fn gone_room_line(room: &ProjectRoom, gone: &str, mode: RoomsMode) -> (Option<bool>, String) {
+    let project = &room.project_gid;
+    match mode {
+        RoomsMode::Auto => (
+            None,
+            format!(
+                "room {} of project {project} {gone} in DocSpace: the project's next job adopts or \
+                 creates a new room",
+                room.room_id
+            ),
+        ),
+        RoomsMode::Linked | RoomsMode::Off => (
+            Some(false),
+            format!(
+                "room {} of project {project} {gone} in DocSpace: link another with `rooms link \
+                 --project {project} --room <ROOM_ID>` or `rooms unlink --project {project}`",
+                room.room_id
+            ),
+        ),
     }
 }

@@ -7,6 +7,7 @@ mod healthcheck;
 mod invite_task;
 mod jobs;
 mod migrate;
+mod rooms;
 mod webhooks;
 
 use std::process::ExitCode;
@@ -16,7 +17,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use anyhow::Context as _;
 
 use crate::app::{Application, redact_url, shutdown_signal};
-use crate::cli::{Cli, Command, JobsCommand, WebhooksCommand};
+use crate::cli::{Cli, Command, JobsCommand, RoomsCommand, WebhooksCommand};
 use crate::settings::{Settings, SettingsError, Sources};
 use crate::store::{Store, StoreResult};
 use crate::telemetry::{LogTarget, init_logging};
@@ -59,6 +60,13 @@ pub async fn run(cli: Cli) -> ExitCode {
         }
         Command::Jobs(JobsCommand::List { status, limit }) => jobs::list(&ctx, status, limit).await,
         Command::Jobs(JobsCommand::Retry { id, failed }) => jobs::retry(&ctx, id, failed).await,
+        Command::Rooms(RoomsCommand::List) => rooms::list(&ctx).await,
+        Command::Rooms(RoomsCommand::Link {
+            project,
+            room,
+            access,
+        }) => rooms::link(&ctx, &project, room, access).await,
+        Command::Rooms(RoomsCommand::Unlink { project }) => rooms::unlink(&ctx, &project).await,
         Command::InviteTask { task_gid } => invite_task::run(&ctx, &task_gid).await,
         Command::Backfill(args) => backfill::run(&ctx, &args.project, args.dry_run).await,
         Command::Backup { path } => backup(&ctx, &path).await,

@@ -13,6 +13,9 @@ use std::time::Duration;
 use sqlx::{QueryBuilder, Sqlite};
 
 use super::conn::{Conn, Sql, Write};
+use super::grants::{GrantRequest, confirm_grant, insert_had_access, release_unconfirmed_grants};
+use super::rooms::upsert_project;
+use super::tasks::{TaskRead, refresh_task};
 use super::{Durability, Store, StoreError, StoreResult, duration_ms, now_ms};
 use crate::domain::{Email, Gid, JobKind, JobSource};
 
@@ -91,6 +94,9 @@ pub struct JobRecord {
     pub lease_owner: Option<String>,
     pub created_at: i64,
     pub updated_at: i64,
+    /// What the job did per room, as JSON (`[{"room":45,"result":"granted",…}]`); `None` before
+    /// a settlement recorded any.
+    pub room_results: Option<String>,
 }
 
 /// A nullable gid column, decoded as `Option<Gid>` (sqlx's `try_from` needs a named type).
@@ -137,6 +143,8 @@ impl TryFrom<String> for JobStatus {
 #[strum(serialize_all = "snake_case")]
 pub enum Outcome {
     Invited,
+    /// This job shared a room with someone DocSpace knew already (or another job invited).
+    Granted,
     AlreadyMember,
     AlreadyInvited,
     NoAssignee,
@@ -328,7 +336,8 @@ impl Write for RenewLeases {
 }
 
 /// How an attempt at a leased job ends.
-enum Settlement {
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Settlement {
     /// Finished for good: `done` with its outcome and an optional note.
     Done {
         outcome: Outcome,
@@ -336,9 +345,34 @@ enum Settlement {
     },
     /// Back in the queue, due at `run_at`, with the error that sent it back.
     RetryAt { run_at: i64, error: String },
-    /// `failed` for good; any invitation it reserved but did not confirm is given up, so a later
-    /// job may try that person again.
+    /// `failed` for good; any invitation or room share it reserved but did not confirm is given
+    /// up, so a later job may try that person again.
     Failed { error: String },
+}
+
+/// What an attempt learnt, recorded in the transaction that settles its job, so all of it stands
+/// or none does (none when the lease was lost: the job's next holder reads it all again).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Confirmations {
+    /// DocSpace accepted this job's invitation of this email: its reservation becomes `sent`.
+    pub invitation_sent: Option<Email>,
+    /// Rooms DocSpace shared at this job's request: its `sending` rows of (email, room) become
+    /// `granted`.
+    pub grants: Vec<(Email, i64)>,
+    /// People found in a room already, with the access seen (`had_access`).
+    pub had_access: Vec<GrantRequest>,
+    /// The task as this attempt read it, with the projects it counts toward.
+    pub task: Option<TaskRead>,
+    /// Project names the task read showed.
+    pub project_names: Vec<(Gid, String)>,
+    /// What the job did per room (JSON), for `jobs list`.
+    pub room_results: Option<String>,
+}
+
+impl Confirmations {
+    fn is_empty(&self) -> bool {
+        *self == Confirmations::default()
+    }
 }
 
 /// Settles a job `owner` holds. Output: false when the lease was lost meanwhile (then nothing
@@ -349,6 +383,7 @@ struct SettleJob {
     owner: LeaseOwner,
     email: Option<Email>,
     settlement: Settlement,
+    confirmations: Confirmations,
 }
 
 impl SettleJob {
@@ -378,7 +413,8 @@ impl SettleJob {
                 Sql::new(
                     "UPDATE jobs SET status = $1, outcome = $2, run_at = COALESCE($3, run_at), \
                      last_error = $4, email = CASE WHEN $5 = 1 THEN $6 ELSE COALESCE($6, email) END, \
-                     lease_owner = NULL, lease_until = NULL, updated_at = $7 \
+                     lease_owner = NULL, lease_until = NULL, updated_at = $7, \
+                     room_results = COALESCE($10, room_results) \
                      WHERE id = $8 AND lease_owner = $9 AND status = 'running'",
                 )
                 .bind(status.as_str())
@@ -389,7 +425,8 @@ impl SettleJob {
                 .bind(self.email.as_ref().map(Email::as_str))
                 .bind(now_ms())
                 .bind(self.id)
-                .bind(self.owner.as_str()),
+                .bind(self.owner.as_str())
+                .bind(self.confirmations.room_results.as_deref()),
             )
             .await?;
         Ok(updated == 1)
@@ -401,19 +438,50 @@ impl Write for SettleJob {
     const DURABILITY: Durability = Durability::Relaxed;
 
     async fn run(&self, conn: &mut Conn<'_>) -> sqlx::Result<bool> {
-        if !matches!(self.settlement, Settlement::Failed { .. }) {
+        let failed = matches!(self.settlement, Settlement::Failed { .. });
+        if !failed && self.confirmations.is_empty() {
             return self.update(conn).await;
         }
         let mut tx = conn.begin().await?;
         if !self.update(&mut tx.conn()).await? {
             return Ok(false);
         }
-        tx.conn()
-            .execute(
-                Sql::new("DELETE FROM invitations WHERE job_id = $1 AND state = 'sending'")
+        let now = now_ms();
+        let found = &self.confirmations;
+        if let Some(email) = &found.invitation_sent {
+            tx.conn()
+                .execute(
+                    Sql::new(
+                        "UPDATE invitations SET state = 'sent', sent_at = $1 \
+                         WHERE email = $2 AND job_id = $3",
+                    )
+                    .bind(now)
+                    .bind(email.as_str())
                     .bind(self.id),
-            )
-            .await?;
+                )
+                .await?;
+        }
+        for (email, room_id) in &found.grants {
+            confirm_grant(&mut tx.conn(), self.id, email, *room_id, now).await?;
+        }
+        for seen in &found.had_access {
+            insert_had_access(&mut tx.conn(), self.id, seen, now).await?;
+        }
+        for (gid, name) in &found.project_names {
+            upsert_project(&mut tx.conn(), gid, Some(name), now).await?;
+        }
+        if let Some(task) = &found.task {
+            refresh_task(&mut tx.conn(), task, Some(self.id), now).await?;
+        }
+        if failed {
+            tx.conn()
+                .execute(
+                    Sql::new("DELETE FROM invitations WHERE job_id = $1 AND state = 'sending'")
+                        .bind(self.id),
+                )
+                .await?;
+            release_unconfirmed_grants(&mut tx.conn(), self.id).await?;
+        }
         tx.commit().await?;
         Ok(true)
     }
@@ -525,7 +593,7 @@ macro_rules! select_jobs {
     ($rest:literal) => {
         concat!(
             "SELECT id, source, task_gid, event_kind, status, attempts, run_at, outcome, email, \
-             last_error, lease_owner, created_at, updated_at FROM jobs ",
+             last_error, lease_owner, created_at, updated_at, room_results FROM jobs ",
             $rest
         )
     };
@@ -597,6 +665,27 @@ impl Store {
             owner: owner.clone(),
             email,
             settlement: Settlement::Done { outcome, note },
+            confirmations: Confirmations::default(),
+        })
+        .await
+    }
+
+    /// Settles a job `owner` holds and records what its attempt learnt, in one transaction.
+    /// Returns false, recording nothing, when the lease was lost meanwhile.
+    pub async fn settle_job(
+        &self,
+        id: i64,
+        owner: &LeaseOwner,
+        email: Option<Email>,
+        settlement: Settlement,
+        confirmations: Confirmations,
+    ) -> StoreResult<bool> {
+        self.write(SettleJob {
+            id,
+            owner: owner.clone(),
+            email,
+            settlement,
+            confirmations,
         })
         .await
     }
@@ -619,6 +708,7 @@ impl Store {
                 run_at: run_at_ms,
                 error,
             },
+            confirmations: Confirmations::default(),
         })
         .await
     }
@@ -636,6 +726,7 @@ impl Store {
             owner: owner.clone(),
             email,
             settlement: Settlement::Failed { error },
+            confirmations: Confirmations::default(),
         })
         .await
     }

@@ -6,7 +6,10 @@
 //!
 //! Where things happen: `jobs` enqueues, claims (`ClaimDueJobs`) and settles jobs after an
 //! attempt (`SettleJob`: done, due again later, or failed; `RetryFailedJobs` for `jobs retry`);
-//! `invitations` reserves (`ReserveInvitation`) and confirms an invitation; `webhooks` keeps
+//! `invitations` reserves (`ReserveInvitation`) and confirms an invitation; `grants` does the same
+//! for room shares (`ReserveGrant`, `ConfirmGrant`); `rooms` maps projects to DocSpace rooms and
+//! holds the one creator of a project's room (`ClaimRoomCreation`); `tasks` keeps every task a
+//! job read; `webhooks` keeps
 //! secrets and registrations; `retention` deletes old finished jobs; `schema` compares the
 //! store's migrations with this binary's.
 //!
@@ -14,11 +17,14 @@
 //! [`Store::open_and_migrate`] (`migrate`) create a missing SQLite file or apply migrations.
 
 mod conn;
+mod grants;
 mod invitations;
 mod jobs;
 mod retention;
+mod rooms;
 mod schema;
 mod sqlite_writer;
+mod tasks;
 mod webhooks;
 
 use std::path::Path;
@@ -35,12 +41,18 @@ use sqlx::sqlite::{
 };
 use sqlx::{Postgres, Sqlite};
 
+pub use grants::{GrantRecord, GrantRequest, GrantReservation, GrantState};
 pub use invitations::{InvitationState, Reservation};
 pub use jobs::{
-    ClaimedJob, EnqueueOutcome, JobRecord, JobStatus, LeaseOwner, NewJob, Outcome, QueueCounts,
-    RetryRequest,
+    ClaimedJob, Confirmations, EnqueueOutcome, JobRecord, JobStatus, LeaseOwner, NewJob, Outcome,
+    QueueCounts, RetryRequest, Settlement,
+};
+pub use rooms::{
+    Claimant, CreationClaim, CreationState, KnownProject, LinkOutcome, NewProjectRoom, ProjectRoom,
+    RoomCreation,
 };
 pub use schema::{AppliedMigration, SchemaError};
+pub use tasks::{TaskProject, TaskRead, TaskRecord};
 pub use webhooks::{
     HandshakeOutcome, RegisteredWebhook, RegistrationOpening, RegistrationWindow, SecretLookup,
     UsableWebhook, WebhookRecord,

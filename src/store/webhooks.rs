@@ -256,7 +256,10 @@ impl Write for ConfirmRegistration {
     const DURABILITY: Durability = Durability::Synced;
 
     async fn run(&self, conn: &mut Conn<'_>) -> sqlx::Result<bool> {
-        let confirmed = conn
+        let now = now_ms();
+        let mut tx = conn.begin().await?;
+        let confirmed = tx
+            .conn()
             .execute(
                 Sql::new(
                     "UPDATE webhooks SET webhook_gid = $1, project_gid = $2, target = $3, \
@@ -266,12 +269,19 @@ impl Write for ConfirmRegistration {
                 .bind(self.registered.webhook_gid.as_str())
                 .bind(self.registered.project_gid.as_str())
                 .bind(self.registered.target.as_str())
-                .bind(now_ms())
+                .bind(now)
                 .bind(self.name.as_str())
                 .bind(self.nonce_hash.as_str()),
             )
             .await?;
-        Ok(confirmed == 1)
+        if confirmed != 1 {
+            return Ok(false);
+        }
+        // The webhook's project is known from now on (its room, in `auto` mode, follows).
+        super::rooms::upsert_project(&mut tx.conn(), &self.registered.project_gid, None, now)
+            .await?;
+        tx.commit().await?;
+        Ok(true)
     }
 }
 

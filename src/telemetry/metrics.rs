@@ -22,6 +22,8 @@ pub const UPSTREAM_REQUESTS: &str = "bridge_upstream_requests_total";
 pub const UPSTREAM_DURATION: &str = "bridge_upstream_request_duration_seconds";
 pub const LAST_DELIVERY: &str = "bridge_webhook_last_delivery_timestamp_seconds";
 pub const JOBS_DELETED: &str = "bridge_jobs_deleted_total";
+pub const ROOM_GRANTS: &str = "bridge_room_grants_total";
+pub const ROOMS_CREATED: &str = "bridge_rooms_created_total";
 
 /// How a delivery (or handshake) was answered; its metrics label is the snake_case name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, strum::IntoStaticStr)]
@@ -83,6 +85,8 @@ fn describe() {
         UPSTREAM_REQUESTS,
         "Requests to Asana and DocSpace by service and status"
     );
+    describe_counter!(ROOM_GRANTS, "Room decisions of recorded jobs by result");
+    describe_counter!(ROOMS_CREATED, "Rooms created in DocSpace");
     describe_counter!(JOBS_DELETED, "Done jobs deleted by retention");
     describe_histogram!(UPSTREAM_DURATION, Unit::Seconds, "Upstream request latency");
     describe_gauge!(
@@ -109,6 +113,16 @@ pub fn job_finished(outcome: &'static str) {
 /// Also with 0, so that the counter shows from the first sweep on.
 pub fn jobs_deleted(count: u64) {
     counter!(JOBS_DELETED).increment(count);
+}
+
+/// One room decision of a recorded job: `granted`, `already_in_room` or `failed`.
+pub fn room_grant(result: &'static str) {
+    counter!(ROOM_GRANTS, "result" => result).increment(1);
+}
+
+/// A room DocSpace created at the bridge's request.
+pub fn room_created() {
+    counter!(ROOMS_CREATED).increment(1);
 }
 
 pub fn job_attempt(result: &'static str) {

@@ -17,7 +17,8 @@ const DEFAULT_REQUESTS_PER_MINUTE: u32 = 1500;
 /// A task's assignee with the email, and where the task lives: its projects and its parent (a
 /// subtask's `projects` may be empty). Asana's spec lists `projects` and `parent` but no nested
 /// user fields; see `tests/contract.rs`.
-const TASK_FIELDS: &str = "assignee.email,assignee.name,name,projects,parent";
+const TASK_FIELDS: &str =
+    "assignee.email,assignee.name,completed,name,parent,projects,projects.name";
 
 /// Where a task lives, for following a subtask's parents.
 const TASK_PLACEMENT_FIELDS: &str = "projects,parent";
@@ -39,6 +40,8 @@ pub struct Task {
     pub name: Option<String>,
     #[serde(default)]
     pub assignee: Option<Assignee>,
+    #[serde(default)]
+    pub completed: bool,
     #[serde(flatten)]
     pub placement: TaskPlacement,
 }

@@ -7,7 +7,203 @@ use serde::{Deserialize, Serialize};
 
 use super::json_api::JsonApi;
 use super::{BadBaseUrl, Service, UpstreamError};
+use crate::domain::{DocSpaceUserId, RoomId, RoomTag};
+use crate::rooms::{RoomAccess, RoomType};
 use crate::settings::{InviteType, Settings};
+use crate::telemetry::mask_emails_in;
+
+/// The most entries DocSpace returns per page of rooms or members (the spec's `count` maximum).
+pub const PAGE_SIZE: u32 = 100;
+
+/// `rootFolderType` of a room in the archive.
+const ARCHIVE_FOLDER_TYPE: i64 = 20;
+
+/// A DocSpace person (`EmployeeFullDto`), as far as rooms need one.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct DocSpaceUser {
+    pub id: DocSpaceUserId,
+    #[serde(default)]
+    pub email: Option<String>,
+    /// 1 active, 2 disabled (terminated), 4 pending.
+    #[serde(default)]
+    pub status: Option<i64>,
+}
+
+impl DocSpaceUser {
+    /// A terminated user: DocSpace silently drops shares to them.
+    pub fn is_disabled(&self) -> bool {
+        self.status == Some(2)
+    }
+}
+
+#[derive(Deserialize)]
+struct UserEnvelope {
+    response: DocSpaceUser,
+}
+
+/// A room (`FolderDtoInteger`), as far as the bridge reads one.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct Room {
+    pub id: RoomId,
+    #[serde(default)]
+    pub title: String,
+    /// The RoomType integer (see [`Room::room_type`]).
+    #[serde(rename = "roomType", default)]
+    pub room_type_int: Option<i64>,
+    #[serde(default, deserialize_with = "null_as_empty")]
+    pub tags: Vec<String>,
+    /// 14 for active rooms, 20 in the archive.
+    #[serde(rename = "rootFolderType", default)]
+    pub root_folder_type: Option<i64>,
+}
+
+impl Room {
+    pub fn room_type(&self) -> Option<RoomType> {
+        self.room_type_int.and_then(RoomType::from_repr)
+    }
+
+    pub fn is_archived(&self) -> bool {
+        self.root_folder_type == Some(ARCHIVE_FOLDER_TYPE)
+    }
+
+    pub fn has_tag(&self, tag: &RoomTag) -> bool {
+        self.tags.iter().any(|t| t == tag.as_str())
+    }
+}
+
+fn null_as_empty<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    Ok(Option::<Vec<String>>::deserialize(d)?.unwrap_or_default())
+}
+
+/// A room read by id.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RoomLookup {
+    Found(Room),
+    /// 404: deleted, or never there.
+    NotFound,
+}
+
+#[derive(Deserialize)]
+struct RoomEnvelope {
+    response: Room,
+}
+
+#[derive(Deserialize)]
+struct RoomsEnvelope {
+    response: RoomsFolder,
+}
+
+#[derive(Deserialize)]
+struct RoomsFolder {
+    #[serde(default)]
+    folders: Vec<Room>,
+}
+
+/// The room the bridge asks DocSpace to create: never `private`, never `share` (shares follow,
+/// by id).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct NewRoom {
+    pub title: String,
+    #[serde(rename = "roomType", serialize_with = "room_type_int")]
+    pub room_type: RoomType,
+    pub tags: Vec<String>,
+}
+
+fn room_type_int<S: serde::Serializer>(room_type: &RoomType, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_i64(room_type.as_int())
+}
+
+/// Someone with access to a room (`FileShareDto`).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct Member {
+    /// The FileShare integer (may be one the bridge never grants).
+    #[serde(default)]
+    pub access: i64,
+    /// `None` for groups and links.
+    #[serde(rename = "sharedToUser", default)]
+    pub shared_to_user: Option<MemberUser>,
+    #[serde(rename = "subjectType", default)]
+    pub subject_type: Option<i64>,
+    #[serde(rename = "isOwner", default)]
+    pub is_owner: bool,
+    #[serde(rename = "canRevoke", default)]
+    pub can_revoke: bool,
+}
+
+impl Member {
+    /// Whether this entry is the person: the same id, or the same email compared exactly
+    /// (DocSpace's `filterValue` is a text search: `joann@` matches `ann@`).
+    pub fn is(&self, id: Option<&DocSpaceUserId>, email: &str) -> bool {
+        self.shared_to_user.as_ref().is_some_and(|user| {
+            id.is_some_and(|id| user.id.as_ref() == Some(id))
+                || user
+                    .email
+                    .as_deref()
+                    .is_some_and(|e| e.trim().eq_ignore_ascii_case(email.trim()))
+        })
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct MemberUser {
+    #[serde(default, deserialize_with = "lenient_user_id")]
+    pub id: Option<DocSpaceUserId>,
+    #[serde(default)]
+    pub email: Option<String>,
+    #[serde(rename = "displayName", default)]
+    pub display_name: Option<String>,
+}
+
+/// A member's id that is no uuid (never seen from DocSpace) reads as absent, not as a broken page.
+fn lenient_user_id<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Option<DocSpaceUserId>, D::Error> {
+    Ok(Option::<String>::deserialize(d)?.and_then(|id| id.parse().ok()))
+}
+
+/// One page of a room's members.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MembersPage {
+    pub members: Vec<Member>,
+    /// `total` (the notes) or `count` (the spec), whichever DocSpace sent.
+    pub total: Option<i64>,
+}
+
+#[derive(Deserialize)]
+struct MembersEnvelope {
+    #[serde(default)]
+    response: Vec<Member>,
+    #[serde(default)]
+    total: Option<i64>,
+    #[serde(default)]
+    count: Option<i64>,
+}
+
+#[derive(Serialize)]
+struct ShareRequest<'a> {
+    invitations: [ShareInvitation<'a>; 1],
+    notify: bool,
+}
+
+/// By id, never by email: by email an unknown address becomes a Guest, whatever `invite_type`.
+#[derive(Serialize)]
+struct ShareInvitation<'a> {
+    id: &'a str,
+    access: i64,
+}
+
+#[derive(Deserialize)]
+struct ShareEnvelope {
+    response: ShareResult,
+}
+
+#[derive(Deserialize)]
+struct ShareResult {
+    #[serde(default)]
+    members: Option<Vec<Member>>,
+    #[serde(default)]
+    warning: Option<String>,
+}
 
 /// `Debug` shows no credential: the token is a `SecretString`.
 #[derive(Clone, Debug)]
@@ -95,6 +291,115 @@ impl DocSpaceClient {
         self.api.found("find_user", self.api.get(url)).await
     }
 
+    /// `GET /api/2.0/people/email?email=`: the person with this email, `None` on 404.
+    #[tracing::instrument(name = "docspace.find_user", skip_all, err(level = "debug", Display))]
+    pub async fn find_user(&self, email: &str) -> Result<Option<DocSpaceUser>, UpstreamError> {
+        let mut url = self.api.url(&["api", "2.0", "people", "email"]);
+        url.query_pairs_mut().append_pair("email", email);
+        let envelope: Option<UserEnvelope> = self
+            .api
+            .json_or_not_found("find_user", self.api.get(url))
+            .await?;
+        Ok(envelope.map(|e| e.response))
+    }
+
+    /// `POST /api/2.0/files/rooms`: a new room. 402 (the tariff's room count) and 403 (the key's
+    /// user is no room admin) are permanent errors carrying DocSpace's message.
+    #[tracing::instrument(name = "docspace.create_room", skip_all, fields(room_type = %room.room_type), err(level = "debug", Display))]
+    pub async fn create_room(&self, room: &NewRoom) -> Result<Room, UpstreamError> {
+        let url = self.api.url(&["api", "2.0", "files", "rooms"]);
+        let envelope: RoomEnvelope = self
+            .api
+            .json("create_room", self.api.post(url).json(room))
+            .await?;
+        Ok(envelope.response)
+    }
+
+    /// `GET /api/2.0/files/rooms?tags=["<tag>"]&searchArea=0`: active rooms carrying `tag` (the
+    /// search may return near matches: check [`Room::has_tag`]).
+    #[tracing::instrument(name = "docspace.find_rooms", skip_all, err(level = "debug", Display))]
+    pub async fn find_rooms_by_tag(&self, tag: &RoomTag) -> Result<Vec<Room>, UpstreamError> {
+        let mut url = self.api.url(&["api", "2.0", "files", "rooms"]);
+        let tags = serde_json::to_string(&[tag.as_str()]).expect("strings serialize");
+        url.query_pairs_mut()
+            .append_pair("tags", &tags)
+            .append_pair("searchArea", "0")
+            .append_pair("count", &PAGE_SIZE.to_string());
+        let envelope: RoomsEnvelope = self.api.json("find_rooms", self.api.get(url)).await?;
+        Ok(envelope.response.folders)
+    }
+
+    /// `GET /api/2.0/files/rooms?count=1`: whether the key may read rooms at all (`check-config`).
+    #[tracing::instrument(name = "docspace.list_rooms", skip_all, err(level = "debug", Display))]
+    pub async fn list_rooms_probe(&self) -> Result<(), UpstreamError> {
+        let mut url = self.api.url(&["api", "2.0", "files", "rooms"]);
+        url.query_pairs_mut().append_pair("count", "1");
+        let _: RoomsEnvelope = self.api.json("list_rooms", self.api.get(url)).await?;
+        Ok(())
+    }
+
+    /// `GET /api/2.0/files/rooms/{id}`: the room, or [`RoomLookup::NotFound`] on 404.
+    #[tracing::instrument(name = "docspace.get_room", skip_all, fields(room = %room), err(level = "debug", Display))]
+    pub async fn get_room(&self, room: RoomId) -> Result<RoomLookup, UpstreamError> {
+        let url = self
+            .api
+            .url(&["api", "2.0", "files", "rooms", &room.to_string()]);
+        let envelope: Option<RoomEnvelope> = self
+            .api
+            .json_or_not_found("get_room", self.api.get(url))
+            .await?;
+        Ok(envelope.map_or(RoomLookup::NotFound, |e| RoomLookup::Found(e.response)))
+    }
+
+    /// `GET /api/2.0/files/rooms/{id}/share?filterValue=&count=100&startIndex=`: one page of the
+    /// members matching `filter` (a fuzzy text search; compare with [`Member::is`]). A 404 (room
+    /// gone) is a permanent error.
+    #[tracing::instrument(name = "docspace.room_members", skip_all, fields(room = %room), err(level = "debug", Display))]
+    pub async fn room_members(
+        &self,
+        room: RoomId,
+        filter: &str,
+        start: u32,
+    ) -> Result<MembersPage, UpstreamError> {
+        let mut url = self
+            .api
+            .url(&["api", "2.0", "files", "rooms", &room.to_string(), "share"]);
+        url.query_pairs_mut()
+            .append_pair("filterValue", filter)
+            .append_pair("count", &PAGE_SIZE.to_string())
+            .append_pair("startIndex", &start.to_string());
+        let envelope: MembersEnvelope = self.api.json("room_members", self.api.get(url)).await?;
+        Ok(MembersPage {
+            members: envelope.response,
+            total: envelope.total.or(envelope.count),
+        })
+    }
+
+    /// `PUT /api/2.0/files/rooms/{id}/share` with one invitation by id: a delta, only this person
+    /// changes. Returns the members DocSpace reports for the ids sent (empty when it dropped the
+    /// share: a disabled user, or one the key cannot see).
+    #[tracing::instrument(name = "docspace.share_room", skip_all, fields(room = %room, access = %access), err(level = "debug", Display))]
+    pub async fn share_room(
+        &self,
+        room: RoomId,
+        user: &DocSpaceUserId,
+        access: RoomAccess,
+        notify: bool,
+    ) -> Result<Vec<Member>, UpstreamError> {
+        let url = self
+            .api
+            .url(&["api", "2.0", "files", "rooms", &room.to_string(), "share"]);
+        let body = share_body(user, access, notify);
+        let envelope: ShareEnvelope = self
+            .api
+            .json("share_room", self.api.put(url).json(&body))
+            .await?;
+        if let Some(warning) = envelope.response.warning.filter(|w| !w.trim().is_empty()) {
+            tracing::warn!(room = %room, warning = %mask_emails_in(&warning), "DocSpace answered a room share with a warning");
+        }
+        Ok(envelope.response.members.unwrap_or_default())
+    }
+
     /// `POST /api/2.0/people/invite` for one email: a batch is not transactional, so one per request.
     #[tracing::instrument(name = "docspace.invite", skip_all, fields(invite_type = %invite_type), err(level = "debug", Display))]
     pub async fn invite(&self, email: &str, invite_type: InviteType) -> Result<(), UpstreamError> {
@@ -108,6 +413,16 @@ impl DocSpaceClient {
         self.api
             .success("invite", self.api.post(url).json(&body))
             .await
+    }
+}
+
+fn share_body(user: &DocSpaceUserId, access: RoomAccess, notify: bool) -> ShareRequest<'_> {
+    ShareRequest {
+        invitations: [ShareInvitation {
+            id: user.as_str(),
+            access: access.as_int(),
+        }],
+        notify,
     }
 }
 
@@ -167,6 +482,87 @@ mod tests {
         )
         .unwrap();
         assert!(!format!("{client:?}").contains("sk-very-secret"));
+    }
+
+    const USER: &str = "0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0";
+
+    #[test]
+    fn share_body_is_by_id_with_the_integer_access() {
+        let id: DocSpaceUserId = USER.parse().unwrap();
+        assert_eq!(
+            serde_json::to_value(share_body(&id, RoomAccess::Editing, true)).unwrap(),
+            serde_json::json!({"invitations":[{"id": USER, "access": 10}],"notify":true})
+        );
+        let body = serde_json::to_value(share_body(&id, RoomAccess::Read, false)).unwrap();
+        assert_eq!(body["invitations"][0]["access"], 2);
+        assert!(body["invitations"][0].get("email").is_none());
+    }
+
+    #[test]
+    fn create_body_has_title_integer_type_and_tags_and_nothing_else() {
+        let room = NewRoom {
+            title: "Website".into(),
+            room_type: RoomType::Collaboration,
+            tags: vec!["asana-project:1200000000000100".into()],
+        };
+        assert_eq!(
+            serde_json::to_value(&room).unwrap(),
+            serde_json::json!({"title":"Website","roomType":2,"tags":["asana-project:1200000000000100"]})
+        );
+    }
+
+    #[test]
+    fn rooms_decode_with_their_type_tags_and_archive_state() {
+        let room: Room = serde_json::from_value(serde_json::json!({
+            "id": 45, "title": "Website", "roomType": 5, "tags": ["asana-project:1"],
+            "rootFolderType": 20, "private": false
+        }))
+        .unwrap();
+        assert_eq!(room.id.get(), 45);
+        assert_eq!(room.room_type(), Some(RoomType::Custom));
+        assert!(room.is_archived());
+        let tag = RoomTag::for_project(&"1".parse().unwrap());
+        assert!(room.has_tag(&tag));
+        assert!(!room.has_tag(&RoomTag::for_project(&"12".parse().unwrap())));
+        let bare: Room = serde_json::from_value(
+            serde_json::json!({"id": 46, "tags": null, "rootFolderType": 14}),
+        )
+        .unwrap();
+        assert!(!bare.is_archived());
+        assert!(bare.tags.is_empty());
+    }
+
+    #[test]
+    fn members_match_exactly_by_id_or_email_not_by_the_fuzzy_filter() {
+        let page: MembersEnvelope = serde_json::from_value(serde_json::json!({
+            "response": [
+                {"access": 10, "sharedToUser": {"id": USER, "email": "JoAnn@example.com"}, "subjectType": 0, "isOwner": false, "canRevoke": true},
+                {"access": 9, "sharedToGroup": {"id": "g"}, "subjectType": 2, "isOwner": false, "canRevoke": true}
+            ],
+            "count": 2
+        }))
+        .unwrap();
+        assert_eq!(page.count, Some(2));
+        let joann = &page.response[0];
+        assert!(joann.is(None, "joann@example.com"));
+        assert!(!joann.is(None, "ann@example.com"));
+        let id: DocSpaceUserId = USER.parse().unwrap();
+        assert!(joann.is(Some(&id), "someone-else@example.com"));
+        assert!(!page.response[1].is(Some(&id), "joann@example.com"));
+    }
+
+    #[test]
+    fn users_decode_with_a_uuid_and_a_status() {
+        let user: UserEnvelope = serde_json::from_value(serde_json::json!({
+            "response": {"id": USER, "email": "a@b.c", "status": 2, "displayName": "A"}
+        }))
+        .unwrap();
+        assert_eq!(user.response.id.as_str(), USER);
+        assert!(user.response.is_disabled());
+        let bad = serde_json::from_value::<UserEnvelope>(serde_json::json!({
+            "response": {"id": "0f1e2d3c4b5a69788796a5b4c3d2e1f0"}
+        }));
+        assert!(bad.is_err());
     }
 
     #[test]

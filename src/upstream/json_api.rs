@@ -93,6 +93,10 @@ impl JsonApi {
         self.http.post(url)
     }
 
+    pub fn put(&self, url: Url) -> RequestBuilder {
+        self.http.put(url)
+    }
+
     pub fn delete(&self, url: Url) -> RequestBuilder {
         self.http.delete(url)
     }
@@ -112,6 +116,28 @@ impl JsonApi {
             service: self.service,
             message: e.to_string(),
         })
+    }
+
+    /// Sends `request` and decodes a successful answer's body as `T`; a 404 is `None`.
+    pub async fn json_or_not_found<T: DeserializeOwned>(
+        &self,
+        operation: &'static str,
+        request: RequestBuilder,
+    ) -> Result<Option<T>, UpstreamError> {
+        let response = self.send(operation, request).await?;
+        match response.status() {
+            StatusCode::NOT_FOUND => Ok(None),
+            status if status.is_success() => {
+                let body = read_body(self.service, response).await?;
+                serde_json::from_slice(&body).map(Some).map_err(|e| {
+                    UpstreamError::InvalidResponse {
+                        service: self.service,
+                        message: e.to_string(),
+                    }
+                })
+            }
+            _ => Err(self.error_from(response).await),
+        }
     }
 
     /// Sends `request` and expects a success; its body is not read.

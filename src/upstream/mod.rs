@@ -115,6 +115,15 @@ impl UpstreamError {
         }
     }
 
+    /// The HTTP status of an answer that was not a success (a 429 included).
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            UpstreamError::RateLimited { .. } => Some(429),
+            UpstreamError::Status { status, .. } => Some(*status),
+            _ => None,
+        }
+    }
+
     /// The minimum wait the upstream asked for.
     pub fn retry_after(&self) -> Option<Duration> {
         match self {
@@ -174,5 +183,29 @@ mod tests {
             }
             .is_transient()
         );
+        // DocSpace's refusals on rooms: quota, rights, gone; all final.
+        for permanent in [402, 403, 404] {
+            assert!(!status(permanent).is_transient(), "{permanent}");
+        }
+    }
+
+    #[test]
+    fn status_is_the_answers_http_status() {
+        let refused = UpstreamError::Status {
+            service: Service::DocSpace,
+            status: 402,
+            message: "The room limit of your tariff has been reached".into(),
+        };
+        assert_eq!(refused.status(), Some(402));
+        let limited = UpstreamError::RateLimited {
+            service: Service::DocSpace,
+            retry_after: None,
+        };
+        assert_eq!(limited.status(), Some(429));
+        let transport = UpstreamError::Transport {
+            service: Service::DocSpace,
+            message: "timed out".into(),
+        };
+        assert_eq!(transport.status(), None);
     }
 }

@@ -5,17 +5,21 @@
 use std::time::Duration;
 
 use crate::domain::{Email, Gid};
-use crate::settings::{InviteType, Settings};
+use crate::rooms::RoomsMode;
+use crate::settings::{InviteType, RoomsSettings, Settings, WorkerSettings};
 use crate::store::{
-    ClaimedJob, InvitationState, LeaseOwner, Outcome, Reservation, Store, StoreError, duration_ms,
-    now_ms,
+    ClaimedJob, Confirmations, InvitationState, LeaseOwner, Outcome, Reservation, Settlement,
+    Store, StoreError, TaskProject, TaskRead, duration_ms, now_ms,
 };
 use crate::telemetry::{mask_email, mask_emails_in, metrics};
-use crate::upstream::asana::{AssigneeEmail, TaskPlacement};
+use crate::upstream::asana::{AssigneeEmail, Task, TaskPlacement};
+use crate::upstream::docspace::DocSpaceUser;
 use crate::upstream::{AsanaClient, DocSpaceClient, UpstreamError, Upstreams};
 
 use super::project_scope::{MAX_PARENT_LEVELS, Placement, placement};
-use super::retry::{Decision, RetryPolicy};
+use super::retry::{Decision, RetryPolicy, backoff_delay};
+use super::room_provision::RoomProvisioner;
+use super::rooms::{Granting, Person, RoomsStop, settled_by_ledger};
 
 /// Who gets invited, and as what.
 #[derive(Debug, Clone)]
@@ -58,6 +62,10 @@ enum Attempt {
         error: UpstreamError,
         email: Option<Email>,
     },
+    /// The job cannot succeed as things stand: it fails at once with this reason.
+    Failed { reason: String, email: Email },
+    /// Something another job is doing must finish first: run again later, with this note.
+    Wait { note: String, email: Email },
     /// The job's lease ran out before DocSpace was asked to invite: whoever holds it now goes on.
     LeaseLost,
 }
@@ -72,6 +80,19 @@ pub enum JobEnd {
     LeaseLost,
 }
 
+/// What an attempt read on its way, for the rooms part and the settlement.
+#[derive(Debug, Default)]
+struct Seen {
+    /// The task's own projects and those of its parents (as far as they were read).
+    projects: Vec<TaskProject>,
+    task: Option<TaskRead>,
+    project_names: Vec<(Gid, String)>,
+    /// The person, when DocSpace was asked about them.
+    user: Option<DocSpaceUser>,
+    /// The job that invited (or is inviting) the person, when not this one.
+    invited_by: Option<i64>,
+}
+
 #[derive(Debug, Clone)]
 pub struct Inviter {
     store: Store,
@@ -79,6 +100,9 @@ pub struct Inviter {
     docspace: DocSpaceClient,
     rules: InviteRules,
     retry: RetryPolicy,
+    rooms: RoomsSettings,
+    /// In `auto` mode: gives known projects their room.
+    provisioner: Option<RoomProvisioner>,
 }
 
 impl Inviter {
@@ -88,13 +112,24 @@ impl Inviter {
         docspace: DocSpaceClient,
         rules: InviteRules,
         retry: RetryPolicy,
+        rooms: RoomsSettings,
+        worker: &WorkerSettings,
     ) -> Self {
+        let provisioner = (rooms.mode == RoomsMode::Auto).then(|| RoomProvisioner {
+            store: store.clone(),
+            docspace: docspace.clone(),
+            rooms: rooms.clone(),
+            hold: Duration::from_millis(worker.lease_ms),
+            wait: Duration::from_millis(worker.request_timeout_ms.saturating_mul(2)),
+        });
         Inviter {
             store,
             asana,
             docspace,
             rules,
             retry,
+            rooms,
+            provisioner,
         }
     }
 
@@ -107,27 +142,82 @@ impl Inviter {
             upstreams.docspace.clone(),
             InviteRules::from_settings(settings),
             RetryPolicy::from_settings(settings),
+            settings.rooms.clone(),
+            &settings.worker,
         )
     }
 
     /// Runs one attempt of `job`, which `owner` has leased, and records the result.
     pub async fn run(&self, job: &ClaimedJob, owner: &LeaseOwner) -> Result<JobEnd, StoreError> {
-        let attempt = self.attempt(job, owner).await?;
-        self.record(job, owner, attempt).await
+        let mut seen = Seen::default();
+        let attempt = self.attempt(job, owner, &mut seen).await?;
+        let (attempt, confirmations, room_metrics) =
+            self.with_rooms(job, owner, attempt, seen).await?;
+        self.record(job, owner, attempt, confirmations, room_metrics)
+            .await
     }
 
-    async fn attempt(&self, job: &ClaimedJob, owner: &LeaseOwner) -> Result<Attempt, StoreError> {
+    async fn attempt(
+        &self,
+        job: &ClaimedJob,
+        owner: &LeaseOwner,
+        seen: &mut Seen,
+    ) -> Result<Attempt, StoreError> {
         let task = match self.asana.get_task(job.task_gid.as_str()).await {
             Ok(task) => task,
             Err(error) => return Ok(Attempt::Upstream { error, email: None }),
         };
-        if let Some(project) = &job.project_gid {
-            match self.is_in_project(project, &task.placement).await {
-                Ok(true) => {}
-                Ok(false) => return Ok(done(Outcome::NotInProject, None)),
+        seen.projects = task
+            .placement
+            .projects
+            .iter()
+            .map(|p| TaskProject {
+                project_gid: p.gid.clone(),
+                via_task_gid: task.gid.clone(),
+            })
+            .collect();
+        seen.project_names = task
+            .placement
+            .projects
+            .iter()
+            .filter_map(|p| Some((p.gid.clone(), p.name.clone()?)))
+            .collect();
+        if self.rooms.mode != RoomsMode::Off {
+            // Rooms count every project of the task and of its parents.
+            match self.parents_projects(&task).await {
+                Ok(inherited) => {
+                    for project in inherited {
+                        if !seen
+                            .projects
+                            .iter()
+                            .any(|p| p.project_gid == project.project_gid)
+                        {
+                            seen.projects.push(project);
+                        }
+                    }
+                }
+                Err(error) => return Ok(Attempt::Upstream { error, email: None }),
+            }
+            if let Some(project) = &job.project_gid
+                && !seen.projects.iter().any(|p| p.project_gid == *project)
+            {
+                return Ok(done(Outcome::NotInProject, None));
+            }
+        } else if let Some(project) = &job.project_gid {
+            match self.is_in_project(project, &task).await {
+                Ok(Some(via)) => {
+                    if !seen.projects.iter().any(|p| p.project_gid == *project) {
+                        seen.projects.push(TaskProject {
+                            project_gid: project.clone(),
+                            via_task_gid: via,
+                        });
+                    }
+                }
+                Ok(None) => return Ok(done(Outcome::NotInProject, None)),
                 Err(error) => return Ok(Attempt::Upstream { error, email: None }),
             }
         }
+        seen.task = Some(task_read(&task, &seen.projects));
         let Some(assignee) = task.assignee else {
             return Ok(done(Outcome::NoAssignee, None));
         };
@@ -152,20 +242,37 @@ impl Inviter {
         // An earlier attempt of this very job may have reached DocSpace before it died.
         let resuming = match self.store.invitation(&email, job.id).await? {
             Some(Reservation::Mine(InvitationState::Sending)) => true,
-            Some(settled) => return Ok(settled_by(settled, email)),
+            Some(settled) => return Ok(settled_by(settled, email, seen)),
             None => false,
         };
 
-        match self.docspace.user_exists(email.as_str()).await {
+        // The grants ledger may show the person in every room already: no DocSpace call.
+        if !resuming && self.rooms.mode != RoomsMode::Off {
+            let projects: Vec<Gid> = seen
+                .projects
+                .iter()
+                .map(|p| p.project_gid.clone())
+                .collect();
+            if settled_by_ledger(&self.store, &projects, &email).await? {
+                return Ok(done(Outcome::AlreadyMember, Some(email)));
+            }
+        }
+
+        match self.docspace.find_user(email.as_str()).await {
             Err(error) => {
                 return Ok(Attempt::Upstream {
                     error,
                     email: Some(email),
                 });
             }
-            Ok(true) if resuming => return Ok(Attempt::Invited { email }),
-            Ok(true) => return Ok(done(Outcome::AlreadyMember, Some(email))),
-            Ok(false) => {}
+            Ok(Some(user)) => {
+                seen.user = Some(user);
+                if resuming {
+                    return Ok(Attempt::Invited { email });
+                }
+                return Ok(done(Outcome::AlreadyMember, Some(email)));
+            }
+            Ok(None) => {}
         }
 
         // Also when resuming: it is where a lost lease is noticed, before DocSpace is asked.
@@ -182,7 +289,7 @@ impl Inviter {
         {
             None => return Ok(Attempt::LeaseLost),
             Some(Reservation::Mine(InvitationState::Sending)) => {}
-            Some(settled) => return Ok(settled_by(settled, email)),
+            Some(settled) => return Ok(settled_by(settled, email, seen)),
         }
 
         match self
@@ -198,24 +305,145 @@ impl Inviter {
         }
     }
 
-    /// Whether the task is in `project`, or is a subtask whose parent chain reaches a task in it
-    /// within [`MAX_PARENT_LEVELS`].
+    /// The task in `project` that the job's task is or descends from (its parent chain followed
+    /// within [`MAX_PARENT_LEVELS`]); `None` when the task is not in the project.
     async fn is_in_project(
         &self,
         project: &Gid,
-        task: &TaskPlacement,
-    ) -> Result<bool, UpstreamError> {
-        let mut next = placement(project, task);
+        task: &Task,
+    ) -> Result<Option<Gid>, UpstreamError> {
+        let mut via = task.gid.clone();
+        let mut next = placement(project, &task.placement);
         for _ in 0..MAX_PARENT_LEVELS {
             let Placement::AskParent(parent) = next else {
                 break;
             };
-            next = placement(
-                project,
-                &self.asana.get_task_placement(parent.as_str()).await?,
-            );
+            let read: TaskPlacement = self.asana.get_task_placement(parent.as_str()).await?;
+            next = placement(project, &read);
+            via = parent;
         }
-        Ok(next == Placement::InProject)
+        Ok((next == Placement::InProject).then_some(via))
+    }
+
+    /// The projects of the task's parents, each with the ancestor that is in it, following the
+    /// chain up to [`MAX_PARENT_LEVELS`] reads.
+    async fn parents_projects(&self, task: &Task) -> Result<Vec<TaskProject>, UpstreamError> {
+        let mut found = Vec::new();
+        let mut parent = task.placement.parent.as_ref().map(|p| p.gid.clone());
+        for _ in 0..MAX_PARENT_LEVELS {
+            let Some(gid) = parent else {
+                break;
+            };
+            let read = self.asana.get_task_placement(gid.as_str()).await?;
+            for project in &read.projects {
+                found.push(TaskProject {
+                    project_gid: project.gid.clone(),
+                    via_task_gid: gid.clone(),
+                });
+            }
+            parent = read.parent.map(|p| p.gid);
+        }
+        Ok(found)
+    }
+
+    /// With rooms on, grants the person the rooms of the task's known projects once the
+    /// invitation part is settled; returns what to record.
+    async fn with_rooms(
+        &self,
+        job: &ClaimedJob,
+        owner: &LeaseOwner,
+        attempt: Attempt,
+        seen: Seen,
+    ) -> Result<(Attempt, Confirmations, Vec<&'static str>), StoreError> {
+        let mut confirmations = Confirmations {
+            task: seen.task,
+            project_names: seen.project_names,
+            ..Confirmations::default()
+        };
+        if let Attempt::Invited { email } = &attempt {
+            confirmations.invitation_sent = Some(email.clone());
+        }
+        if self.rooms.mode == RoomsMode::Off {
+            return Ok((attempt, confirmations, Vec::new()));
+        }
+        let (email, person) = match &attempt {
+            Attempt::Invited { email } => (
+                email.clone(),
+                seen.user.map_or(Person::JustInvited, Person::Found),
+            ),
+            Attempt::Done {
+                outcome: Outcome::AlreadyMember,
+                email: Some(email),
+                ..
+            } => (
+                email.clone(),
+                seen.user.map_or(Person::Unread, Person::Found),
+            ),
+            Attempt::Done {
+                outcome: Outcome::AlreadyInvited,
+                email: Some(email),
+                ..
+            } => (
+                email.clone(),
+                match seen.invited_by {
+                    Some(job_id) => Person::InvitedBy { job_id },
+                    None => Person::Unread,
+                },
+            ),
+            _ => return Ok((attempt, confirmations, Vec::new())),
+        };
+        let projects: Vec<Gid> = seen
+            .projects
+            .iter()
+            .map(|p| p.project_gid.clone())
+            .collect();
+        let granting = Granting {
+            store: &self.store,
+            docspace: &self.docspace,
+            job,
+            owner,
+            notify: self.rooms.notify,
+            provisioner: self.provisioner.as_ref(),
+        };
+        let (work, stop) = granting.grant(&projects, &email, person).await?;
+        let mut room_metrics: Vec<&'static str> = work
+            .results
+            .iter()
+            .filter_map(|r| match r.result {
+                "granted" => Some("granted"),
+                "already_in_room" | "already_granted" => Some("already_in_room"),
+                _ => None,
+            })
+            .collect();
+        confirmations.room_results = work.results_json();
+        let granted = work.granted_any();
+        confirmations.grants = work.grants;
+        confirmations.had_access = work.had_access;
+        let attempt = match stop {
+            None => match attempt {
+                Attempt::Done {
+                    outcome: Outcome::AlreadyMember | Outcome::AlreadyInvited,
+                    email,
+                    note,
+                } if granted => Attempt::Done {
+                    outcome: Outcome::Granted,
+                    email,
+                    note,
+                },
+                other => other,
+            },
+            Some(RoomsStop::Upstream(error)) => Attempt::Upstream {
+                error,
+                email: Some(email),
+            },
+            Some(RoomsStop::Fail(reason)) => {
+                room_metrics.push("failed");
+                Attempt::Failed { reason, email }
+            }
+            Some(RoomsStop::Wait(note)) => Attempt::Wait { note, email },
+            Some(RoomsStop::LeaseLost) => Attempt::LeaseLost,
+        };
+        Ok((attempt, confirmations, room_metrics))
     }
 
     async fn record(
@@ -223,8 +451,10 @@ impl Inviter {
         job: &ClaimedJob,
         owner: &LeaseOwner,
         attempt: Attempt,
+        confirmations: Confirmations,
+        room_metrics: Vec<&'static str>,
     ) -> Result<JobEnd, StoreError> {
-        let (recorded, end) = match attempt {
+        let (email, settlement, end) = match attempt {
             Attempt::Done {
                 outcome,
                 email,
@@ -235,16 +465,22 @@ impl Inviter {
                     email = email.as_ref().map(|e| mask_email(e.as_str())),
                     "job done"
                 );
-                let recorded = self
-                    .store
-                    .finish_job(job.id, owner, outcome, email, note)
-                    .await?;
-                (recorded, JobEnd::Done(outcome))
+                (
+                    email,
+                    Settlement::Done { outcome, note },
+                    JobEnd::Done(outcome),
+                )
             }
             Attempt::Invited { email } => {
                 tracing::info!(outcome = "invited", email = %mask_email(email.as_str()), "job done");
-                let recorded = self.store.confirm_invitation(job.id, owner, email).await?;
-                (recorded, JobEnd::Done(Outcome::Invited))
+                (
+                    Some(email),
+                    Settlement::Done {
+                        outcome: Outcome::Invited,
+                        note: None,
+                    },
+                    JobEnd::Done(Outcome::Invited),
+                )
             }
             Attempt::Upstream { error, email } => match self.retry.decide(job.attempts, &error) {
                 Decision::RetryIn(delay) => {
@@ -254,29 +490,66 @@ impl Inviter {
                         retry_in_ms = duration_ms(delay),
                         "job attempt failed, will retry"
                     );
-                    let run_at = now_ms().saturating_add(duration_ms(delay));
-                    let recorded = self
-                        .store
-                        .retry_job_later(job.id, owner, run_at, error.to_string(), email)
-                        .await?;
-                    (recorded, JobEnd::RetryIn(delay))
+                    (
+                        email,
+                        retry_at(delay, error.to_string()),
+                        JobEnd::RetryIn(delay),
+                    )
                 }
                 Decision::Fail(reason) => {
                     tracing::error!(error = %mask_emails_in(&reason), attempt = job.attempts, "job failed");
-                    let recorded = self
-                        .store
-                        .fail_job(job.id, owner, reason.clone(), email)
-                        .await?;
-                    (recorded, JobEnd::Failed(reason))
+                    (
+                        email,
+                        Settlement::Failed {
+                            error: reason.clone(),
+                        },
+                        JobEnd::Failed(reason),
+                    )
                 }
             },
+            Attempt::Failed { reason, email } => {
+                tracing::error!(error = %mask_emails_in(&reason), attempt = job.attempts, "job failed");
+                (
+                    Some(email),
+                    Settlement::Failed {
+                        error: reason.clone(),
+                    },
+                    JobEnd::Failed(reason),
+                )
+            }
+            Attempt::Wait { note, email } => {
+                let tried = u32::try_from(job.attempts).unwrap_or(u32::MAX);
+                if tried >= self.retry.max_attempts {
+                    let reason = format!("gave up after {tried} attempts: {note}");
+                    tracing::error!(error = %mask_emails_in(&reason), "job failed");
+                    (
+                        Some(email),
+                        Settlement::Failed {
+                            error: reason.clone(),
+                        },
+                        JobEnd::Failed(reason),
+                    )
+                } else {
+                    let delay = backoff_delay(
+                        job.attempts,
+                        self.retry.backoff_base,
+                        self.retry.backoff_max,
+                    );
+                    tracing::info!(note = %note, retry_in_ms = duration_ms(delay), "job waits");
+                    (Some(email), retry_at(delay, note), JobEnd::RetryIn(delay))
+                }
+            }
             Attempt::LeaseLost => {
                 tracing::warn!(
-                    "job lease was lost before DocSpace was asked to invite; its new holder finishes it"
+                    "job lease was lost before DocSpace was asked to invite or share; its new holder finishes it"
                 );
                 return Ok(JobEnd::LeaseLost);
             }
         };
+        let recorded = self
+            .store
+            .settle_job(job.id, owner, email, settlement, confirmations)
+            .await?;
         if recorded {
             match &end {
                 JobEnd::Done(outcome) => {
@@ -290,6 +563,9 @@ impl Inviter {
                 }
                 JobEnd::LeaseLost => {}
             }
+            for result in room_metrics {
+                metrics::room_grant(result);
+            }
             Ok(end)
         } else {
             tracing::warn!(
@@ -297,6 +573,35 @@ impl Inviter {
             );
             Ok(JobEnd::LeaseLost)
         }
+    }
+}
+
+fn retry_at(delay: Duration, error: String) -> Settlement {
+    Settlement::RetryAt {
+        run_at: now_ms().saturating_add(duration_ms(delay)),
+        error,
+    }
+}
+
+/// The task as this attempt read it, for the store.
+fn task_read(task: &Task, projects: &[TaskProject]) -> TaskRead {
+    let (assignee_gid, assignee_email) = match &task.assignee {
+        Some(assignee) => (
+            Some(assignee.gid.clone()),
+            match &assignee.email {
+                AssigneeEmail::Address(email) => Some(email.clone()),
+                AssigneeEmail::Hidden | AssigneeEmail::NotAnAddress(_) => None,
+            },
+        ),
+        None => (None, None),
+    };
+    TaskRead {
+        gid: task.gid.clone(),
+        assignee_gid,
+        assignee_email,
+        completed: task.completed,
+        parent_gid: task.placement.parent.as_ref().map(|p| p.gid.clone()),
+        projects: projects.to_vec(),
     }
 }
 
@@ -310,13 +615,16 @@ fn done(outcome: Outcome, email: Option<Email>) -> Attempt {
 
 /// How the attempt ends when the ledger already settles `email`: another job holds it, or this
 /// job's invitation went out. (A `Sending` reservation of this job's own settles nothing.)
-fn settled_by(reservation: Reservation, email: Email) -> Attempt {
+fn settled_by(reservation: Reservation, email: Email, seen: &mut Seen) -> Attempt {
     match reservation {
-        Reservation::Theirs { job_id, state } => Attempt::Done {
-            outcome: Outcome::AlreadyInvited,
-            note: Some(already_invited_note(job_id, state)),
-            email: Some(email),
-        },
+        Reservation::Theirs { job_id, state } => {
+            seen.invited_by = Some(job_id);
+            Attempt::Done {
+                outcome: Outcome::AlreadyInvited,
+                note: Some(already_invited_note(job_id, state)),
+                email: Some(email),
+            }
+        }
         Reservation::Mine(_) => Attempt::Invited { email },
     }
 }

@@ -1,11 +1,14 @@
 //! The background worker. `claim.rs`: the loop that claims due jobs with a lease and runs them;
 //! `invite.rs`: one job, start to finish; `retry.rs`: whether and when a failed job runs again;
-//! `project_scope.rs`: whether a task is (still) in its webhook's project.
+//! `project_scope.rs`: whether a task is (still) in its webhook's project; `rooms.rs`: the rooms
+//! a job grants its assignee; `room_provision.rs`: one room per project in `auto` mode.
 
 mod claim;
 mod invite;
 mod project_scope;
 mod retry;
+mod room_provision;
+mod rooms;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};

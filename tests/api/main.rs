@@ -5,6 +5,7 @@ mod helpers;
 
 mod commands;
 mod demo;
+mod docspace_client;
 mod files;
 mod health;
 mod lifecycle;
@@ -14,5 +15,8 @@ mod overload;
 mod registration;
 mod replicas;
 mod retention;
+mod rooms;
+mod rooms_commands;
+mod rooms_store;
 mod webhooks;
 mod worker;

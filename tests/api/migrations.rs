@@ -27,10 +27,28 @@ fn sqlite_file(env: &Env) -> std::path::PathBuf {
         .into()
 }
 
-/// A fresh store as `serve` or `migrate` leaves it, then migration 5 undone (its index dropped,
-/// its row gone): the schema of the release before.
-async fn store_at_version_4(env: &Env) {
+/// A fresh store as `serve` or `migrate` leaves it, then migration 6 undone (its tables, index
+/// and column dropped, its row gone): the schema of the release before.
+async fn store_at_version_5(env: &Env) {
     env.store().await.close().await;
+    for statement in [
+        "DROP TABLE task_projects",
+        "DROP TABLE tasks",
+        "DROP TABLE room_grants",
+        "DROP TABLE room_creations",
+        "DROP TABLE project_rooms",
+        "DROP TABLE projects",
+        "DROP INDEX webhooks_project",
+        "ALTER TABLE jobs DROP COLUMN room_results",
+        "DELETE FROM _sqlx_migrations WHERE version = 6",
+    ] {
+        env.execute_sql(statement).await;
+    }
+}
+
+/// As [`store_at_version_5`], then migration 5 undone too (its index dropped, its row gone).
+async fn store_at_version_4(env: &Env) {
+    store_at_version_5(env).await;
     env.execute_sql("DROP INDEX jobs_done_updated").await;
     env.execute_sql("DELETE FROM _sqlx_migrations WHERE version = 5")
         .await;
@@ -109,7 +127,8 @@ async fn migrate_creates_the_store_and_prints_what_it_applied(#[case] backend: B
         "applied migration 1 (initial)",
         "applied migration 4 (job sources)",
         "applied migration 5 (retention)",
-        "the store's schema is at version 5",
+        "applied migration 6 (rooms)",
+        "the store's schema is at version 6",
     ] {
         assert!(
             migrated.stdout.contains(line),
@@ -121,7 +140,7 @@ async fn migrate_creates_the_store_and_prints_what_it_applied(#[case] backend: B
     let checked = env.run(&["check-config"]).await;
     checked.expect_code(0);
     assert!(
-        checked.stdout.contains("reachable, schema at version 5"),
+        checked.stdout.contains("reachable, schema at version 6"),
         "{}",
         checked.stdout
     );
@@ -131,7 +150,7 @@ async fn migrate_creates_the_store_and_prints_what_it_applied(#[case] backend: B
     assert!(
         again
             .stdout
-            .contains("nothing to apply: the store's schema is at version 5"),
+            .contains("nothing to apply: the store's schema is at version 6"),
         "{}",
         again.stdout
     );
@@ -151,7 +170,7 @@ async fn an_older_schema_is_refused_until_migrate_applies_what_it_lacks(#[case] 
     listed.expect_code(1);
     assert!(
         listed.stderr.contains(
-            "the store's schema is at version 4, older than this binary's 5: run `serve` (or `migrate`) first"
+            "the store's schema is at version 4, older than this binary's 6: run `serve` (or `migrate`) first"
         ),
         "{}",
         listed.stderr
@@ -178,11 +197,16 @@ async fn an_older_schema_is_refused_until_migrate_applies_what_it_lacks(#[case] 
 
     let migrated = env.run(&["migrate"]).await;
     migrated.expect_code(0);
-    assert!(
-        migrated.stdout.contains("applied migration 5 (retention)"),
-        "{}",
-        migrated.stdout
-    );
+    for line in [
+        "applied migration 5 (retention)",
+        "applied migration 6 (rooms)",
+    ] {
+        assert!(
+            migrated.stdout.contains(line),
+            "{line}: {}",
+            migrated.stdout
+        );
+    }
     assert!(
         !migrated.stdout.contains("applied migration 4"),
         "{}",
@@ -228,7 +252,7 @@ async fn a_newer_schema_is_refused_by_commands_migrate_and_serve(#[case] backend
          VALUES (9999, 'from a newer release', TRUE, {checksum}, 0)"
     ))
     .await;
-    let newer = "the store's schema is at version 9999, newer than this binary's 5";
+    let newer = "the store's schema is at version 9999, newer than this binary's 6";
 
     for args in [&["jobs", "list"][..], &["migrate"][..]] {
         let out = env.run(args).await;
@@ -240,4 +264,74 @@ async fn a_newer_schema_is_refused_by_commands_migrate_and_serve(#[case] backend
         .err()
         .expect("serve refuses a newer schema");
     assert!(format!("{err:#}").contains(newer), "{err:#}");
+}
+
+#[rstest]
+#[case::sqlite(Backend::Sqlite)]
+#[case::postgres(Backend::Postgres)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn migration_6_applies_on_a_store_at_version_5_and_knows_the_webhooks_projects(
+    #[case] backend: Backend,
+) {
+    let Some(env) = Env::on(backend).await else {
+        return;
+    };
+    store_at_version_5(&env).await;
+    for (name, created_at, project) in [
+        ("website-a", 3000, "'1200000000000100'"),
+        ("website-b", 2000, "'1200000000000100'"),
+        ("shop", 5000, "'1200000000000200'"),
+        ("any", 1000, "NULL"),
+    ] {
+        env.execute_sql(&format!(
+            "INSERT INTO webhooks (name, secret, created_at, project_gid) \
+             VALUES ('{name}', 'secret', {created_at}, {project})"
+        ))
+        .await;
+    }
+    let listed = env.run(&["jobs", "list"]).await;
+    listed.expect_code(1);
+    assert!(
+        listed
+            .stderr
+            .contains("the store's schema is at version 5, older than this binary's 6"),
+        "{}",
+        listed.stderr
+    );
+
+    let migrated = env.run(&["migrate"]).await;
+    migrated.expect_code(0);
+    assert!(
+        migrated.stdout.contains("applied migration 6 (rooms)"),
+        "{}",
+        migrated.stdout
+    );
+    assert!(
+        !migrated.stdout.contains("applied migration 5"),
+        "{}",
+        migrated.stdout
+    );
+    assert_eq!(
+        env.database
+            .fetch_i64("SELECT COUNT(*) FROM projects")
+            .await,
+        2,
+        "one row per webhook project"
+    );
+    assert_eq!(
+        env.database
+            .fetch_i64(
+                "SELECT created_at FROM projects WHERE gid = '1200000000000100' AND name IS NULL"
+            )
+            .await,
+        2000,
+        "the project's first webhook"
+    );
+    assert_eq!(
+        env.database
+            .fetch_i64("SELECT COUNT(*) FROM project_rooms")
+            .await,
+        0
+    );
+    env.run(&["jobs", "list"]).await.expect_code(0);
 }

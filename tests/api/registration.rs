@@ -89,6 +89,15 @@ async fn create_registers_through_the_handshake_and_deliveries_then_invite(
         record.project_gid.as_ref().map(|g| g.as_str()),
         Some(PROJECT)
     );
+    // Confirming the registration makes its project known (rooms follow it).
+    assert_eq!(
+        env.database
+            .fetch_i64(&format!(
+                "SELECT COUNT(*) FROM projects WHERE gid = '{PROJECT}'"
+            ))
+            .await,
+        1
+    );
 
     let response = env
         .asana

@@ -1,0 +1,242 @@
+//! One room per project in `auto` mode: under the project's creation claim, adopt the active room
+//! tagged `asana-project:<gid>` or create it, and record the mapping.
+
+use std::time::Duration;
+
+use crate::domain::{Gid, RoomTag};
+use crate::settings::RoomsSettings;
+use crate::store::{Claimant, CreationClaim, NewProjectRoom, Store, StoreError, now_ms};
+use crate::telemetry::metrics;
+use crate::upstream::docspace::{NewRoom, Room};
+use crate::upstream::{DocSpaceClient, UpstreamError};
+
+/// How long a permanent creation failure keeps others from trying again.
+pub const FAILED_COOL_DOWN: Duration = Duration::from_secs(5 * 60);
+
+/// How often a job waiting for another claimant's room looks for the mapping.
+const WAIT_POLL: Duration = Duration::from_millis(50);
+
+/// How a project got its room.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RoomEvent {
+    Created,
+    Adopted,
+}
+
+impl RoomEvent {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RoomEvent::Created => "created",
+            RoomEvent::Adopted => "adopted",
+        }
+    }
+}
+
+/// What `ensure_room` found.
+#[derive(Debug)]
+pub enum Provision {
+    /// The project's room; `event` when this call made or adopted it.
+    Room {
+        room_id: i64,
+        event: Option<RoomEvent>,
+    },
+    /// Another claimant is creating it: try again later with this note.
+    Wait(String),
+    /// Fails the job at once with this reason.
+    Fail(String),
+    Upstream(UpstreamError),
+    LeaseLost,
+}
+
+#[derive(Debug, Clone)]
+pub struct RoomProvisioner {
+    pub store: Store,
+    pub docspace: DocSpaceClient,
+    pub rooms: RoomsSettings,
+    /// How long a claim holds (the worker's lease).
+    pub hold: Duration,
+    /// How long to wait for another claimant's room before giving up for now.
+    pub wait: Duration,
+}
+
+impl RoomProvisioner {
+    /// Makes sure `project` has an active room, other than the gone room `replacing`.
+    pub async fn ensure_room(
+        &self,
+        project: &Gid,
+        name: Option<&str>,
+        replacing: Option<i64>,
+        claimant: &Claimant,
+    ) -> Result<Provision, StoreError> {
+        let token = claimant.token();
+        let deadline =
+            now_ms().saturating_add(i64::try_from(self.wait.as_millis()).unwrap_or(i64::MAX));
+        loop {
+            match self
+                .store
+                .claim_room_creation(project, claimant, self.hold, replacing, false)
+                .await?
+            {
+                CreationClaim::Claimed { .. } => break,
+                CreationClaim::LeaseLost => return Ok(Provision::LeaseLost),
+                CreationClaim::CoolingDown { error, .. } => {
+                    return Ok(Provision::Fail(format!(
+                        "DocSpace refused to create the room of project {project}: {}; fix it, \
+                         then run `asana-docspace-bridge rooms create --project {project}`",
+                        error.as_deref().unwrap_or("no message")
+                    )));
+                }
+                CreationClaim::HeldBy { job_id, .. } => {
+                    if let Some(room_id) = self.active_room(project, replacing).await? {
+                        return Ok(Provision::Room {
+                            room_id,
+                            event: None,
+                        });
+                    }
+                    if now_ms() >= deadline {
+                        let by = job_id.map_or("a command".to_string(), |id| format!("job {id}"));
+                        return Ok(Provision::Wait(format!(
+                            "room of project {project} is being created by {by}"
+                        )));
+                    }
+                    tokio::time::sleep(WAIT_POLL).await;
+                }
+            }
+        }
+
+        // Under the claim: someone may have recorded it meanwhile.
+        if let Some(room_id) = self.active_room(project, replacing).await? {
+            self.store.release_room_creation(project, &token).await?;
+            return Ok(Provision::Room {
+                room_id,
+                event: None,
+            });
+        }
+        let tag = RoomTag::for_project(project);
+        let found = match self.docspace.find_rooms_by_tag(&tag).await {
+            Ok(found) => found,
+            Err(error) => return Ok(Provision::Upstream(error)),
+        };
+        let (room, event) = match adoptable(&found, &tag, replacing) {
+            Some(room) => {
+                tracing::info!(room = %room.id, project = %project, "adopted room {}", room.id);
+                (room.clone(), RoomEvent::Adopted)
+            }
+            None => {
+                if !self
+                    .store
+                    .extend_room_creation(project, &token, self.hold)
+                    .await?
+                {
+                    return Ok(Provision::LeaseLost);
+                }
+                let new = NewRoom {
+                    title: self
+                        .rooms
+                        .title
+                        .render(name.unwrap_or_default(), project.as_str()),
+                    room_type: self.rooms.room_type,
+                    tags: vec![tag.as_str().to_string()],
+                };
+                match self.docspace.create_room(&new).await {
+                    Ok(room) => {
+                        metrics::room_created();
+                        tracing::info!(room = %room.id, project = %project, "created room");
+                        (room, RoomEvent::Created)
+                    }
+                    Err(error) if error.is_transient() => return Ok(Provision::Upstream(error)),
+                    Err(error) => {
+                        let message = error.to_string();
+                        self.store
+                            .fail_room_creation(project, &token, message.clone(), FAILED_COOL_DOWN)
+                            .await?;
+                        return Ok(Provision::Fail(format!(
+                            "DocSpace refused to create the room of project {project}: {message}"
+                        )));
+                    }
+                }
+            }
+        };
+        let recorded = self
+            .store
+            .record_created_room(
+                NewProjectRoom {
+                    project_gid: project.clone(),
+                    room_id: room.id.get(),
+                    room_title: room.title.clone(),
+                    room_type: room
+                        .room_type_int
+                        .unwrap_or_else(|| self.rooms.room_type.as_int()),
+                    access: self.rooms.access.as_int(),
+                },
+                name,
+                &token,
+                replacing,
+            )
+            .await?;
+        if !recorded {
+            return Ok(Provision::LeaseLost);
+        }
+        Ok(Provision::Room {
+            room_id: room.id.get(),
+            event: Some(event),
+        })
+    }
+
+    /// The project's active mapped room, unless it is `replacing`.
+    async fn active_room(
+        &self,
+        project: &Gid,
+        replacing: Option<i64>,
+    ) -> Result<Option<i64>, StoreError> {
+        Ok(self.store.project_room(project).await?.and_then(|room| {
+            (room.state == "active" && Some(room.room_id) != replacing).then_some(room.room_id)
+        }))
+    }
+}
+
+/// The room to adopt among a tag search's results: tagged exactly, not archived, not the one
+/// being replaced; the lowest id when several are (the others are logged).
+pub fn adoptable<'a>(found: &'a [Room], tag: &RoomTag, replacing: Option<i64>) -> Option<&'a Room> {
+    let mut candidates: Vec<&Room> = found
+        .iter()
+        .filter(|r| r.has_tag(tag) && !r.is_archived() && Some(r.id.get()) != replacing)
+        .collect();
+    candidates.sort_by_key(|r| r.id.get());
+    if candidates.len() > 1 {
+        let others: Vec<String> = candidates[1..].iter().map(|r| r.id.to_string()).collect();
+        tracing::warn!(
+            tag = tag.as_str(),
+            others = %others.join(", "),
+            "several rooms carry the tag; adopting the lowest id"
+        );
+    }
+    candidates.first().copied()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn room(id: i64, tags: &[&str], root: i64) -> Room {
+        serde_json::from_value(serde_json::json!({
+            "id": id, "title": "t", "roomType": 2, "tags": tags, "rootFolderType": root
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn adopts_the_lowest_exactly_tagged_active_room_other_than_the_replaced_one() {
+        let tag = RoomTag::for_project(&"100".parse().unwrap());
+        let found = vec![
+            room(9, &["asana-project:100"], 14),
+            room(3, &["asana-project:1000"], 14),
+            room(4, &["asana-project:100"], 20),
+            room(5, &["asana-project:100"], 14),
+            room(2, &["asana-project:100"], 14),
+        ];
+        assert_eq!(adoptable(&found, &tag, Some(2)).unwrap().id.get(), 5);
+        assert_eq!(adoptable(&found, &tag, None).unwrap().id.get(), 2);
+        assert!(adoptable(&found[1..3], &tag, None).is_none());
+    }
+}
