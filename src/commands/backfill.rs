@@ -128,9 +128,10 @@ async fn dry_run_report(
         } else if store.invitation(email, NO_JOB).await?.is_some() {
             "skip: already invited by this service".to_string()
         } else if docspace
-            .user_exists(email.as_str())
+            .find_user(email.as_str())
             .await
             .with_context(|| "looking people up in DocSpace")?
+            .is_some()
         {
             "skip: already a DocSpace member".to_string()
         } else {

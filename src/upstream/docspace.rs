@@ -282,16 +282,8 @@ impl DocSpaceClient {
         Ok(envelope.response)
     }
 
-    /// `GET /api/2.0/people/email?email=`: whether DocSpace knows this email (active, disabled
-    /// or with a pending invitation).
-    #[tracing::instrument(name = "docspace.find_user", skip_all, err(level = "debug", Display))]
-    pub async fn user_exists(&self, email: &str) -> Result<bool, UpstreamError> {
-        let mut url = self.api.url(&["api", "2.0", "people", "email"]);
-        url.query_pairs_mut().append_pair("email", email);
-        self.api.found("find_user", self.api.get(url)).await
-    }
-
-    /// `GET /api/2.0/people/email?email=`: the person with this email, `None` on 404.
+    /// `GET /api/2.0/people/email?email=`: the person with this email (active, disabled or with a
+    /// pending invitation), `None` on 404.
     #[tracing::instrument(name = "docspace.find_user", skip_all, err(level = "debug", Display))]
     pub async fn find_user(&self, email: &str) -> Result<Option<DocSpaceUser>, UpstreamError> {
         let mut url = self.api.url(&["api", "2.0", "people", "email"]);

@@ -154,20 +154,6 @@ impl JsonApi {
         }
     }
 
-    /// Sends a lookup: a success means found, a 404 not found.
-    pub async fn found(
-        &self,
-        operation: &'static str,
-        request: RequestBuilder,
-    ) -> Result<bool, UpstreamError> {
-        let response = self.send(operation, request).await?;
-        match response.status() {
-            StatusCode::NOT_FOUND => Ok(false),
-            status if status.is_success() => Ok(true),
-            _ => Err(self.error_from(response).await),
-        }
-    }
-
     /// Sends with the credential once the pacer allows, counting and timing it for the metrics.
     async fn send(
         &self,
