@@ -198,6 +198,10 @@ async fn backfill_queues_every_assigned_incomplete_task_across_pages(#[case] bac
         Some(FakeUser::new("7", "other-project@example.com")),
     );
 
+    // One of them already has a DocSpace account: the dry run says so and would not invite them.
+    assert!(expected_people.contains("person2@example.com"));
+    env.docspace.add_member("person2@example.com");
+
     let dry = env
         .run(&["backfill", "--project", PROJECT, "--dry-run"])
         .await;
@@ -205,9 +209,16 @@ async fn backfill_queues_every_assigned_incomplete_task_across_pages(#[case] bac
     assert!(
         dry.stdout.contains(&format!(
             "{} of {} people would be invited",
-            expected_people.len(),
+            expected_people.len() - 1,
             expected_people.len()
         )),
+        "{}",
+        dry.stdout
+    );
+    assert!(
+        dry.stdout
+            .lines()
+            .any(|l| l.contains("person2@example.com") && l.contains("already a DocSpace member")),
         "{}",
         dry.stdout
     );
@@ -254,7 +265,14 @@ async fn backfill_queues_every_assigned_incomplete_task_across_pages(#[case] bac
     let jobs = settled_jobs(&store).await;
     assert_eq!(jobs.len(), expected_tasks);
     let sent = env.docspace.sent_emails();
-    assert_eq!(sent, expected_people.into_iter().collect::<Vec<_>>());
+    let newcomers: Vec<_> = expected_people
+        .into_iter()
+        .filter(|e| e != "person2@example.com")
+        .collect();
+    assert_eq!(
+        sent, newcomers,
+        "everyone but the existing member is invited"
+    );
 }
 
 #[rstest]
