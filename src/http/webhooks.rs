@@ -250,12 +250,10 @@ async fn deliver(
     )?;
     app.health.record_delivery(name);
     let delivery = parse_delivery(body).map_err(|e| IngressError::Malformed(e.to_string()))?;
-    for kind in [JobKind::AssigneeChanged, JobKind::TaskAdded] {
-        metrics::events(
-            kind.as_str(),
-            delivery.relevant.iter().filter(|e| e.kind == kind).count() as u64,
-        );
-    }
+    let by_kind = [JobKind::AssigneeChanged, JobKind::TaskAdded].map(|kind| {
+        let count = delivery.relevant.iter().filter(|e| e.kind == kind).count();
+        (kind, count as u64)
+    });
     let jobs: Vec<NewJob> = delivery
         .relevant
         .into_iter()
@@ -273,6 +271,10 @@ async fn deliver(
         .await?;
     if queued.created > 0 {
         app.wake_worker.notify_one();
+    }
+    // Counted once the events are durable: a delivery answered 503 is sent again by Asana.
+    for (kind, count) in by_kind {
+        metrics::events(kind.as_str(), count);
     }
     metrics::events("ignored", delivery.ignored as u64);
     if relevant == 0 {

@@ -123,6 +123,17 @@ async fn metrics_count_deliveries_events_jobs_and_upstream_calls(#[case] backend
         .deliver_assignment("proj", &secret, "502", "602")
         .await;
     settled_jobs(&env.store().await).await;
+    // A delivery the store cannot take is answered 503 (Asana sends it again): its events are
+    // not counted.
+    env.execute_sql("ALTER TABLE jobs RENAME TO jobs_away")
+        .await;
+    let refused = process
+        .bridge
+        .deliver("proj", &secret, &assignment_delivery("503", "603"))
+        .await;
+    assert_eq!(refused.status(), 503);
+    env.execute_sql("ALTER TABLE jobs_away RENAME TO jobs")
+        .await;
 
     let response = process
         .bridge
@@ -153,6 +164,10 @@ async fn metrics_count_deliveries_events_jobs_and_upstream_calls(#[case] backend
     assert_eq!(sample(&m, deliveries, &[("result", "malformed")]), 1.0);
     assert_eq!(sample(&m, deliveries, &[("result", "too_large")]), 1.0);
     assert_eq!(sample(&m, deliveries, &[("result", "accepted")]), 3.0);
+    assert_eq!(
+        sample(&m, deliveries, &[("result", "store_unavailable")]),
+        1.0
+    );
     assert_eq!(
         sample(&m, "bridge_events_total", &[("kind", "assignee_changed")]),
         2.0
