@@ -18,8 +18,9 @@ const API_KEY: &str = "sk-demo-key";
 const PROJECT: &str = "1200000000000100";
 
 /// Runs the scenario, printing each step; returns the jobs' outcomes in the order they were
-/// queued. Fails unless exactly one invitation arrived, for the first task, and the second task's
-/// job found it already sent.
+/// queued. Fails unless exactly one invitation arrived, for the first task, the project got one
+/// room with one share, and the second task's job found both in the ledgers without asking
+/// DocSpace.
 pub async fn demo() -> anyhow::Result<Vec<String>> {
     step("Starting simulators of Asana and DocSpace on 127.0.0.1");
     let asana = AsanaFake::start(TOKEN).await;
@@ -35,6 +36,7 @@ pub async fn demo() -> anyhow::Result<Vec<String>> {
         .asana(&asana.url(), TOKEN)
         .docspace(&docspace.url(), API_KEY)
         .with("BRIDGE__DOCSPACE__INVITE_TYPE", "User")
+        .with("BRIDGE__ROOMS__MODE", "auto")
         .database(database_url);
 
     step("Starting the bridge on its embedded SQLite store");
@@ -72,7 +74,10 @@ pub async fn demo() -> anyhow::Result<Vec<String>> {
     step("Alice is assigned two tasks in Asana, one after the other");
     let alice = FakeUser::new("3001", "Alice@Example.com");
     let mut jobs = Vec::new();
+    // DocSpace requests made by each task's job.
+    let mut docspace_calls = Vec::new();
     for task in ["2001", "2002"] {
+        let before = docspace.requests().len();
         asana.assign(task, PROJECT, Some(alice.clone()));
         let response = asana
             .deliver(webhook_gid.as_ref(), &assignment_delivery(task, "3001"))
@@ -99,6 +104,11 @@ pub async fn demo() -> anyhow::Result<Vec<String>> {
                 .map(|n| format!(" ({n})"))
                 .unwrap_or_default()
         ));
+        say(&format!(
+            "rooms: {}",
+            job.room_results.as_deref().unwrap_or("none")
+        ));
+        docspace_calls.push(docspace.requests().len() - before);
         jobs.push(job);
     }
 
@@ -114,6 +124,28 @@ pub async fn demo() -> anyhow::Result<Vec<String>> {
         "{} invite request(s) in all: the second task's job found Alice already invited and skipped",
         docspace.invite_requests().len()
     ));
+    let rooms = docspace.rooms();
+    for room in &rooms {
+        say(&format!(
+            "room {} \"{}\" (roomType {}, tags {:?})",
+            room.id, room.title, room.room_type, room.tags
+        ));
+        for (email, access) in docspace.members(room.id) {
+            say(&format!("  member {email} with access {access}"));
+        }
+    }
+    let shares = docspace.share_requests();
+    for share in &shares {
+        say(&format!(
+            "{} {}: {}",
+            share.method,
+            share.path,
+            String::from_utf8_lossy(&share.body)
+        ));
+    }
+    say(&format!(
+        "DocSpace calls per job: {docspace_calls:?}: the second job found Alice in the grants ledger and asked DocSpace nothing"
+    ));
 
     let _ = stop.send(());
     running.await??;
@@ -127,7 +159,14 @@ pub async fn demo() -> anyhow::Result<Vec<String>> {
             sent.len()
         );
     }
-    step("Done: one assignee, two tasks, exactly one invitation");
+    if rooms.len() != 1 || shares.len() != 1 || docspace_calls.last() != Some(&0) {
+        bail!(
+            "expected one room, one share and no DocSpace call for the second task, got {} room(s), {} share(s) and calls {docspace_calls:?}",
+            rooms.len(),
+            shares.len()
+        );
+    }
+    step("Done: one assignee, two tasks, exactly one invitation, one room, one share");
     Ok(outcomes)
 }
 
