@@ -19,7 +19,7 @@ use crate::upstream::{AsanaClient, DocSpaceClient, UpstreamError, Upstreams};
 use super::project_scope::{MAX_PARENT_LEVELS, Placement, placement};
 use super::retry::{Decision, RetryPolicy, backoff_delay};
 use super::room_provision::RoomProvisioner;
-use super::rooms::{Granting, Person, RoomsStop, settled_by_ledger};
+use super::rooms::{Granting, Person, RoomWork, RoomsStop, settled_by_ledger};
 
 /// Who gets invited, and as what.
 #[derive(Debug, Clone)]
@@ -151,10 +151,8 @@ impl Inviter {
     pub async fn run(&self, job: &ClaimedJob, owner: &LeaseOwner) -> Result<JobEnd, StoreError> {
         let mut seen = Seen::default();
         let attempt = self.attempt(job, owner, &mut seen).await?;
-        let (attempt, confirmations, room_metrics) =
-            self.with_rooms(job, owner, attempt, seen).await?;
-        self.record(job, owner, attempt, confirmations, room_metrics)
-            .await
+        let (attempt, confirmations, rooms) = self.with_rooms(job, owner, attempt, seen).await?;
+        self.record(job, owner, attempt, confirmations, rooms).await
     }
 
     async fn attempt(
@@ -354,7 +352,7 @@ impl Inviter {
         owner: &LeaseOwner,
         attempt: Attempt,
         seen: Seen,
-    ) -> Result<(Attempt, Confirmations, Vec<&'static str>), StoreError> {
+    ) -> Result<(Attempt, Confirmations, RoomWork), StoreError> {
         let mut confirmations = Confirmations {
             task: seen.task,
             project_names: seen.project_names,
@@ -364,7 +362,7 @@ impl Inviter {
             confirmations.invitation_sent = Some(email.clone());
         }
         if self.rooms.mode == RoomsMode::Off {
-            return Ok((attempt, confirmations, Vec::new()));
+            return Ok((attempt, confirmations, RoomWork::default()));
         }
         let (email, person) = match &attempt {
             Attempt::Invited { email } => (
@@ -390,7 +388,7 @@ impl Inviter {
                     None => Person::Unread,
                 },
             ),
-            _ => return Ok((attempt, confirmations, Vec::new())),
+            _ => return Ok((attempt, confirmations, RoomWork::default())),
         };
         let projects: Vec<Gid> = seen
             .projects
@@ -405,20 +403,10 @@ impl Inviter {
             notify: self.rooms.notify,
             provisioner: self.provisioner.as_ref(),
         };
-        let (work, stop) = granting.grant(&projects, &email, person).await?;
-        let mut room_metrics: Vec<&'static str> = work
-            .results
-            .iter()
-            .filter_map(|r| match r.result {
-                "granted" => Some("granted"),
-                "already_in_room" | "already_granted" => Some("already_in_room"),
-                _ => None,
-            })
-            .collect();
-        confirmations.room_results = work.results_json();
+        let (mut work, stop) = granting.grant(&projects, &email, person).await?;
         let granted = work.granted_any();
-        confirmations.grants = work.grants;
-        confirmations.had_access = work.had_access;
+        confirmations.grants = std::mem::take(&mut work.grants);
+        confirmations.had_access = std::mem::take(&mut work.had_access);
         let attempt = match stop {
             None => match attempt {
                 Attempt::Done {
@@ -436,14 +424,11 @@ impl Inviter {
                 error,
                 email: Some(email),
             },
-            Some(RoomsStop::Fail(reason)) => {
-                room_metrics.push("failed");
-                Attempt::Failed { reason, email }
-            }
+            Some(RoomsStop::Fail(reason)) => Attempt::Failed { reason, email },
             Some(RoomsStop::Wait(note)) => Attempt::Wait { note, email },
             Some(RoomsStop::LeaseLost) => Attempt::LeaseLost,
         };
-        Ok((attempt, confirmations, room_metrics))
+        Ok((attempt, confirmations, work))
     }
 
     async fn record(
@@ -451,8 +436,8 @@ impl Inviter {
         job: &ClaimedJob,
         owner: &LeaseOwner,
         attempt: Attempt,
-        confirmations: Confirmations,
-        room_metrics: Vec<&'static str>,
+        mut confirmations: Confirmations,
+        mut rooms: RoomWork,
     ) -> Result<JobEnd, StoreError> {
         let (email, settlement, end) = match attempt {
             Attempt::Done {
@@ -546,6 +531,10 @@ impl Inviter {
                 return Ok(JobEnd::LeaseLost);
             }
         };
+        if matches!(end, JobEnd::Failed(_)) {
+            rooms.fail_unsettled();
+        }
+        confirmations.room_results = rooms.results_json();
         let recorded = self
             .store
             .settle_job(job.id, owner, email, settlement, confirmations)
@@ -563,7 +552,7 @@ impl Inviter {
                 }
                 JobEnd::LeaseLost => {}
             }
-            for result in room_metrics {
+            for result in rooms.grant_metrics {
                 metrics::room_grant(result);
             }
             Ok(end)

@@ -21,6 +21,8 @@ const WAIT_POLL: Duration = Duration::from_millis(50);
 pub enum RoomEvent {
     Created,
     Adopted,
+    /// Made or adopted in place of a room DocSpace deleted or archived.
+    Replaced,
 }
 
 impl RoomEvent {
@@ -28,6 +30,7 @@ impl RoomEvent {
         match self {
             RoomEvent::Created => "created",
             RoomEvent::Adopted => "adopted",
+            RoomEvent::Replaced => "replaced",
         }
     }
 }

@@ -2,7 +2,7 @@
 //! share per (person, room), through the grants ledger, and never a call that could change the
 //! access of someone who is in the room already.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 
 use serde::Serialize;
 
@@ -26,7 +26,7 @@ pub struct RoomResult {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub access: Option<&'static str>,
     pub result: &'static str,
-    /// `created` or `adopted` when this job gave the project its room.
+    /// `created`, `adopted` or `replaced` when this job gave the project its room.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub room_event: Option<&'static str>,
 }
@@ -39,12 +39,26 @@ pub struct RoomWork {
     pub grants: Vec<(Email, i64)>,
     /// Rooms the person was in already.
     pub had_access: Vec<GrantRequest>,
+    /// The rooms the attempt stopped before settling, as `failed` results: they are recorded
+    /// (and counted) only if the job fails for good.
+    pub unsettled: Vec<RoomResult>,
+    /// `bridge_room_grants_total` results this attempt decided (not those an earlier attempt
+    /// of the job recorded), counted once the settlement is.
+    pub grant_metrics: Vec<&'static str>,
 }
 
 impl RoomWork {
     /// Whether this job granted a room (now or in an earlier attempt).
     pub fn granted_any(&self) -> bool {
         self.results.iter().any(|r| r.result == "granted")
+    }
+
+    /// The job fails for good: the rooms it left unsettled failed.
+    pub fn fail_unsettled(&mut self) {
+        for failed in self.unsettled.drain(..) {
+            self.grant_metrics.push("failed");
+            self.results.push(failed);
+        }
     }
 
     pub fn results_json(&self) -> Option<String> {
@@ -72,6 +86,42 @@ struct Target {
     room: RoomId,
     access: RoomAccess,
     event: Option<RoomEvent>,
+}
+
+impl Target {
+    fn new(
+        project: &Gid,
+        project_name: Option<String>,
+        room_id: i64,
+        access: i64,
+        event: Option<RoomEvent>,
+    ) -> Result<Target, StoreError> {
+        let room = RoomId::try_from(room_id).map_err(|_| {
+            StoreError::Corrupt(format!("project {project} maps to room {room_id}"))
+        })?;
+        let access = RoomAccess::from_repr(access).ok_or_else(|| {
+            StoreError::Corrupt(format!("room {room_id} has unknown access {access}"))
+        })?;
+        Ok(Target {
+            project: project.clone(),
+            project_name,
+            room,
+            access,
+            event,
+        })
+    }
+
+    fn failed(&self) -> RoomResult {
+        result(&self.project, Some(self), None, "failed")
+    }
+}
+
+/// How one room's grant went.
+enum Step {
+    Settled,
+    Stop(RoomsStop),
+    /// DocSpace no longer has the room, or archived it (the reason); the mapping says so now.
+    Gone(&'static str),
 }
 
 /// Whether the ledger shows `email` settled (granted or found there) in the active room of every
@@ -144,62 +194,49 @@ impl Granting<'_> {
                 continue;
             };
             let gone = known.state.as_deref() == Some("gone");
-            let (room_id, access, event) = match (known.room_id, known.access, self.provisioner) {
-                (Some(room_id), Some(_), Some(provisioner)) if gone => {
-                    tracing::warn!(room = room_id, project = %project, reason = known.gone_reason.as_deref().unwrap_or("deleted"), "the project's room is gone; creating a new one");
-                    match self
-                        .provision(
-                            provisioner,
+            let name = known.project_name;
+            let target = match (known.room_id, known.access, self.provisioner) {
+                (Some(room_id), Some(access), _) if !gone => {
+                    Ok(Target::new(project, name, room_id, access, None)?)
+                }
+                (Some(room_id), Some(_), Some(provisioner)) => {
+                    let reason = known.gone_reason.as_deref().unwrap_or("deleted");
+                    self.replace(provisioner, project, name, room_id, reason)
+                        .await?
+                }
+                (Some(room_id), Some(_), None) => {
+                    let reason = known.gone_reason.as_deref().unwrap_or("deleted");
+                    Err((
+                        Some(room_id),
+                        RoomsStop::Fail(linked_gone_message(
                             project,
-                            known.project_name.as_deref(),
-                            Some(room_id),
-                        )
-                        .await?
-                    {
-                        Ok((room_id, event)) => (room_id, provisioner.rooms.access.as_int(), event),
-                        Err(stop) => return Ok((work, Some(stop))),
-                    }
+                            name.as_deref(),
+                            room_id,
+                            reason,
+                        )),
+                    ))
                 }
-                (Some(room_id), Some(access), _) => (room_id, access, None),
                 (_, _, Some(provisioner)) => {
-                    match self
-                        .provision(provisioner, project, known.project_name.as_deref(), None)
-                        .await?
-                    {
-                        Ok((room_id, event)) => (room_id, provisioner.rooms.access.as_int(), event),
-                        Err(stop) => return Ok((work, Some(stop))),
-                    }
+                    self.provision(provisioner, project, name, None).await?
                 }
-                _ => {
+                (_, _, None) => {
                     work.results.push(result(project, None, None, "no_room"));
                     continue;
                 }
             };
-            let room = RoomId::try_from(room_id).map_err(|_| {
-                StoreError::Corrupt(format!("project {project} maps to room {room_id}"))
-            })?;
-            let access = RoomAccess::from_repr(access).ok_or_else(|| {
-                StoreError::Corrupt(format!("room {room_id} has unknown access {access}"))
-            })?;
-            if gone && self.provisioner.is_none() {
-                let reason = known.gone_reason.as_deref().unwrap_or("deleted");
-                return Ok((
-                    work,
-                    Some(RoomsStop::Fail(linked_gone_message(
-                        project,
-                        known.project_name.as_deref(),
-                        room_id,
-                        reason,
-                    ))),
-                ));
+            match target {
+                Ok(target) => targets.push(target),
+                Err((room, stop)) => {
+                    work.unsettled.push(RoomResult {
+                        project: project.to_string(),
+                        room,
+                        access: None,
+                        result: "failed",
+                        room_event: None,
+                    });
+                    return Ok((work, Some(stop)));
+                }
             }
-            targets.push(Target {
-                project: project.clone(),
-                project_name: known.project_name,
-                room,
-                access,
-                event,
-            });
         }
         targets.sort_by_key(|t| t.room.get());
         targets.dedup_by_key(|t| t.room.get());
@@ -215,19 +252,24 @@ impl Granting<'_> {
             .into_iter()
             .map(|g| (g.room_id, g))
             .collect();
-        let mut open = Vec::new();
+        let mut open = VecDeque::new();
         for target in targets {
             match ledger.get(&target.room.get()) {
                 Some(row) if row.state != GrantState::Sending => {
-                    let what = if row.job_id == self.job.id && row.state == GrantState::Granted {
+                    let ours = row.job_id == self.job.id;
+                    let what = if ours && row.state == GrantState::Granted {
                         "granted"
                     } else {
                         "already_granted"
                     };
+                    // This job's own rows were counted by the attempt that recorded them.
+                    if !ours {
+                        work.grant_metrics.push("already_in_room");
+                    }
                     work.results
                         .push(result(&target.project, Some(&target), None, what));
                 }
-                _ => open.push(target),
+                _ => open.push_back(target),
             }
         }
         if open.is_empty() {
@@ -237,27 +279,31 @@ impl Granting<'_> {
         let user = match person {
             Person::Found(user) => user,
             Person::JustInvited | Person::Unread | Person::InvitedBy { .. } => {
-                match self.docspace.find_user(email.as_str()).await {
-                    Ok(Some(user)) => user,
-                    Ok(None) => {
-                        let stop = match person {
-                            Person::InvitedBy { job_id } => RoomsStop::Wait(format!(
-                                "being invited by job {job_id}; rooms follow"
-                            )),
-                            Person::JustInvited => RoomsStop::Fail(format!(
-                                "DocSpace accepted the invitation but has no user {} \
-                                 (disabled, or skipped by a server before 3.7.1)",
-                                mask_email(email.as_str())
-                            )),
-                            Person::Unread | Person::Found(_) => RoomsStop::Fail(format!(
-                                "DocSpace has no user {} any more, though the grants ledger \
-                                 shows one",
-                                mask_email(email.as_str())
-                            )),
-                        };
+                let stop = match self.docspace.find_user(email.as_str()).await {
+                    Ok(Some(user)) => Ok(user),
+                    Ok(None) => Err(match person {
+                        Person::InvitedBy { job_id } => {
+                            RoomsStop::Wait(format!("being invited by job {job_id}; rooms follow"))
+                        }
+                        Person::JustInvited => RoomsStop::Fail(format!(
+                            "DocSpace accepted the invitation but has no user {} \
+                             (disabled, or skipped by a server before 3.7.1)",
+                            mask_email(email.as_str())
+                        )),
+                        Person::Unread | Person::Found(_) => RoomsStop::Fail(format!(
+                            "DocSpace has no user {} any more, though the grants ledger \
+                             shows one",
+                            mask_email(email.as_str())
+                        )),
+                    }),
+                    Err(error) => Err(RoomsStop::Upstream(error)),
+                };
+                match stop {
+                    Ok(user) => user,
+                    Err(stop) => {
+                        work.unsettled.extend(open.iter().map(Target::failed));
                         return Ok((work, Some(stop)));
                     }
-                    Err(error) => return Ok((work, Some(RoomsStop::Upstream(error)))),
                 }
             }
         };
@@ -269,20 +315,88 @@ impl Granting<'_> {
             return Ok((work, None));
         }
 
-        for target in open {
-            let own_sending = ledger.get(&target.room.get()).is_some_and(|row| {
-                row.job_id == self.job.id
-                    && row.state == GrantState::Sending
-                    && row.access == target.access.as_int()
-            });
-            if let Some(stop) = self
-                .grant_one(&target, email, &user, own_sending, &mut work)
-                .await?
-            {
+        while let Some(mut target) = open.pop_front() {
+            // At most one replacement per room and attempt.
+            let mut replaced = false;
+            let stop = loop {
+                let own_sending = ledger.get(&target.room.get()).is_some_and(|row| {
+                    row.job_id == self.job.id
+                        && row.state == GrantState::Sending
+                        && row.access == target.access.as_int()
+                });
+                match self
+                    .grant_one(&target, email, &user, own_sending, &mut work)
+                    .await?
+                {
+                    Step::Settled => break None,
+                    Step::Stop(stop) => break Some(stop),
+                    Step::Gone(reason) => match self.provisioner {
+                        Some(provisioner) if !replaced => {
+                            replaced = true;
+                            match self
+                                .replace(
+                                    provisioner,
+                                    &target.project,
+                                    target.project_name.clone(),
+                                    target.room.get(),
+                                    reason,
+                                )
+                                .await?
+                            {
+                                Ok(new) => target = new,
+                                Err((_, stop)) => break Some(stop),
+                            }
+                        }
+                        Some(_) => {
+                            break Some(RoomsStop::Wait(format!(
+                                "room {} of project {} is gone ({reason}); the next attempt \
+                                 creates a new one",
+                                target.room, target.project
+                            )));
+                        }
+                        None => {
+                            break Some(RoomsStop::Fail(linked_gone_message(
+                                &target.project,
+                                target.project_name.as_deref(),
+                                target.room.get(),
+                                reason,
+                            )));
+                        }
+                    },
+                }
+            };
+            if let Some(stop) = stop {
+                work.unsettled.push(target.failed());
+                work.unsettled.extend(open.iter().map(Target::failed));
                 return Ok((work, Some(stop)));
             }
         }
         Ok((work, None))
+    }
+
+    /// The project's room `gone` is deleted or archived: a new one in its place, made or adopted
+    /// under the project's creation claim.
+    async fn replace(
+        &self,
+        provisioner: &RoomProvisioner,
+        project: &Gid,
+        name: Option<String>,
+        gone: i64,
+        reason: &str,
+    ) -> Result<Result<Target, (Option<i64>, RoomsStop)>, StoreError> {
+        tracing::warn!(room = gone, project = %project, reason, "room {gone} of project {project} is gone ({reason}); creating a new one");
+        Ok(
+            match self
+                .provision(provisioner, project, name, Some(gone))
+                .await?
+            {
+                Ok(target) => Ok(Target {
+                    event: target.event.map(|_| RoomEvent::Replaced),
+                    ..target
+                }),
+                Err((_, stop)) => Err((Some(gone), stop)),
+            },
+        )
     }
 
     /// The room `ensure_room` gives `project`, with how it got it, or why the job stops.
@@ -290,25 +404,27 @@ impl Granting<'_> {
         &self,
         provisioner: &RoomProvisioner,
         project: &Gid,
-        name: Option<&str>,
+        name: Option<String>,
         replacing: Option<i64>,
-    ) -> Result<Result<(i64, Option<RoomEvent>), RoomsStop>, StoreError> {
+    ) -> Result<Result<Target, (Option<i64>, RoomsStop)>, StoreError> {
         let claimant = Claimant::Job {
             id: self.job.id,
             owner: self.owner.clone(),
         };
-        Ok(
-            match provisioner
-                .ensure_room(project, name, replacing, &claimant)
-                .await?
-            {
-                Provision::Room { room_id, event } => Ok((room_id, event)),
-                Provision::Wait(note) => Err(RoomsStop::Wait(note)),
-                Provision::Fail(reason) => Err(RoomsStop::Fail(reason)),
-                Provision::Upstream(error) => Err(RoomsStop::Upstream(error)),
-                Provision::LeaseLost => Err(RoomsStop::LeaseLost),
-            },
-        )
+        let stop = match provisioner
+            .ensure_room(project, name.as_deref(), replacing, &claimant)
+            .await?
+        {
+            Provision::Room { room_id, event } => {
+                let access = provisioner.rooms.access.as_int();
+                return Ok(Ok(Target::new(project, name, room_id, access, event)?));
+            }
+            Provision::Wait(note) => RoomsStop::Wait(note),
+            Provision::Fail(reason) => RoomsStop::Fail(reason),
+            Provision::Upstream(error) => RoomsStop::Upstream(error),
+            Provision::LeaseLost => RoomsStop::LeaseLost,
+        };
+        Ok(Err((None, stop)))
     }
 
     async fn grant_one(
@@ -318,10 +434,10 @@ impl Granting<'_> {
         user: &DocSpaceUser,
         own_sending: bool,
         work: &mut RoomWork,
-    ) -> Result<Option<RoomsStop>, StoreError> {
+    ) -> Result<Step, StoreError> {
         let present = match self.find_member(target.room, email, &user.id).await {
             Ok(present) => present,
-            Err(error) => return Ok(Some(self.refused(target, error).await?)),
+            Err(error) => return self.refused(target, error).await,
         };
         let request = GrantRequest {
             email: email.clone(),
@@ -335,6 +451,7 @@ impl Granting<'_> {
             if own_sending && member.access == target.access.as_int() {
                 // An earlier attempt of this job shared the room and died before recording it.
                 work.grants.push((email.clone(), target.room.get()));
+                work.grant_metrics.push("granted");
                 work.results
                     .push(result(&target.project, Some(target), None, "granted"));
             } else {
@@ -342,6 +459,7 @@ impl Granting<'_> {
                     access: member.access,
                     ..request
                 });
+                work.grant_metrics.push("already_in_room");
                 work.results.push(result(
                     &target.project,
                     Some(target),
@@ -349,7 +467,7 @@ impl Granting<'_> {
                     "already_in_room",
                 ));
             }
-            return Ok(None);
+            return Ok(Step::Settled);
         }
 
         match self
@@ -357,21 +475,22 @@ impl Granting<'_> {
             .reserve_grant(self.job.id, self.owner, request)
             .await?
         {
-            None => return Ok(Some(RoomsStop::LeaseLost)),
+            None => return Ok(Step::Stop(RoomsStop::LeaseLost)),
             Some(GrantReservation::Mine) => {}
             Some(GrantReservation::Theirs { .. }) => {
                 work.results
                     .push(result(&target.project, Some(target), None, "being_granted"));
-                return Ok(None);
+                return Ok(Step::Settled);
             }
             Some(GrantReservation::AlreadyGranted { .. }) => {
+                work.grant_metrics.push("already_in_room");
                 work.results.push(result(
                     &target.project,
                     Some(target),
                     None,
                     "already_granted",
                 ));
-                return Ok(None);
+                return Ok(Step::Settled);
             }
         }
 
@@ -381,7 +500,7 @@ impl Granting<'_> {
             .await
         {
             Ok(members) => members,
-            Err(error) => return Ok(Some(self.refused(target, error).await?)),
+            Err(error) => return self.refused(target, error).await,
         };
         let added = members.iter().any(|m| {
             m.shared_to_user
@@ -392,22 +511,23 @@ impl Granting<'_> {
         if added {
             tracing::info!(room = %target.room, project = %target.project, email = %mask_email(email.as_str()), "room shared");
             work.grants.push((email.clone(), target.room.get()));
+            work.grant_metrics.push("granted");
             work.results
                 .push(result(&target.project, Some(target), None, "granted"));
-            return Ok(None);
+            return Ok(Step::Settled);
         }
         match self.docspace.find_user(email.as_str()).await {
             Ok(Some(again)) if again.is_disabled() => {
                 work.results
                     .push(result(&target.project, Some(target), None, "user_disabled"));
-                Ok(None)
+                Ok(Step::Settled)
             }
-            Ok(_) => Ok(Some(RoomsStop::Fail(format!(
+            Ok(_) => Ok(Step::Stop(RoomsStop::Fail(format!(
                 "DocSpace did not add {} to room {} (invisible to the key's user?)",
                 mask_email(email.as_str()),
                 target.room
             )))),
-            Err(error) => Ok(Some(RoomsStop::Upstream(error))),
+            Err(error) => Ok(Step::Stop(RoomsStop::Upstream(error))),
         }
     }
 
@@ -440,38 +560,25 @@ impl Granting<'_> {
     }
 
     /// A members read or share DocSpace refused: a 403 or 404 may mean the room is gone or
-    /// archived, which one room read tells; anything else stands as it is.
-    async fn refused(
-        &self,
-        target: &Target,
-        error: UpstreamError,
-    ) -> Result<RoomsStop, StoreError> {
+    /// archived, which one room read tells (and the mapping then records); anything else stands
+    /// as it is.
+    async fn refused(&self, target: &Target, error: UpstreamError) -> Result<Step, StoreError> {
         if !matches!(error.status(), Some(403 | 404)) {
-            return Ok(RoomsStop::Upstream(error));
+            return Ok(Step::Stop(RoomsStop::Upstream(error)));
         }
         let reason = match self.docspace.get_room(target.room).await {
             Ok(RoomLookup::NotFound) => "deleted",
             Ok(RoomLookup::Found(room)) if room.is_archived() => "archived",
-            Ok(RoomLookup::Found(_)) => return Ok(RoomsStop::Upstream(error)),
-            Err(read_error) => return Ok(RoomsStop::Upstream(read_error)),
+            Ok(RoomLookup::Found(_)) => return Ok(Step::Stop(RoomsStop::Upstream(error))),
+            Err(read_error) => return Ok(Step::Stop(RoomsStop::Upstream(read_error))),
         };
         self.store
             .mark_room_gone(&target.project, target.room.get(), reason)
             .await?;
-        if self.provisioner.is_some() {
-            tracing::warn!(room = %target.room, project = %target.project, reason, "room {} of project {} is gone ({reason}); creating a new one", target.room, target.project);
-            return Ok(RoomsStop::Wait(format!(
-                "room {} of project {} is gone ({reason}); the next attempt creates a new one",
-                target.room, target.project
-            )));
+        if self.provisioner.is_none() {
+            tracing::warn!(room = %target.room, project = %target.project, reason, "a linked room is gone");
         }
-        tracing::warn!(room = %target.room, project = %target.project, reason, "a linked room is gone");
-        Ok(RoomsStop::Fail(linked_gone_message(
-            &target.project,
-            target.project_name.as_deref(),
-            target.room.get(),
-            reason,
-        )))
+        Ok(Step::Gone(reason))
     }
 }
 
@@ -524,6 +631,31 @@ mod tests {
              1200000000000100 --room <ROOM_ID>` or forget it with `rooms unlink --project \
              1200000000000100`"
         );
+    }
+
+    #[test]
+    fn a_job_that_fails_for_good_records_and_counts_its_unsettled_rooms_as_failed() {
+        let failed = RoomResult {
+            project: "1200".into(),
+            room: Some(46),
+            access: Some("Read"),
+            result: "failed",
+            room_event: None,
+        };
+        let mut work = RoomWork {
+            unsettled: vec![failed.clone()],
+            grant_metrics: vec!["granted"],
+            ..RoomWork::default()
+        };
+        assert_eq!(
+            work.results_json(),
+            None,
+            "nothing failed while it may retry"
+        );
+        work.fail_unsettled();
+        assert_eq!(work.results, vec![failed]);
+        assert_eq!(work.grant_metrics, vec!["granted", "failed"]);
+        assert!(work.unsettled.is_empty());
     }
 
     #[test]

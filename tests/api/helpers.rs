@@ -1,5 +1,6 @@
 //! Starting the bridge against the fakes, in-process or as a real process, and awaiting what it does.
 
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::path::PathBuf;
 use std::process::Stdio;
@@ -564,4 +565,47 @@ pub fn assignment_job(dedupe_key: &str, task_gid: &str) -> asana_docspace_bridge
 /// The source of jobs queued by deliveries to webhook `value`.
 pub fn from_webhook(value: &str) -> asana_docspace_bridge::domain::JobSource {
     asana_docspace_bridge::domain::JobSource::Webhook(name(value))
+}
+
+/// `name{label="value",...} number` lines → ("name", sorted labels) → number.
+pub fn parse_metrics(text: &str) -> BTreeMap<(String, BTreeMap<String, String>), f64> {
+    let mut samples = BTreeMap::new();
+    for line in text
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+    {
+        let (series, value) = line.rsplit_once(' ').expect("a sample line");
+        let (name, labels) = match series.split_once('{') {
+            Some((name, rest)) => {
+                let labels = rest
+                    .trim_end_matches('}')
+                    .split("\",")
+                    .filter(|p| !p.is_empty())
+                    .map(|pair| {
+                        let (k, v) = pair.split_once('=').expect("label=value");
+                        (k.to_string(), v.trim_matches('"').to_string())
+                    })
+                    .collect();
+                (name.to_string(), labels)
+            }
+            None => (series.to_string(), BTreeMap::new()),
+        };
+        samples.insert((name, labels), value.parse().expect("a number"));
+    }
+    samples
+}
+
+/// The value of `name` with exactly `labels`; panics, naming it, when there is none.
+pub fn sample(
+    samples: &BTreeMap<(String, BTreeMap<String, String>), f64>,
+    name: &str,
+    labels: &[(&str, &str)],
+) -> f64 {
+    let labels: BTreeMap<String, String> = labels
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    *samples
+        .get(&(name.to_string(), labels.clone()))
+        .unwrap_or_else(|| panic!("no sample {name}{labels:?}"))
 }

@@ -1,57 +1,14 @@
 //! What an operator watches: `/metrics` and the logs. Each test runs the bridge as a process of its
 //! own, so the metrics it reads are that process's alone.
 
-use std::collections::BTreeMap;
-
 use asana_docspace_fakes::{Fault, assignment_delivery, sign};
 use rstest::rstest;
 use serde_json::{Value, json};
 
 use crate::helpers::{
-    ASANA_TOKEN, Backend, BridgeProcess, DOCSPACE_KEY, Env, WAIT, eventually, settled_jobs,
+    ASANA_TOKEN, Backend, BridgeProcess, DOCSPACE_KEY, Env, WAIT, eventually, parse_metrics,
+    sample, settled_jobs,
 };
-
-/// `name{label="value",...} number` lines → ("name", sorted labels) → number.
-fn parse_metrics(text: &str) -> BTreeMap<(String, BTreeMap<String, String>), f64> {
-    let mut samples = BTreeMap::new();
-    for line in text
-        .lines()
-        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
-    {
-        let (series, value) = line.rsplit_once(' ').expect("a sample line");
-        let (name, labels) = match series.split_once('{') {
-            Some((name, rest)) => {
-                let labels = rest
-                    .trim_end_matches('}')
-                    .split("\",")
-                    .filter(|p| !p.is_empty())
-                    .map(|pair| {
-                        let (k, v) = pair.split_once('=').expect("label=value");
-                        (k.to_string(), v.trim_matches('"').to_string())
-                    })
-                    .collect();
-                (name.to_string(), labels)
-            }
-            None => (series.to_string(), BTreeMap::new()),
-        };
-        samples.insert((name, labels), value.parse().expect("a number"));
-    }
-    samples
-}
-
-fn sample(
-    samples: &BTreeMap<(String, BTreeMap<String, String>), f64>,
-    name: &str,
-    labels: &[(&str, &str)],
-) -> f64 {
-    let labels: BTreeMap<String, String> = labels
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
-    *samples
-        .get(&(name.to_string(), labels.clone()))
-        .unwrap_or_else(|| panic!("no sample {name}{labels:?}"))
-}
 
 #[rstest]
 #[case::sqlite(Backend::Sqlite)]
