@@ -403,7 +403,9 @@ impl Inviter {
             notify: self.rooms.notify,
             provisioner: self.provisioner.as_ref(),
         };
-        let (mut work, stop) = granting.grant(&projects, &email, person).await?;
+        let (mut work, stop) = granting
+            .grant(&projects, &confirmations.project_names, &email, person)
+            .await?;
         let granted = work.granted_any();
         confirmations.grants = std::mem::take(&mut work.grants);
         confirmations.had_access = std::mem::take(&mut work.had_access);

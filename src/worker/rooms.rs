@@ -179,11 +179,13 @@ pub enum Person {
 }
 
 impl Granting<'_> {
-    /// Grants `email` the rooms of `projects` (the projects the task counts toward). Store errors
-    /// end the attempt; everything else is in the answer.
+    /// Grants `email` the rooms of `projects` (the projects the task counts toward; `names` are the
+    /// project names the task read showed, newer than the store's, for titling created rooms).
+    /// Store errors end the attempt; everything else is in the answer.
     pub async fn grant(
         &self,
         projects: &[Gid],
+        names: &[(Gid, String)],
         email: &Email,
         person: Person,
     ) -> Result<(RoomWork, Option<RoomsStop>), StoreError> {
@@ -194,7 +196,11 @@ impl Granting<'_> {
                 continue;
             };
             let gone = known.state.as_deref() == Some("gone");
-            let name = known.project_name;
+            let name = names
+                .iter()
+                .find(|(gid, _)| gid == project)
+                .map(|(_, name)| name.clone())
+                .or(known.project_name);
             let target = match (known.room_id, known.access, self.provisioner) {
                 (Some(room_id), Some(access), _) if !gone => {
                     Ok(Target::new(project, name, room_id, access, None)?)

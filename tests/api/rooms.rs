@@ -370,6 +370,8 @@ async fn auto_the_first_job_creates_the_tagged_room_then_shares_it(#[case] backe
     assert_eq!(body["roomType"], 2);
     assert_eq!(body["tags"], json!([tag]));
     assert!(body.get("private").is_none(), "{body}");
+    // Titled after the project's name as the task read showed it (rooms.title = {project}).
+    assert_eq!(body["title"], format!("Project {PROJECT}"));
     let rooms = env.docspace.rooms();
     assert_eq!(rooms.len(), 1);
     let mapped = store.project_room(&gid(PROJECT)).await.unwrap().unwrap();
