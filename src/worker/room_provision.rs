@@ -1,6 +1,7 @@
 //! One room per project in `auto` mode: under the project's creation claim, adopt the active room
 //! tagged `asana-project:<gid>` or create it, and record the mapping.
 
+use std::fmt;
 use std::time::Duration;
 
 use anyhow::{Context as _, anyhow, bail};
@@ -240,6 +241,17 @@ pub struct CommandRoom {
     pub how: String,
 }
 
+/// `45 "Website" (created)`; `(already linked)` when the project had the room.
+impl fmt::Display for CommandRoom {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {:?} ", self.room_id, self.title)?;
+        match self.event {
+            Some(event) => write!(f, "({})", event.as_str()),
+            None => write!(f, "(already {})", self.how),
+        }
+    }
+}
+
 /// Gives `project` its room now, for an operator's command (`rooms create`, `webhooks create`, the
 /// demo): its active room if it has one; otherwise the room tagged `asana-project:<gid>`, adopted
 /// or created (titled after the Asana project) under a command's creation claim, replacing a gone
@@ -339,6 +351,28 @@ mod tests {
             "id": id, "title": "t", "roomType": 2, "tags": tags, "rootFolderType": root
         }))
         .unwrap()
+    }
+
+    #[test]
+    fn a_command_room_says_how_the_project_got_it() {
+        let room = |event, how: &str| CommandRoom {
+            room_id: 45,
+            title: "Website".into(),
+            event,
+            how: how.into(),
+        };
+        assert_eq!(
+            room(Some(RoomEvent::Created), "created").to_string(),
+            r#"45 "Website" (created)"#
+        );
+        assert_eq!(
+            room(Some(RoomEvent::Adopted), "created").to_string(),
+            r#"45 "Website" (adopted)"#
+        );
+        assert_eq!(
+            room(None, "linked").to_string(),
+            r#"45 "Website" (already linked)"#
+        );
     }
 
     #[test]
