@@ -605,6 +605,54 @@ async fn rooms_create_adopts_the_tagged_room_and_refuses_in_one_line(#[case] bac
 #[case::sqlite(Backend::Sqlite)]
 #[case::postgres(Backend::Postgres)]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rooms_create_replaces_a_deleted_linked_room(#[case] backend: Backend) {
+    let Some(mut env) = Env::on(backend).await else {
+        return;
+    };
+    env.set("BRIDGE__ROOMS__MODE", "linked");
+    env.run(&["migrate"]).await.expect_code(0);
+    env.asana.put_project(PROJECT, "Website");
+    let old = env.docspace.create_room("Old website", 2, &[]);
+    env.run(&[
+        "rooms",
+        "link",
+        "--project",
+        PROJECT,
+        "--room",
+        &old.to_string(),
+    ])
+    .await
+    .expect_code(0);
+    env.docspace.delete_room(old);
+    let store = env.store().await;
+    store
+        .mark_room_gone(&gid(PROJECT), old, "deleted")
+        .await
+        .unwrap();
+
+    let created = env.run(&["rooms", "create", "--project", PROJECT]).await;
+    created.expect_code(0);
+    let mapped = store.project_room(&gid(PROJECT)).await.unwrap().unwrap();
+    assert_ne!(mapped.room_id, old);
+    assert_eq!(
+        (mapped.how.as_str(), mapped.state.as_str()),
+        ("created", "active")
+    );
+    assert!(
+        created.stdout.contains(&format!(
+            "has room {} \"Website\" (created)",
+            mapped.room_id
+        )),
+        "{}",
+        created.stdout
+    );
+    assert!(store.gone_rooms().await.unwrap().is_empty());
+}
+
+#[rstest]
+#[case::sqlite(Backend::Sqlite)]
+#[case::postgres(Backend::Postgres)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rooms_create_forces_past_a_refused_creations_cool_down(#[case] backend: Backend) {
     let Some(mut env) = Env::on(backend).await else {
         return;
