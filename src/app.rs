@@ -72,6 +72,7 @@ impl Application {
             wake_worker: wake,
             worker: worker.status(),
             health: Arc::new(WebhookHealth::default()),
+            rooms_mode: settings.rooms.mode,
             secrets: SecretCache::default(),
             store_gauges: Arc::default(),
             request_slots: Arc::new(Semaphore::new(

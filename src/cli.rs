@@ -104,6 +104,12 @@ pub enum RoomsCommand {
         #[arg(long)]
         project: Gid,
     },
+    /// Give a project its room now: adopt the room tagged asana-project:<GID>, or create one.
+    Create {
+        /// The Asana project gid.
+        #[arg(long)]
+        project: Gid,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

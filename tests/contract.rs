@@ -324,6 +324,30 @@ async fn asana_get_user_passes_the_spec() {
 }
 
 #[tokio::test]
+async fn asana_get_project_passes_the_spec() {
+    let Some(c) = Contract::start("asana_get_project_passes_the_spec").await else {
+        return;
+    };
+    let project = c
+        .asana_client()
+        .get_project(&PROJECT.parse().unwrap())
+        .await;
+    c.assert_all_accepted();
+    let path = format!("/projects/{PROJECT}");
+    c.assert_requests(&[(Method::GET, &path)], &[]);
+    c.ensure(
+        c.asana.exchanges()[0].query_param("opt_fields").as_deref() == Some("name"),
+        "only the name is asked for",
+    );
+    c.ensure(
+        project
+            .as_ref()
+            .is_ok_and(|p| p.as_ref().is_some_and(|p| p.name.is_some())),
+        format!("get_project: {project:?}"),
+    );
+}
+
+#[tokio::test]
 async fn asana_project_tasks_pages_pass_the_spec() {
     let Some(c) = Contract::start("asana_project_tasks_pages_pass_the_spec").await else {
         return;
@@ -713,6 +737,68 @@ async fn command_webhooks_create_passes_the_spec_up_to_the_missing_handshake() {
                 .stderr
                 .contains(&format!("webhook {created_gid} was deleted at Asana")),
         format!("webhooks create: {out:#?}"),
+    );
+}
+
+/// `rooms link` reads the project at Asana and the room at DocSpace, as the specs describe them.
+#[tokio::test]
+async fn command_rooms_link_passes_the_spec() {
+    let Some(c) = Contract::start("command_rooms_link_passes_the_spec").await else {
+        return;
+    };
+    // The spec's example room is a FillingForms room.
+    let out = c
+        .cli()
+        .await
+        .run(&[
+            "rooms",
+            "link",
+            "--project",
+            PROJECT,
+            "--room",
+            "1",
+            "--access",
+            "FillForms",
+        ])
+        .await;
+    c.assert_all_accepted();
+    let project = format!("/projects/{PROJECT}");
+    c.assert_requests(
+        &[(Method::GET, &project)],
+        &[(Method::GET, "/api/2.0/files/rooms/1")],
+    );
+    c.ensure(
+        out.code == Some(0) && out.stdout.contains("is linked to room 1"),
+        format!("rooms link: {out:#?}"),
+    );
+}
+
+/// `rooms create` reads the project at Asana, searches DocSpace for its tagged room and, finding
+/// none (the spec's example carries other tags), creates it.
+#[tokio::test]
+async fn command_rooms_create_passes_the_spec() {
+    let Some(c) = Contract::start("command_rooms_create_passes_the_spec").await else {
+        return;
+    };
+    let out = c
+        .cli()
+        .await
+        .run(&["rooms", "create", "--project", PROJECT])
+        .await;
+    c.assert_all_accepted();
+    let project = format!("/projects/{PROJECT}");
+    c.assert_requests(
+        &[(Method::GET, &project)],
+        &[(Method::GET, ROOMS), (Method::POST, ROOMS)],
+    );
+    let exchanges = c.docspace.exchanges();
+    c.ensure(
+        exchanges[1].request_json()["tags"] == json!([format!("asana-project:{PROJECT}")]),
+        "the room is tagged with the project",
+    );
+    c.ensure(
+        out.code == Some(0) && out.stdout.contains("(created)"),
+        format!("rooms create: {out:#?}"),
     );
 }
 

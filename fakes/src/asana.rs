@@ -1,5 +1,5 @@
 //! An Asana API (`/api/1.0`) that behaves like Asana where the bridge depends on it: tasks with
-//! `opt_fields`, paged project tasks, the token's user, and webhooks whose creation performs the
+//! `opt_fields`, paged project tasks, projects by gid, the token's user, and webhooks whose creation performs the
 //! handshake against the target before answering 201 with the secret in the body.
 
 use std::collections::{BTreeMap, HashMap};
@@ -65,6 +65,8 @@ struct World {
     me: FakeUser,
     workspaces: Vec<(String, String)>,
     tasks: BTreeMap<String, FakeTask>,
+    /// Project names set by [`AsanaFake::put_project`]; other projects are named `Project <gid>`.
+    project_names: BTreeMap<String, String>,
     webhooks: BTreeMap<String, FakeWebhook>,
     next_gid: u64,
     /// When set, the 201 of the next webhook creation carries this secret instead of the real one.
@@ -95,6 +97,7 @@ impl AsanaFake {
                 me: FakeUser::new("90001", "operator@example.com"),
                 workspaces: vec![("80001".to_string(), "Example Workspace".to_string())],
                 tasks: BTreeMap::new(),
+                project_names: BTreeMap::new(),
                 webhooks: BTreeMap::new(),
                 next_gid: 1_200_000_000_000_000,
                 secret_in_body_override: None,
@@ -109,6 +112,7 @@ impl AsanaFake {
         let router = Router::new()
             .route("/api/1.0/tasks/{gid}", get(get_task))
             .route("/api/1.0/tasks", get(list_tasks))
+            .route("/api/1.0/projects/{gid}", get(get_project))
             .route("/api/1.0/projects/{gid}/tasks", get(list_project_tasks))
             .route("/api/1.0/users/me", get(users_me))
             .route("/api/1.0/users/{gid}", get(get_user))
@@ -159,6 +163,17 @@ impl AsanaFake {
             projects: Vec::new(),
             parent: Some(parent_gid.to_string()),
         });
+    }
+
+    /// Creates project `gid` named `name`, or renames it. A project a task or a webhook refers to
+    /// exists without this, named `Project <gid>`.
+    pub fn put_project(&self, gid: &str, name: &str) {
+        self.shared
+            .world
+            .lock()
+            .unwrap()
+            .project_names
+            .insert(gid.to_string(), name.to_string());
     }
 
     pub fn remove_task(&self, task_gid: &str) {
@@ -253,8 +268,8 @@ impl AsanaFake {
             .collect()
     }
 
-    /// The next request to `route` (`"get_task"`, `"list_tasks"`, `"users_me"`, `"create_webhook"`,
-    /// `"get_webhook"`, `"list_webhooks"`, `"delete_webhook"`) gets `fault`.
+    /// The next request to `route` (`"get_task"`, `"list_tasks"`, `"get_project"`, `"users_me"`,
+    /// `"create_webhook"`, `"get_webhook"`, `"list_webhooks"`, `"delete_webhook"`) gets `fault`.
     pub fn push_fault(&self, route: &'static str, fault: Fault) {
         self.shared.common.push_fault(route, fault);
     }
@@ -353,6 +368,26 @@ fn errors(status: StatusCode, message: &str) -> Response {
     (status, Json(json!({"errors": [{"message": message, "help": "For more information on API status codes and how to handle them, read the docs on errors: https://developers.asana.com/docs/errors"}]}))).into_response()
 }
 
+impl World {
+    /// Project `gid`'s name, if the project exists: put by a test, or referred to by a task or a
+    /// webhook.
+    fn project_name(&self, gid: &str) -> Option<String> {
+        if let Some(name) = self.project_names.get(gid) {
+            return Some(name.clone());
+        }
+        let referred = self
+            .tasks
+            .values()
+            .any(|t| t.projects.iter().any(|p| p == gid))
+            || self.webhooks.values().any(|h| h.resource == gid);
+        referred.then(|| default_project_name(gid))
+    }
+}
+
+fn default_project_name(gid: &str) -> String {
+    format!("Project {gid}")
+}
+
 fn authorized(world: &World, headers: &HeaderMap) -> bool {
     bearer_matches(headers, &world.token)
 }
@@ -407,7 +442,7 @@ fn render_task(world: &World, task: &FakeTask, fields: &[String]) -> Value {
         let projects: Vec<Value> = task
             .projects
             .iter()
-            .map(|gid| json!({"gid": gid, "resource_type": "project", "name": format!("Project {gid}")}))
+            .map(|gid| json!({"gid": gid, "resource_type": "project", "name": world.project_name(gid)}))
             .collect();
         out["projects"] = json!(projects);
     }
@@ -445,6 +480,36 @@ async fn get_task(
                     &format!("task: Unknown object: {gid}"),
                 ),
             }
+        })
+        .await
+}
+
+async fn get_project(
+    State(shared): State<Shared>,
+    Extension(connection): Extension<Connection>,
+    headers: HeaderMap,
+    Path(gid): Path<String>,
+    Query(query): Query<HashMap<String, String>>,
+) -> Response {
+    let common = shared.common.clone();
+    common
+        .respond("get_project", &connection, async move {
+            let world = shared.world.lock().unwrap();
+            if !authorized(&world, &headers) {
+                return unauthorized();
+            }
+            let Some(name) = world.project_name(&gid) else {
+                return errors(
+                    StatusCode::NOT_FOUND,
+                    &format!("project: Unknown object: {gid}"),
+                );
+            };
+            let mut data = json!({"gid": gid, "resource_type": "project"});
+            let fields = opt_fields(&query);
+            if fields.is_empty() || fields.iter().any(|f| f == "name") {
+                data["name"] = json!(name);
+            }
+            Json(json!({ "data": data })).into_response()
         })
         .await
 }
@@ -580,12 +645,12 @@ async fn users_me(
         .await
 }
 
-fn render_webhook(hook: &FakeWebhook) -> Value {
+fn render_webhook(world: &World, hook: &FakeWebhook) -> Value {
     json!({
         "gid": hook.gid,
         "resource_type": "webhook",
         "active": hook.active,
-        "resource": {"gid": hook.resource, "resource_type": "project", "name": format!("Project {}", hook.resource)},
+        "resource": {"gid": hook.resource, "resource_type": "project", "name": world.project_name(&hook.resource)},
         "target": hook.target,
         "created_at": hook.created_at,
         "filters": hook.filters,
@@ -656,7 +721,7 @@ async fn create_webhook(
                 );
             }
 
-            let (hook, secret_in_body) = {
+            let (hook, rendered, secret_in_body) = {
                 let mut world = shared.world.lock().unwrap();
                 let hook = FakeWebhook {
                     gid: gid.clone(),
@@ -673,7 +738,8 @@ async fn create_webhook(
                 };
                 world.webhooks.insert(gid, hook.clone());
                 let secret_in_body = world.secret_in_body_override.take().unwrap_or(secret);
-                (hook, secret_in_body)
+                let rendered = render_webhook(&world, &hook);
+                (hook, rendered, secret_in_body)
             };
             if heartbeat {
                 let shared = shared.clone();
@@ -697,7 +763,7 @@ async fn create_webhook(
             }
             (
                 StatusCode::CREATED,
-                Json(json!({"data": render_webhook(&hook), "X-Hook-Secret": secret_in_body})),
+                Json(json!({"data": rendered, "X-Hook-Secret": secret_in_body})),
             )
                 .into_response()
         })
@@ -726,7 +792,11 @@ async fn list_webhooks(
                     &format!("workspace: Unknown object: {workspace}"),
                 );
             }
-            let data: Vec<Value> = world.webhooks.values().map(render_webhook).collect();
+            let data: Vec<Value> = world
+                .webhooks
+                .values()
+                .map(|hook| render_webhook(&world, hook))
+                .collect();
             Json(json!({"data": data, "next_page": null})).into_response()
         })
         .await
@@ -746,7 +816,7 @@ async fn get_webhook(
                 return unauthorized();
             }
             match world.webhooks.get(&gid) {
-                Some(hook) => Json(json!({"data": render_webhook(hook)})).into_response(),
+                Some(hook) => Json(json!({"data": render_webhook(&world, hook)})).into_response(),
                 None => errors(
                     StatusCode::NOT_FOUND,
                     &format!("webhook: Unknown object: {gid}"),

@@ -7,9 +7,11 @@ use std::process::ExitCode;
 use anyhow::Context as _;
 use indicatif::{ProgressBar, ProgressStyle};
 
+use super::rooms::access_name;
 use super::{Context, now_rfc3339, table};
 use crate::domain::{Command, Email, Gid, JobKind, JobSource};
-use crate::store::NewJob;
+use crate::rooms::RoomsMode;
+use crate::store::{GrantRecord, GrantState, KnownProject, NewJob};
 use crate::upstream::asana::Task;
 use crate::worker::InviteRules;
 
@@ -47,7 +49,7 @@ pub async fn run(ctx: &Context, project: &Gid, dry_run: bool) -> anyhow::Result<
 
     if dry_run {
         let rules = InviteRules::from_settings(&ctx.settings);
-        return dry_run_report(ctx, &store, &rules, scanned, &assigned).await;
+        return dry_run_report(ctx, &store, &rules, project, scanned, &assigned).await;
     }
 
     let mut jobs: Vec<NewJob> = Vec::with_capacity(assigned.len());
@@ -88,11 +90,13 @@ pub async fn run(ctx: &Context, project: &Gid, dry_run: bool) -> anyhow::Result<
     Ok(ExitCode::SUCCESS)
 }
 
-/// Who would be invited: the same checks a job makes, without queueing or inviting anyone.
+/// Who would be invited, and granted the project's room: the same checks a job makes (the room's
+/// from the grants ledger only), without queueing, inviting or sharing anything.
 async fn dry_run_report(
     ctx: &Context,
     store: &crate::store::Store,
     rules: &InviteRules,
+    project: &Gid,
     scanned: usize,
     assigned: &[Task],
 ) -> anyhow::Result<ExitCode> {
@@ -120,9 +124,23 @@ async fn dry_run_report(
             _ => without_email += tasks.len(),
         }
     }
-    let mut rows = table(&["EMAIL", "TASKS", "DECISION"]);
+    let mode = ctx.settings.rooms.mode;
+    let known = match mode {
+        RoomsMode::Off => None,
+        RoomsMode::Linked | RoomsMode::Auto => store.project_room_view(project).await?,
+    };
+    let mut rows = table(&["EMAIL", "TASKS", "DECISION", "ROOM"]);
     let mut would_invite = 0;
     for (email, tasks) in &people {
+        let room = if !rules.allows(email) {
+            "-".to_string()
+        } else {
+            let ledger = match known.as_ref().and_then(|k| k.room_id) {
+                Some(_) => store.live_grants_of(email).await?,
+                None => Vec::new(),
+            };
+            room_decision(mode, known.as_ref(), &ledger)
+        };
         let decision = if !rules.allows(email) {
             "skip: domain not allowed".to_string()
         } else if store.invitation(email, NO_JOB).await?.is_some() {
@@ -139,7 +157,7 @@ async fn dry_run_report(
             "would invite".to_string()
         };
         let tasks: Vec<&str> = tasks.iter().map(Gid::as_str).collect();
-        rows.add_row(vec![email.to_string(), tasks.join(" "), decision]);
+        rows.add_row(vec![email.to_string(), tasks.join(" "), decision, room]);
     }
     if !people.is_empty() {
         println!("{rows}");
@@ -157,6 +175,45 @@ async fn dry_run_report(
     Ok(ExitCode::SUCCESS)
 }
 
+/// What a job would do about the backfilled project's room for one person, from the store alone:
+/// `room 45: already granted`, `room 45: would grant Editing`, `no room yet (auto creates one)`, or
+/// `-` when rooms are off.
+fn room_decision(
+    mode: RoomsMode,
+    project: Option<&KnownProject>,
+    ledger: &[GrantRecord],
+) -> String {
+    if mode == RoomsMode::Off {
+        return "-".to_string();
+    }
+    let Some(project) = project else {
+        return "none: the project is not known here (no webhook, no room)".to_string();
+    };
+    let (Some(room), Some(state)) = (project.room_id, project.state.as_deref()) else {
+        return match mode {
+            RoomsMode::Auto => "no room yet (auto creates one)".to_string(),
+            RoomsMode::Linked | RoomsMode::Off => "no room: `rooms link` one".to_string(),
+        };
+    };
+    if state == "gone" {
+        return match mode {
+            RoomsMode::Auto => format!("room {room} is gone (auto creates a new one)"),
+            RoomsMode::Linked | RoomsMode::Off => {
+                format!("room {room} is gone: `rooms link` another or `rooms unlink`")
+            }
+        };
+    }
+    match ledger.iter().find(|g| g.room_id == room).map(|g| g.state) {
+        Some(GrantState::Granted) => format!("room {room}: already granted"),
+        Some(GrantState::HadAccess) => format!("room {room}: already has access"),
+        Some(GrantState::Sending) => format!("room {room}: being granted"),
+        None => format!(
+            "room {room}: would grant {}",
+            project.access.map_or_else(|| "?".to_string(), access_name)
+        ),
+    }
+}
+
 /// A spinner on a terminal; nothing when stderr is a pipe or a file.
 fn progress_bar() -> ProgressBar {
     if !std::io::stderr().is_terminal() {
@@ -166,4 +223,105 @@ fn progress_bar() -> ProgressBar {
     bar.set_style(ProgressStyle::with_template("{spinner} {msg}").expect("a valid template"));
     bar.enable_steady_tick(std::time::Duration::from_millis(120));
     bar
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn project(room: Option<(i64, &str)>) -> KnownProject {
+        KnownProject {
+            project_gid: "1200".parse().unwrap(),
+            project_name: Some("Website".into()),
+            confirmed_webhooks: 1,
+            room_id: room.map(|(id, _)| id),
+            room_title: room.map(|_| "Website".into()),
+            room_type: room.map(|_| 2),
+            access: room.map(|_| 10),
+            how: room.map(|_| "created".into()),
+            state: room.map(|(_, state)| state.into()),
+            gone_reason: None,
+            granted: 0,
+        }
+    }
+
+    fn grant(room_id: i64, state: GrantState) -> GrantRecord {
+        GrantRecord {
+            email: "ann@example.com".into(),
+            room_id,
+            project_gid: "1200".into(),
+            docspace_user_id: "0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0".into(),
+            access: 10,
+            state,
+            job_id: 1,
+            task_gid: "501".into(),
+            created_at: 1,
+            granted_at: Some(1),
+        }
+    }
+
+    #[test]
+    fn room_decisions_come_from_the_mapping_and_the_ledger() {
+        use RoomsMode::{Auto, Linked, Off};
+        let active = project(Some((45, "active")));
+        let elsewhere = [grant(46, GrantState::Granted)];
+        let cases: [(RoomsMode, Option<KnownProject>, Vec<GrantRecord>, &str); 9] = [
+            (Off, Some(active.clone()), Vec::new(), "-"),
+            (
+                Auto,
+                Some(active.clone()),
+                vec![grant(45, GrantState::Granted)],
+                "room 45: already granted",
+            ),
+            (
+                Linked,
+                Some(active.clone()),
+                vec![grant(45, GrantState::HadAccess)],
+                "room 45: already has access",
+            ),
+            (
+                Linked,
+                Some(active.clone()),
+                vec![grant(45, GrantState::Sending)],
+                "room 45: being granted",
+            ),
+            (
+                Linked,
+                Some(active.clone()),
+                elsewhere.to_vec(),
+                "room 45: would grant Editing",
+            ),
+            (
+                Auto,
+                Some(project(None)),
+                Vec::new(),
+                "no room yet (auto creates one)",
+            ),
+            (
+                Linked,
+                Some(project(None)),
+                Vec::new(),
+                "no room: `rooms link` one",
+            ),
+            (
+                Linked,
+                Some(project(Some((45, "gone")))),
+                Vec::new(),
+                "room 45 is gone: `rooms link` another or `rooms unlink`",
+            ),
+            (
+                Auto,
+                None,
+                Vec::new(),
+                "none: the project is not known here (no webhook, no room)",
+            ),
+        ];
+        for (mode, known, ledger, expected) in cases {
+            assert_eq!(
+                room_decision(mode, known.as_ref(), &ledger),
+                expected,
+                "{mode:?} {known:?}"
+            );
+        }
+    }
 }

@@ -67,6 +67,7 @@ pub async fn run(cli: Cli) -> ExitCode {
             access,
         }) => rooms::link(&ctx, &project, room, access).await,
         Command::Rooms(RoomsCommand::Unlink { project }) => rooms::unlink(&ctx, &project).await,
+        Command::Rooms(RoomsCommand::Create { project }) => rooms::create(&ctx, &project).await,
         Command::InviteTask { task_gid } => invite_task::run(&ctx, &task_gid).await,
         Command::Backfill(args) => backfill::run(&ctx, &args.project, args.dry_run).await,
         Command::Backup { path } => backup(&ctx, &path).await,

@@ -1,4 +1,5 @@
-//! `rooms list | link | unlink`: which DocSpace room each Asana project's assignees get access to.
+//! `rooms list | link | unlink | create`: which DocSpace room each Asana project's assignees get
+//! access to.
 
 use std::process::ExitCode;
 
@@ -11,6 +12,7 @@ use crate::rooms::{RoomAccess, RoomType, RoomsMode, allowed};
 use crate::settings::{InviteType, env_var_name};
 use crate::store::{KnownProject, LinkOutcome, NewProjectRoom};
 use crate::upstream::docspace::RoomLookup;
+use crate::worker::{asana_project, provision_for_command};
 
 pub async fn list(ctx: &Context) -> anyhow::Result<ExitCode> {
     let store = ctx.store().await?;
@@ -69,7 +71,7 @@ fn list_row(project: &KnownProject) -> Vec<String> {
 }
 
 /// A stored FileShare integer by its name, or the integer when the bridge has no name for it.
-fn access_name(access: i64) -> String {
+pub(super) fn access_name(access: i64) -> String {
     RoomAccess::from_repr(access).map_or_else(|| access.to_string(), |a| a.as_str().to_string())
 }
 
@@ -102,6 +104,7 @@ pub async fn link(
     access: Option<RoomAccess>,
 ) -> anyhow::Result<ExitCode> {
     let access = access.unwrap_or(ctx.settings.rooms.access);
+    let name = asana_project(&ctx.asana()?, project).await?.name;
     let docspace = ctx.docspace()?;
     let found = match docspace.get_room(room).await? {
         RoomLookup::NotFound => bail!("room {room} does not exist in DocSpace (404)"),
@@ -123,7 +126,6 @@ pub async fn link(
     }
     let store = ctx.store().await?;
     let earlier = store.project_room(project).await?;
-    let name = store.project_name(project).await?.flatten();
     let outcome = store
         .link_project_room(
             NewProjectRoom {
@@ -140,7 +142,8 @@ pub async fn link(
         bail!("room {room} is already linked to project {project_gid}; unlink it first");
     }
     println!(
-        "project {project} is linked to room {room} \"{}\" ({room_type}): its assignees get {access}",
+        "project {project}{} is linked to room {room} \"{}\" ({room_type}): its assignees get {access}",
+        named(name.as_deref()),
         found.title
     );
     if let Some(earlier) = earlier.filter(|e| e.room_id != room.get()) {
@@ -178,6 +181,44 @@ pub async fn unlink(ctx: &Context, project: &Gid) -> anyhow::Result<ExitCode> {
         );
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Gives a project its room now (adopting the tagged one if DocSpace has it), whatever the mode;
+/// a failed creation's cool-down does not hold an operator back.
+pub async fn create(ctx: &Context, project: &Gid) -> anyhow::Result<ExitCode> {
+    let rooms = &ctx.settings.rooms;
+    if let Some(problem) = access_problem(
+        rooms.access,
+        rooms.room_type,
+        ctx.settings.docspace.invite_type,
+    ) {
+        bail!(
+            "cannot create a room: {problem}; set rooms.access ({}) or rooms.room_type ({})",
+            env_var_name("rooms.access"),
+            env_var_name("rooms.room_type")
+        );
+    }
+    let store = ctx.store().await?;
+    let room =
+        provision_for_command(&store, ctx.upstreams()?, &ctx.settings, project, true).await?;
+    if room.event.is_none() {
+        bail!(
+            "project {project} already has room {} {:?}",
+            room.room_id,
+            room.title
+        );
+    }
+    println!(
+        "project {project} has room {room}: its assignees get {}",
+        rooms.access
+    );
+    warn_if_off(ctx);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// ` ("Website")` after a project gid, or nothing without a name.
+fn named(name: Option<&str>) -> String {
+    name.map(|n| format!(" ({n:?})")).unwrap_or_default()
 }
 
 fn warn_if_off(ctx: &Context) {

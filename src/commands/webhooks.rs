@@ -8,10 +8,12 @@ use anyhow::{Context as _, anyhow, bail};
 use super::{Context, format_time, table};
 use crate::app::shutdown_signal;
 use crate::domain::{Gid, WebhookName};
+use crate::rooms::RoomsMode;
 use crate::store::Store;
 use crate::upstream::UpstreamError;
 use crate::upstream::asana::Webhook;
 use crate::webhook::register::register_webhook;
+use crate::worker::provision_for_command;
 
 pub async fn create(
     ctx: &Context,
@@ -38,6 +40,20 @@ pub async fn create(
         "  created at:  {}",
         format_time(Some(registered.registered_at))
     );
+    if ctx.settings.rooms.mode == RoomsMode::Auto {
+        // The webhook is worth keeping either way: a job gives the project its room on first use.
+        match provision_for_command(&store, ctx.upstreams()?, &ctx.settings, project, false).await {
+            Ok(room) => println!("  room:        {room}"),
+            Err(err) => {
+                eprintln!(
+                    "asana-docspace-bridge: the webhook is registered, but project {project} has \
+                     no room: {err:#}; give it one with `asana-docspace-bridge rooms create \
+                     --project {project}`"
+                );
+                return Ok(ExitCode::FAILURE);
+            }
+        }
+    }
     Ok(ExitCode::SUCCESS)
 }
 

@@ -1,4 +1,5 @@
-//! `/healthz` (the process answers) and `/readyz` (the store answers and the worker runs).
+//! `/healthz` (the process answers) and `/readyz` (the store answers and the worker runs; webhook
+//! trouble, and in `linked` mode a deleted or archived room, make it `degraded`).
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -11,6 +12,9 @@ use axum::{Json, Router};
 use serde_json::json;
 
 use super::AppState;
+use crate::rooms::RoomsMode;
+use crate::store::{Store, StoreError};
+use crate::worker::linked_gone_message;
 
 const STORE_CHECK_TIMEOUT: Duration = Duration::from_secs(2);
 
@@ -45,15 +49,22 @@ async fn readyz(State(app): State<AppState>) -> Response {
     };
     let checks = json!({ "store": store, "worker": worker });
     if down.is_empty() {
-        // Webhook trouble does not stop this replica from serving: report it, stay ready.
-        let degraded = match app.health.degraded(&app.store).await {
-            Ok(degraded) => degraded,
-            Err(err) => BTreeMap::from([("*".to_string(), format!("could not check: {err}"))]),
-        };
+        // Webhook and room trouble does not stop this replica from serving: report it, stay ready.
+        let mut degraded = serde_json::Map::new();
+        let webhooks = checked(app.health.degraded(&app.store).await);
+        if !webhooks.is_empty() {
+            degraded.insert("webhooks".into(), json!(webhooks));
+        }
+        if app.rooms_mode == RoomsMode::Linked {
+            let rooms = checked(gone_linked_rooms(&app.store).await);
+            if !rooms.is_empty() {
+                degraded.insert("rooms".into(), json!(rooms));
+            }
+        }
         if degraded.is_empty() {
             Json(json!({ "status": "ready", "checks": checks })).into_response()
         } else {
-            Json(json!({ "status": "degraded", "checks": checks, "degraded": { "webhooks": degraded } }))
+            Json(json!({ "status": "degraded", "checks": checks, "degraded": degraded }))
                 .into_response()
         }
     } else {
@@ -64,4 +75,30 @@ async fn readyz(State(app): State<AppState>) -> Response {
         });
         (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response()
     }
+}
+
+/// Problems by key, or one saying they could not be read.
+fn checked(problems: Result<BTreeMap<String, String>, StoreError>) -> BTreeMap<String, String> {
+    problems.unwrap_or_else(|err| {
+        BTreeMap::from([("*".to_string(), format!("could not check: {err}"))])
+    })
+}
+
+/// Rooms found deleted or archived, by project: in `linked` mode their jobs fail until an operator
+/// links another room or unlinks the project.
+async fn gone_linked_rooms(store: &Store) -> Result<BTreeMap<String, String>, StoreError> {
+    Ok(store
+        .gone_rooms()
+        .await?
+        .into_iter()
+        .map(|room| {
+            let reason = linked_gone_message(
+                &room.project_gid,
+                room.project_name.as_deref(),
+                room.room_id,
+                room.gone_reason.as_deref().unwrap_or("deleted"),
+            );
+            (room.project_gid.to_string(), reason)
+        })
+        .collect())
 }

@@ -23,6 +23,7 @@ use tower::{BoxError, ServiceBuilder};
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::TraceLayer;
 
+use crate::rooms::RoomsMode;
 use crate::settings::HandshakeMode;
 use crate::store::Store;
 use crate::webhook::watch::WebhookHealth;
@@ -44,6 +45,8 @@ pub struct AppState {
     pub wake_worker: Arc<Notify>,
     pub worker: Arc<WorkerStatus>,
     pub health: Arc<WebhookHealth>,
+    /// In `linked` mode a deleted or archived room degrades readiness.
+    pub rooms_mode: RoomsMode,
     pub secrets: SecretCache,
     pub store_gauges: Arc<StoreGauges>,
     /// Webhook and `/metrics` requests handled at once (`server.max_concurrent_requests`).

@@ -309,7 +309,8 @@ impl Write for UnlinkProjectRoom {
 }
 
 /// Takes the creation claim of a project when it is free, expired, the claimant's own live claim,
-/// or `force` (a command's `rooms create`, which also ends a cool-down).
+/// or cooling down after a failure and `force` (a command's `rooms create`). A live claim is never
+/// taken over: its holder may be creating the room right now.
 struct ClaimRoomCreation {
     project_gid: Gid,
     claimant: Claimant,
@@ -347,7 +348,7 @@ impl Write for ClaimRoomCreation {
                      WHERE room_creations.claimed_until < $6 \
                         OR (room_creations.claim_token = excluded.claim_token \
                             AND room_creations.state = 'claimed') \
-                        OR $7 = 1 \
+                        OR ($7 = 1 AND room_creations.state = 'failed') \
                      RETURNING claim_token",
                 )
                 .bind(self.project_gid.as_str())
@@ -630,7 +631,7 @@ impl Store {
     }
 
     /// Claims the creation of project `gid`'s room for `hold` (see [`CreationClaim`]). `force`
-    /// takes it whatever holds it (a command's `rooms create`).
+    /// ends a failed creation's cool-down (a command's `rooms create`); a live claim stays.
     pub async fn claim_room_creation(
         &self,
         gid: &Gid,

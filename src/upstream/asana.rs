@@ -144,6 +144,14 @@ impl Webhook {
     }
 }
 
+/// A project as `GET /projects/{gid}?opt_fields=name` reads it.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct Project {
+    pub gid: Gid,
+    #[serde(default)]
+    pub name: Option<String>,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 pub struct ResourceRef {
     pub gid: Gid,
@@ -246,6 +254,18 @@ impl AsanaClient {
         url.query_pairs_mut()
             .append_pair("opt_fields", TASK_PLACEMENT_FIELDS);
         self.get("get_task_placement", url).await
+    }
+
+    /// `GET /projects/{gid}` with its name; `None` when Asana does not know it (404).
+    #[tracing::instrument(name = "asana.get_project", skip(self), err(level = "debug", Display))]
+    pub async fn get_project(&self, project_gid: &Gid) -> Result<Option<Project>, UpstreamError> {
+        let mut url = self.api.url(&["projects", project_gid.as_str()]);
+        url.query_pairs_mut().append_pair("opt_fields", "name");
+        match self.get("get_project", url).await {
+            Ok(project) => Ok(Some(project)),
+            Err(error) if error.status() == Some(404) => Ok(None),
+            Err(error) => Err(error),
+        }
     }
 
     /// `GET /users/me`: who the token belongs to, and their workspaces.

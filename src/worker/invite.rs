@@ -115,13 +115,8 @@ impl Inviter {
         rooms: RoomsSettings,
         worker: &WorkerSettings,
     ) -> Self {
-        let provisioner = (rooms.mode == RoomsMode::Auto).then(|| RoomProvisioner {
-            store: store.clone(),
-            docspace: docspace.clone(),
-            rooms: rooms.clone(),
-            hold: Duration::from_millis(worker.lease_ms),
-            wait: Duration::from_millis(worker.request_timeout_ms.saturating_mul(2)),
-        });
+        let provisioner = (rooms.mode == RoomsMode::Auto)
+            .then(|| RoomProvisioner::new(store.clone(), docspace.clone(), &rooms, worker));
         Inviter {
             store,
             asana,

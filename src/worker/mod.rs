@@ -20,6 +20,8 @@ use crate::store::{LeaseOwner, Store};
 
 pub use invite::{InviteRules, Inviter, JobEnd};
 pub use retry::{Decision, RetryPolicy};
+pub use room_provision::{CommandRoom, RoomEvent, asana_project, provision_for_command};
+pub use rooms::linked_gone_message;
 
 /// Whether the worker loop is alive, for readiness.
 #[derive(Debug, Default)]

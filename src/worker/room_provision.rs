@@ -1,14 +1,18 @@
 //! One room per project in `auto` mode: under the project's creation claim, adopt the active room
 //! tagged `asana-project:<gid>` or create it, and record the mapping.
 
+use std::fmt;
 use std::time::Duration;
 
+use anyhow::{Context as _, anyhow, bail};
+
 use crate::domain::{Gid, RoomTag};
-use crate::settings::RoomsSettings;
+use crate::settings::{RoomsSettings, Settings, WorkerSettings};
 use crate::store::{Claimant, CreationClaim, NewProjectRoom, Store, StoreError, now_ms};
 use crate::telemetry::metrics;
+use crate::upstream::asana::Project;
 use crate::upstream::docspace::{NewRoom, Room};
-use crate::upstream::{DocSpaceClient, UpstreamError};
+use crate::upstream::{AsanaClient, DocSpaceClient, UpstreamError, Upstreams};
 
 /// How long a permanent creation failure keeps others from trying again.
 pub const FAILED_COOL_DOWN: Duration = Duration::from_secs(5 * 60);
@@ -63,6 +67,23 @@ pub struct RoomProvisioner {
 }
 
 impl RoomProvisioner {
+    /// The provisioner the settings describe: a claim holds for the worker's lease, and another
+    /// claimant's room is waited for up to two request timeouts.
+    pub fn new(
+        store: Store,
+        docspace: DocSpaceClient,
+        rooms: &RoomsSettings,
+        worker: &WorkerSettings,
+    ) -> RoomProvisioner {
+        RoomProvisioner {
+            store,
+            docspace,
+            rooms: rooms.clone(),
+            hold: Duration::from_millis(worker.lease_ms),
+            wait: Duration::from_millis(worker.request_timeout_ms.saturating_mul(2)),
+        }
+    }
+
     /// Makes sure `project` has an active room, other than the gone room `replacing`.
     pub async fn ensure_room(
         &self,
@@ -71,13 +92,27 @@ impl RoomProvisioner {
         replacing: Option<i64>,
         claimant: &Claimant,
     ) -> Result<Provision, StoreError> {
+        self.ensure_room_forcing(project, name, replacing, claimant, false)
+            .await
+    }
+
+    /// [`RoomProvisioner::ensure_room`]; with `force` (an operator's command) a permanent
+    /// failure's cool-down ends at once instead of refusing.
+    pub async fn ensure_room_forcing(
+        &self,
+        project: &Gid,
+        name: Option<&str>,
+        replacing: Option<i64>,
+        claimant: &Claimant,
+        force: bool,
+    ) -> Result<Provision, StoreError> {
         let token = claimant.token();
         let deadline =
             now_ms().saturating_add(i64::try_from(self.wait.as_millis()).unwrap_or(i64::MAX));
         loop {
             match self
                 .store
-                .claim_room_creation(project, claimant, self.hold, replacing, false)
+                .claim_room_creation(project, claimant, self.hold, replacing, force)
                 .await?
             {
                 CreationClaim::Claimed { .. } => break,
@@ -198,6 +233,99 @@ impl RoomProvisioner {
     }
 }
 
+/// The room an operator's command gave a project.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CommandRoom {
+    pub room_id: i64,
+    pub title: String,
+    /// `created` or `adopted` by this call; `None` when the project had an active room already.
+    pub event: Option<RoomEvent>,
+    /// How the project has the room: `linked` or `created`.
+    pub how: String,
+}
+
+/// `45 "Website" (created)`; `(already linked)` when the project had the room.
+impl fmt::Display for CommandRoom {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {:?} ", self.room_id, self.title)?;
+        match self.event {
+            Some(event) => write!(f, "({})", event.as_str()),
+            None => write!(f, "(already {})", self.how),
+        }
+    }
+}
+
+/// Gives `project` its room now, for an operator's command (`rooms create`, `webhooks create`, the
+/// demo): its active room if it has one; otherwise the room tagged `asana-project:<gid>`, adopted
+/// or created (titled after the Asana project) under a command's creation claim, replacing a gone
+/// room's mapping. `force` ends a permanent failure's cool-down; a live claim is waited for.
+pub async fn provision_for_command(
+    store: &Store,
+    upstreams: &Upstreams,
+    settings: &Settings,
+    project: &Gid,
+    force: bool,
+) -> anyhow::Result<CommandRoom> {
+    let mapped = store.project_room(project).await?;
+    if let Some(room) = mapped.as_ref().filter(|r| r.state == "active") {
+        return Ok(CommandRoom {
+            room_id: room.room_id,
+            title: room.room_title.clone(),
+            event: None,
+            how: room.how.clone(),
+        });
+    }
+    let name = asana_project(&upstreams.asana, project).await?.name;
+    let provisioner = RoomProvisioner::new(
+        store.clone(),
+        upstreams.docspace.clone(),
+        &settings.rooms,
+        &settings.worker,
+    );
+    let claimant = Claimant::Command {
+        token: format!("command:{}", super::lease_owner_id()),
+    };
+    let replacing = mapped.map(|gone| gone.room_id);
+    match provisioner
+        .ensure_room_forcing(project, name.as_deref(), replacing, &claimant, force)
+        .await?
+    {
+        Provision::Room { room_id, event } => {
+            let room = store
+                .project_room(project)
+                .await?
+                .filter(|r| r.room_id == room_id)
+                .ok_or_else(|| {
+                    anyhow!("the room of project {project} changed meanwhile: see `rooms list`")
+                })?;
+            Ok(CommandRoom {
+                room_id,
+                title: room.room_title,
+                event,
+                how: room.how,
+            })
+        }
+        Provision::Wait(note) => bail!("{note}; try again in a minute"),
+        Provision::Fail(reason) => bail!("{reason}"),
+        Provision::Upstream(error) => {
+            Err(anyhow!(error).context(format!("giving project {project} its room")))
+        }
+        Provision::LeaseLost => bail!(
+            "the claim on creating the room of project {project} ran out before the room was \
+             recorded; run `rooms create --project {project}` again (it adopts the tagged room)"
+        ),
+    }
+}
+
+/// Project `project` as Asana has it, or "Asana does not know project P".
+pub async fn asana_project(asana: &AsanaClient, project: &Gid) -> anyhow::Result<Project> {
+    asana
+        .get_project(project)
+        .await
+        .with_context(|| format!("reading project {project} at Asana"))?
+        .ok_or_else(|| anyhow!("Asana does not know project {project}"))
+}
+
 /// The room to adopt among a tag search's results: tagged exactly, not archived, not the one
 /// being replaced; the lowest id when several are (the others are logged).
 pub fn adoptable<'a>(found: &'a [Room], tag: &RoomTag, replacing: Option<i64>) -> Option<&'a Room> {
@@ -226,6 +354,28 @@ mod tests {
             "id": id, "title": "t", "roomType": 2, "tags": tags, "rootFolderType": root
         }))
         .unwrap()
+    }
+
+    #[test]
+    fn a_command_room_says_how_the_project_got_it() {
+        let room = |event, how: &str| CommandRoom {
+            room_id: 45,
+            title: "Website".into(),
+            event,
+            how: how.into(),
+        };
+        assert_eq!(
+            room(Some(RoomEvent::Created), "created").to_string(),
+            r#"45 "Website" (created)"#
+        );
+        assert_eq!(
+            room(Some(RoomEvent::Adopted), "created").to_string(),
+            r#"45 "Website" (adopted)"#
+        );
+        assert_eq!(
+            room(None, "linked").to_string(),
+            r#"45 "Website" (already linked)"#
+        );
     }
 
     #[test]

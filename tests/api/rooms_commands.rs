@@ -1,12 +1,24 @@
-//! The operator surface of rooms: `rooms list | link | unlink`, `check-config`'s room checks and
-//! the ROOMS column of `jobs list`, run as the binary against the DocSpace fake.
+//! The operator surface of rooms: `rooms list | link | unlink | create`, `webhooks create` in
+//! `auto` mode, `/readyz` on a deleted linked room, `check-config`'s room checks, `backfill
+//! --dry-run`'s ROOM column and the ROOMS column of `jobs list`, run as the binary against the
+//! fakes.
 
-use asana_docspace_fakes::Fault;
+use std::time::Duration;
+
+use asana_docspace_bridge::store::{Claimant, CreationClaim, CreationState, JobStatus};
+use asana_docspace_fakes::{FakeUser, Fault};
 use rstest::rstest;
+use serde_json::json;
 
-use crate::helpers::{Backend, Env, PROJECT, assignment_job, from_webhook, gid};
+use crate::health::ready_body;
+use crate::helpers::{
+    Backend, Env, PROJECT, TestApp, WAIT, assignment_job, eventually, from_webhook, gid,
+    job_with_status, settled_jobs,
+};
 
 const OTHER: &str = "1200000000000200";
+/// A project the Asana fake does not have.
+const UNKNOWN: &str = "1200000000000900";
 
 /// The line of `stdout` that starts with `first` (after spaces).
 fn line_of<'a>(stdout: &'a str, first: &str) -> &'a str {
@@ -26,6 +38,8 @@ async fn rooms_link_checks_the_room_and_replaces_an_earlier_link(#[case] backend
     };
     env.set("BRIDGE__ROOMS__MODE", "linked");
     env.run(&["migrate"]).await.expect_code(0);
+    env.asana.put_project(PROJECT, "Website");
+    env.asana.put_project(OTHER, "Shop");
     let website = env.docspace.create_room("Website", 2, &[]);
     let review = env.docspace.create_room("Reviews", 5, &[]);
     let archived = env.docspace.create_room("Old", 2, &[]);
@@ -88,6 +102,25 @@ async fn rooms_link_checks_the_room_and_replaces_an_earlier_link(#[case] backend
         .run(&["rooms", "link", "--project", PROJECT, "--room", "x"])
         .await;
     malformed.expect_code(2);
+    env.run(&["rooms", "link", "--project", "12ab", "--room", "1"])
+        .await
+        .expect_code(2);
+    let unknown = env
+        .run(&[
+            "rooms",
+            "link",
+            "--project",
+            UNKNOWN,
+            "--room",
+            &website.to_string(),
+        ])
+        .await;
+    unknown.expect_code(1);
+    assert_eq!(
+        unknown.stderr.trim(),
+        format!("asana-docspace-bridge: Asana does not know project {UNKNOWN}")
+    );
+    assert_eq!(store.project_room(&gid(UNKNOWN)).await.unwrap(), None);
 
     let linked = env
         .run(&[
@@ -101,11 +134,16 @@ async fn rooms_link_checks_the_room_and_replaces_an_earlier_link(#[case] backend
         .await;
     linked.expect_code(0);
     assert!(
-        linked
-            .stdout
-            .contains(&format!("linked to room {website} \"Website\"")),
+        linked.stdout.contains(&format!(
+            "project {PROJECT} (\"Website\") is linked to room {website} \"Website\""
+        )),
         "{}",
         linked.stdout
+    );
+    assert_eq!(
+        store.project_name(&gid(PROJECT)).await.unwrap(),
+        Some(Some("Website".to_string())),
+        "the name Asana gives"
     );
     let room = store.project_room(&gid(PROJECT)).await.unwrap().unwrap();
     assert_eq!(
@@ -180,10 +218,7 @@ async fn rooms_list_shows_each_known_project_and_unlink_forgets_the_room(#[case]
     ))
     .await;
     let store = env.store().await;
-    store
-        .upsert_project(&gid(PROJECT), Some("Website project"))
-        .await
-        .unwrap();
+    env.asana.put_project(PROJECT, "Website project");
     env.run(&[
         "rooms",
         "link",
@@ -268,6 +303,7 @@ async fn rooms_unlink_in_auto_mode_warns_that_the_next_job_brings_a_room(#[case]
     };
     env.set("BRIDGE__ROOMS__MODE", "auto");
     env.run(&["migrate"]).await.expect_code(0);
+    env.asana.put_project(PROJECT, "Website");
     let website = env.docspace.create_room("Website", 2, &[]);
     env.execute_sql(&format!(
         "INSERT INTO webhooks (name, secret, created_at, project_gid) \
@@ -304,6 +340,7 @@ async fn rooms_link_in_off_mode_warns_that_nothing_is_granted(#[case] backend: B
         return;
     };
     env.run(&["migrate"]).await.expect_code(0);
+    env.asana.put_project(PROJECT, "Website");
     let website = env.docspace.create_room("Website", 2, &[]);
     let linked = env
         .run(&[
@@ -335,6 +372,7 @@ async fn check_config_reads_rooms_and_every_linked_room(#[case] backend: Backend
     };
     env.set("BRIDGE__ROOMS__MODE", "linked");
     env.run(&["migrate"]).await.expect_code(0);
+    env.asana.put_project(PROJECT, "Website");
     let website = env.docspace.create_room("Website", 2, &[]);
     env.run(&[
         "rooms",
@@ -435,5 +473,570 @@ async fn jobs_list_shows_what_each_room_got(#[case] backend: Backend) {
     assert!(
         row.contains("45 granted (created); 46 already_in_room"),
         "{row}"
+    );
+}
+
+/// FileShare Editing, the default `rooms.access`.
+const EDITING: i64 = 10;
+
+/// The one line a refused command printed on stderr.
+fn refusal(out: &crate::helpers::CommandOutput) -> &str {
+    out.expect_code(1);
+    let line = out.stderr.trim();
+    assert_eq!(line.lines().count(), 1, "one line: {}", out.stderr);
+    line
+}
+
+#[rstest]
+#[case::sqlite(Backend::Sqlite)]
+#[case::postgres(Backend::Postgres)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rooms_create_gives_the_project_one_room_and_refuses_a_second(#[case] backend: Backend) {
+    let Some(mut env) = Env::on(backend).await else {
+        return;
+    };
+    env.set("BRIDGE__ROOMS__MODE", "linked");
+    env.run(&["migrate"]).await.expect_code(0);
+    env.asana.put_project(PROJECT, "Website");
+    let store = env.store().await;
+
+    let created = env.run(&["rooms", "create", "--project", PROJECT]).await;
+    created.expect_code(0);
+    let rooms = env.docspace.rooms();
+    assert_eq!(rooms.len(), 1, "one room");
+    let room = &rooms[0];
+    assert!(
+        created.stdout.contains(&format!(
+            "project {PROJECT} has room {} \"Website\" (created): its assignees get Editing",
+            room.id
+        )),
+        "{}",
+        created.stdout
+    );
+    let posts = env.docspace.room_create_requests();
+    assert_eq!(posts.len(), 1, "one POST");
+    assert_eq!(
+        posts[0].json(),
+        json!({"title": "Website", "roomType": 2, "tags": [format!("asana-project:{PROJECT}")]})
+    );
+    let mapped = store.project_room(&gid(PROJECT)).await.unwrap().unwrap();
+    assert_eq!(
+        (mapped.room_id, mapped.how.as_str(), mapped.access),
+        (room.id, "created", EDITING)
+    );
+    assert_eq!(
+        store.room_creation(&gid(PROJECT)).await.unwrap(),
+        None,
+        "claim released"
+    );
+
+    let again = env.run(&["rooms", "create", "--project", PROJECT]).await;
+    assert_eq!(
+        refusal(&again),
+        format!(
+            "asana-docspace-bridge: project {PROJECT} already has room {} \"Website\"",
+            room.id
+        )
+    );
+    assert_eq!(
+        env.docspace.room_create_requests().len(),
+        1,
+        "no second POST"
+    );
+}
+
+#[rstest]
+#[case::sqlite(Backend::Sqlite)]
+#[case::postgres(Backend::Postgres)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rooms_create_adopts_the_tagged_room_and_refuses_in_one_line(#[case] backend: Backend) {
+    let Some(mut env) = Env::on(backend).await else {
+        return;
+    };
+    env.run(&["migrate"]).await.expect_code(0);
+    env.asana.put_project(PROJECT, "Website");
+    let tagged =
+        env.docspace
+            .create_room("Made by hand", 5, &[&format!("asana-project:{PROJECT}")]);
+    let store = env.store().await;
+
+    env.run(&["rooms", "create", "--project", "12ab"])
+        .await
+        .expect_code(2);
+    let unknown = env.run(&["rooms", "create", "--project", UNKNOWN]).await;
+    assert_eq!(
+        refusal(&unknown),
+        format!("asana-docspace-bridge: Asana does not know project {UNKNOWN}")
+    );
+
+    env.set("BRIDGE__ROOMS__ACCESS", "Review");
+    let unfit = env.run(&["rooms", "create", "--project", PROJECT]).await;
+    assert_eq!(
+        refusal(&unfit),
+        "asana-docspace-bridge: cannot create a room: Review is not available in Collaboration \
+         rooms (they allow RoomManager, ContentCreator, Editing or Read); set rooms.access \
+         (BRIDGE__ROOMS__ACCESS) or rooms.room_type (BRIDGE__ROOMS__ROOM_TYPE)"
+    );
+    assert_eq!(store.project_room(&gid(PROJECT)).await.unwrap(), None);
+
+    env.set("BRIDGE__ROOMS__ACCESS", "Editing");
+    let adopted = env.run(&["rooms", "create", "--project", PROJECT]).await;
+    adopted.expect_code(0);
+    assert!(
+        adopted
+            .stdout
+            .contains(&format!("has room {tagged} \"Made by hand\" (adopted)")),
+        "{}",
+        adopted.stdout
+    );
+    assert!(
+        adopted
+            .stderr
+            .contains("warn rooms.mode (BRIDGE__ROOMS__MODE) is off"),
+        "{}",
+        adopted.stderr
+    );
+    assert!(env.docspace.room_create_requests().is_empty(), "no POST");
+    let mapped = store.project_room(&gid(PROJECT)).await.unwrap().unwrap();
+    assert_eq!((mapped.room_id, mapped.how.as_str()), (tagged, "created"));
+}
+
+#[rstest]
+#[case::sqlite(Backend::Sqlite)]
+#[case::postgres(Backend::Postgres)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rooms_create_replaces_a_deleted_linked_room(#[case] backend: Backend) {
+    let Some(mut env) = Env::on(backend).await else {
+        return;
+    };
+    env.set("BRIDGE__ROOMS__MODE", "linked");
+    env.run(&["migrate"]).await.expect_code(0);
+    env.asana.put_project(PROJECT, "Website");
+    let old = env.docspace.create_room("Old website", 2, &[]);
+    env.run(&[
+        "rooms",
+        "link",
+        "--project",
+        PROJECT,
+        "--room",
+        &old.to_string(),
+    ])
+    .await
+    .expect_code(0);
+    env.docspace.delete_room(old);
+    let store = env.store().await;
+    store
+        .mark_room_gone(&gid(PROJECT), old, "deleted")
+        .await
+        .unwrap();
+
+    let created = env.run(&["rooms", "create", "--project", PROJECT]).await;
+    created.expect_code(0);
+    let mapped = store.project_room(&gid(PROJECT)).await.unwrap().unwrap();
+    assert_ne!(mapped.room_id, old);
+    assert_eq!(
+        (mapped.how.as_str(), mapped.state.as_str()),
+        ("created", "active")
+    );
+    assert!(
+        created.stdout.contains(&format!(
+            "has room {} \"Website\" (created)",
+            mapped.room_id
+        )),
+        "{}",
+        created.stdout
+    );
+    assert!(store.gone_rooms().await.unwrap().is_empty());
+}
+
+#[rstest]
+#[case::sqlite(Backend::Sqlite)]
+#[case::postgres(Backend::Postgres)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rooms_create_forces_past_a_refused_creations_cool_down(#[case] backend: Backend) {
+    let Some(mut env) = Env::on(backend).await else {
+        return;
+    };
+    env.set("BRIDGE__ROOMS__MODE", "auto");
+    env.run(&["migrate"]).await.expect_code(0);
+    env.asana.put_project(PROJECT, "Website");
+    env.docspace.set_room_quota(Some(0));
+    let store = env.store().await;
+
+    let refused = env.run(&["rooms", "create", "--project", PROJECT]).await;
+    let line = refusal(&refused);
+    assert!(
+        line.contains(&format!(
+            "DocSpace refused to create the room of project {PROJECT}"
+        )) && line.contains("The room limit of your tariff has been reached"),
+        "{line}"
+    );
+    let cooling = store
+        .room_creation(&gid(PROJECT))
+        .await
+        .unwrap()
+        .expect("the failure is recorded");
+    assert_eq!(cooling.state, CreationState::Failed);
+    // A job would be refused now, without a POST.
+    let job = Claimant::Command {
+        token: "command:test".into(),
+    };
+    assert!(matches!(
+        store
+            .claim_room_creation(&gid(PROJECT), &job, Duration::from_secs(5), None, false)
+            .await
+            .unwrap(),
+        CreationClaim::CoolingDown { .. }
+    ));
+
+    env.docspace.set_room_quota(None);
+    let created = env.run(&["rooms", "create", "--project", PROJECT]).await;
+    created.expect_code(0);
+    assert!(created.stdout.contains("(created)"), "{}", created.stdout);
+    assert_eq!(
+        env.docspace.room_create_requests().len(),
+        2,
+        "one POST each"
+    );
+    assert_eq!(env.docspace.rooms().len(), 1);
+    assert_eq!(store.room_creation(&gid(PROJECT)).await.unwrap(), None);
+}
+
+#[rstest]
+#[case::sqlite(Backend::Sqlite)]
+#[case::postgres(Backend::Postgres)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rooms_create_waits_for_a_live_claim_and_never_takes_it_over(#[case] backend: Backend) {
+    let Some(mut env) = Env::on(backend).await else {
+        return;
+    };
+    // A command waits two request timeouts for another claimant's room.
+    env.set("BRIDGE__WORKER__REQUEST_TIMEOUT_MS", "200");
+    env.set("BRIDGE__WORKER__LEASE_MS", "1000");
+    env.run(&["migrate"]).await.expect_code(0);
+    env.asana.put_project(PROJECT, "Website");
+    env.execute_sql(&format!(
+        "INSERT INTO room_creations (project_gid, claim_token, job_id, state, claimed_until, \
+         updated_at) VALUES ('{PROJECT}', 'job:7', 7, 'claimed', 99999999999999, 1)"
+    ))
+    .await;
+
+    let waited = env.run(&["rooms", "create", "--project", PROJECT]).await;
+    assert_eq!(
+        refusal(&waited),
+        format!(
+            "asana-docspace-bridge: room of project {PROJECT} is being created by job 7; try \
+             again in a minute"
+        )
+    );
+    assert!(
+        env.docspace.requests_to("/api/2.0/files/rooms").is_empty(),
+        "no search, no POST"
+    );
+    let claim = env
+        .store()
+        .await
+        .room_creation(&gid(PROJECT))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((claim.token.as_str(), claim.job_id), ("job:7", Some(7)));
+}
+
+/// The service, and the CLI's settings pointed at it for `webhooks create`.
+async fn serving(env: &mut Env) -> TestApp {
+    let app = TestApp::spawn(env).await;
+    let address = app.bridge.address.clone();
+    env.set("BRIDGE__SERVER__PUBLIC_URL", &address);
+    app
+}
+
+#[rstest]
+#[case::sqlite(Backend::Sqlite)]
+#[case::postgres(Backend::Postgres)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn webhooks_create_in_auto_mode_gives_the_project_its_room(#[case] backend: Backend) {
+    let Some(mut env) = Env::on(backend).await else {
+        return;
+    };
+    env.set("BRIDGE__ROOMS__MODE", "auto");
+    env.asana.put_project(PROJECT, "Website");
+    env.asana.put_project(OTHER, "Shop");
+    let _app = serving(&mut env).await;
+    let store = env.store().await;
+
+    let out = env
+        .run(&["webhooks", "create", "--project", PROJECT, "--name", "site"])
+        .await;
+    out.expect_code(0);
+    let rooms = env.docspace.rooms();
+    assert_eq!(rooms.len(), 1);
+    assert_eq!(
+        line_of(&out.stdout, "room:").trim(),
+        format!("room:        {} \"Website\" (created)", rooms[0].id)
+    );
+    assert_eq!(env.docspace.room_create_requests().len(), 1, "one POST");
+    let mapped = store.project_room(&gid(PROJECT)).await.unwrap().unwrap();
+    assert_eq!(mapped.room_id, rooms[0].id);
+
+    // A project whose room DocSpace refuses keeps its webhook.
+    env.docspace.set_room_quota(Some(1));
+    let refused = env
+        .run(&["webhooks", "create", "--project", OTHER, "--name", "shop"])
+        .await;
+    let line = refusal(&refused);
+    assert!(
+        line.contains(&format!(
+            "the webhook is registered, but project {OTHER} has no room"
+        )) && line.contains("The room limit of your tariff has been reached")
+            && line.ends_with(&format!(
+                "`asana-docspace-bridge rooms create --project {OTHER}`"
+            )),
+        "{line}"
+    );
+    assert!(
+        refused.stdout.contains("Created webhook"),
+        "{}",
+        refused.stdout
+    );
+    assert!(
+        store.find_webhook("shop").await.unwrap().is_some(),
+        "the webhook stays"
+    );
+    assert!(env.asana.webhooks().iter().any(|h| h.resource == OTHER));
+    assert_eq!(store.project_room(&gid(OTHER)).await.unwrap(), None);
+
+    // A project with a room keeps it.
+    let linked = env.docspace.create_room("Shop room", 2, &[]);
+    env.set("BRIDGE__ROOMS__MODE", "linked");
+    env.run(&[
+        "rooms",
+        "link",
+        "--project",
+        OTHER,
+        "--room",
+        &linked.to_string(),
+    ])
+    .await
+    .expect_code(0);
+    env.set("BRIDGE__ROOMS__MODE", "auto");
+    let kept = env
+        .run(&["webhooks", "create", "--project", OTHER, "--name", "shop2"])
+        .await;
+    kept.expect_code(0);
+    assert_eq!(
+        line_of(&kept.stdout, "room:").trim(),
+        format!("room:        {linked} \"Shop room\" (already linked)")
+    );
+    assert_eq!(
+        env.docspace.room_create_requests().len(),
+        2,
+        "no POST for a linked project"
+    );
+}
+
+#[rstest]
+#[case::sqlite(Backend::Sqlite)]
+#[case::postgres(Backend::Postgres)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deleted_linked_room_degrades_readiness_until_another_is_linked(
+    #[case] backend: Backend,
+) {
+    let Some(mut env) = Env::on(backend).await else {
+        return;
+    };
+    env.set("BRIDGE__ROOMS__MODE", "linked");
+    env.run(&["migrate"]).await.expect_code(0);
+    env.asana.put_project(PROJECT, "Website");
+    env.docspace.add_member("jane@example.com");
+    env.assign("501", "601", "jane@example.com");
+    let first = env.docspace.create_room("Website", 2, &[]);
+    env.run(&[
+        "rooms",
+        "link",
+        "--project",
+        PROJECT,
+        "--room",
+        &first.to_string(),
+    ])
+    .await
+    .expect_code(0);
+    env.docspace.delete_room(first);
+    let store = env.store().await;
+    let app = TestApp::spawn(&env).await;
+    let secret = app.bridge.register("proj").await;
+    assert_eq!(ready_body(&app).await["status"], "ready");
+
+    app.bridge
+        .deliver_assignment("proj", &secret, "501", "601")
+        .await;
+    let failed = eventually("the job fails", WAIT, || async {
+        let jobs = settled_jobs(&store).await;
+        jobs.into_iter().find(|j| j.status == JobStatus::Failed)
+    })
+    .await;
+
+    let (status, body) = app.bridge.readyz().await;
+    assert_eq!(status, 200, "degraded is still ready: {body}");
+    assert_eq!(body["status"], "degraded", "{body}");
+    let reason = body["degraded"]["rooms"][PROJECT]
+        .as_str()
+        .unwrap_or_default();
+    assert!(
+        reason.starts_with(&format!(
+            "room {first} linked to project {PROJECT} (\"Website\") was deleted in DocSpace (404)"
+        )) && reason.contains(&format!("rooms link --project {PROJECT} --room <ROOM_ID>"))
+            && reason.contains(&format!("rooms unlink --project {PROJECT}")),
+        "{body}"
+    );
+
+    let second = env.docspace.create_room("Website 2", 2, &[]);
+    env.run(&[
+        "rooms",
+        "link",
+        "--project",
+        PROJECT,
+        "--room",
+        &second.to_string(),
+    ])
+    .await
+    .expect_code(0);
+    let (_, body) = app.bridge.readyz().await;
+    assert_eq!(body["status"], "ready", "{body}");
+    assert!(body.get("degraded").is_none(), "{body}");
+
+    env.run(&["jobs", "retry", &failed.id.to_string()])
+        .await
+        .expect_code(0);
+    let done = job_with_status(&store, failed.id, JobStatus::Done).await;
+    assert_eq!(done.outcome.as_deref(), Some("granted"));
+    assert!(
+        env.docspace
+            .members(second)
+            .contains(&("jane@example.com".to_string(), EDITING))
+    );
+
+    // Archived later, then unlinked: degraded, then ready again.
+    env.docspace.archive_room(second);
+    store
+        .mark_room_gone(&gid(PROJECT), second, "archived")
+        .await
+        .unwrap();
+    let (_, body) = app.bridge.readyz().await;
+    let reason = body["degraded"]["rooms"][PROJECT]
+        .as_str()
+        .unwrap_or_default();
+    assert!(
+        reason.contains("is archived in DocSpace: restore it, or"),
+        "{body}"
+    );
+    env.run(&["rooms", "unlink", "--project", PROJECT])
+        .await
+        .expect_code(0);
+    let (_, body) = app.bridge.readyz().await;
+    assert_eq!(body["status"], "ready", "{body}");
+}
+
+#[rstest]
+#[case::sqlite(Backend::Sqlite)]
+#[case::postgres(Backend::Postgres)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn backfill_dry_run_shows_each_persons_room_from_the_ledger(#[case] backend: Backend) {
+    let Some(mut env) = Env::on(backend).await else {
+        return;
+    };
+    env.set("BRIDGE__ROOMS__MODE", "linked");
+    env.run(&["migrate"]).await.expect_code(0);
+    env.asana.put_project(PROJECT, "Website");
+    env.asana.assign(
+        "501",
+        PROJECT,
+        Some(FakeUser::new("601", "ann@example.com")),
+    );
+    env.asana.assign(
+        "502",
+        PROJECT,
+        Some(FakeUser::new("602", "bob@example.com")),
+    );
+    let room = env.docspace.create_room("Website", 2, &[]);
+    env.run(&[
+        "rooms",
+        "link",
+        "--project",
+        PROJECT,
+        "--room",
+        &room.to_string(),
+    ])
+    .await
+    .expect_code(0);
+    env.execute_sql(&format!(
+        "INSERT INTO room_grants (email, room_id, project_gid, docspace_user_id, access, state, \
+         job_id, task_gid, created_at, granted_at) \
+         VALUES ('ann@example.com', {room}, '{PROJECT}', 'u-ann', 10, 'granted', 1, '501', 1, 1)"
+    ))
+    .await;
+    let requests_before = env.docspace.requests().len();
+
+    let dry = env
+        .run(&["backfill", "--project", PROJECT, "--dry-run"])
+        .await;
+    dry.expect_code(0);
+    assert!(
+        line_of(&dry.stdout, "EMAIL").contains("ROOM"),
+        "{}",
+        dry.stdout
+    );
+    assert!(
+        line_of(&dry.stdout, "ann@example.com")
+            .trim_end()
+            .ends_with(&format!("room {room}: already granted")),
+        "{}",
+        dry.stdout
+    );
+    assert!(
+        line_of(&dry.stdout, "bob@example.com")
+            .trim_end()
+            .ends_with(&format!("room {room}: would grant Editing")),
+        "{}",
+        dry.stdout
+    );
+    let room_calls = env.docspace.requests()[requests_before..]
+        .iter()
+        .filter(|r| r.path.starts_with("/api/2.0/files/rooms"))
+        .count();
+    assert_eq!(room_calls, 0, "the ledger answers, not DocSpace");
+
+    env.set("BRIDGE__ROOMS__MODE", "auto");
+    env.run(&["rooms", "unlink", "--project", PROJECT])
+        .await
+        .expect_code(0);
+    env.execute_sql(&format!(
+        "INSERT INTO webhooks (name, secret, created_at, project_gid) \
+         VALUES ('site', 'secret', 1, '{PROJECT}')"
+    ))
+    .await;
+    let auto = env
+        .run(&["backfill", "--project", PROJECT, "--dry-run"])
+        .await;
+    auto.expect_code(0);
+    assert!(
+        line_of(&auto.stdout, "bob@example.com")
+            .trim_end()
+            .ends_with("no room yet (auto creates one)"),
+        "{}",
+        auto.stdout
+    );
+
+    env.set("BRIDGE__ROOMS__MODE", "off");
+    let off = env
+        .run(&["backfill", "--project", PROJECT, "--dry-run"])
+        .await;
+    off.expect_code(0);
+    assert!(
+        line_of(&off.stdout, "bob@example.com")
+            .trim_end()
+            .ends_with(" -"),
+        "{}",
+        off.stdout
     );
 }
