@@ -8,8 +8,9 @@ use anyhow::{bail, ensure};
 use asana_docspace_bridge::Application;
 use asana_docspace_bridge::settings::{Settings, Sources};
 use asana_docspace_bridge::store::{JobRecord, JobStatus, Store, StoreOptions};
-use asana_docspace_bridge::upstream::AsanaClient;
+use asana_docspace_bridge::upstream::{AsanaClient, Upstreams};
 use asana_docspace_bridge::webhook::register::register_webhook;
+use asana_docspace_bridge::worker::{RoomEvent, provision_for_command};
 use asana_docspace_fakes::{AsanaFake, DocSpaceFake, FakeUser, assignment_delivery};
 use asana_docspace_test_support::{BridgeEnv, TestDatabase};
 
@@ -24,6 +25,7 @@ const PROJECT: &str = "1200000000000100";
 pub async fn demo() -> anyhow::Result<Vec<String>> {
     step("Starting simulators of Asana and DocSpace on 127.0.0.1");
     let asana = AsanaFake::start(TOKEN).await;
+    asana.put_project(PROJECT, "Website launch");
     let docspace = DocSpaceFake::start(API_KEY).await;
     say(&format!("Asana    {}", asana.url()));
     say(&format!("DocSpace {}", docspace.url()));
@@ -70,6 +72,20 @@ pub async fn demo() -> anyhow::Result<Vec<String>> {
         registered.target, registered.webhook_gid
     ));
     let webhook_gid = registered.webhook_gid;
+
+    step(
+        "Rooms are on (`rooms.mode = auto`): `webhooks create` gives the project its DocSpace room at once",
+    );
+    let upstreams = Upstreams::from_settings(&settings)?;
+    let room =
+        provision_for_command(&store, &upstreams, &settings, &PROJECT.parse()?, false).await?;
+    ensure!(
+        room.event == Some(RoomEvent::Created),
+        "expected a new room, got {room}"
+    );
+    say(&format!(
+        "room {room}: no room tagged asana-project:{PROJECT} existed, so one was created, titled after the Asana project"
+    ));
 
     step("Alice is assigned two tasks in Asana, one after the other");
     let alice = FakeUser::new("3001", "Alice@Example.com");
