@@ -8,7 +8,7 @@ use anyhow::bail;
 use super::{Context, table};
 use crate::domain::{Gid, RoomId};
 use crate::rooms::access::or_list;
-use crate::rooms::{RoomAccess, RoomType, RoomsMode, allowed};
+use crate::rooms::{RoomAccess, RoomType, RoomsMode, allowed, named};
 use crate::settings::{InviteType, env_var_name};
 use crate::store::{KnownProject, LinkOutcome, NewProjectRoom};
 use crate::upstream::docspace::RoomLookup;
@@ -214,11 +214,6 @@ pub async fn create(ctx: &Context, project: &Gid) -> anyhow::Result<ExitCode> {
     );
     warn_if_off(ctx);
     Ok(ExitCode::SUCCESS)
-}
-
-/// ` ("Website")` after a project gid, or nothing without a name.
-fn named(name: Option<&str>) -> String {
-    name.map(|n| format!(" ({n:?})")).unwrap_or_default()
 }
 
 fn warn_if_off(ctx: &Context) {

@@ -4,3 +4,8 @@
 pub mod access;
 
 pub use access::{RoomAccess, RoomType, RoomsMode, TitleTemplate, allowed};
+
+/// ` ("Website")` after a project gid in a message, or nothing without a name.
+pub fn named(name: Option<&str>) -> String {
+    name.map(|n| format!(" ({n:?})")).unwrap_or_default()
+}

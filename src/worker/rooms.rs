@@ -605,7 +605,7 @@ fn result(
 
 /// Why a job cannot grant a linked room that DocSpace no longer has, and what to do.
 pub fn linked_gone_message(project: &Gid, name: Option<&str>, room: i64, reason: &str) -> String {
-    let named = name.map(|n| format!(" ({n:?})")).unwrap_or_default();
+    let named = crate::rooms::named(name);
     let what = if reason == "archived" {
         "is archived in DocSpace: restore it, or".to_string()
     } else {
