@@ -499,13 +499,14 @@ async fn invite_task_keeps_its_lease_while_upstreams_are_slow(#[case] backend: B
     let Some(mut env) = Env::on(backend).await else {
         return;
     };
-    // Each call answers within the request timeout, but the job as a whole outlasts its lease
-    // several times over, while a worker polls for jobs whose lease ran out.
-    env.set("BRIDGE__WORKER__LEASE_MS", "600");
-    env.set("BRIDGE__WORKER__REQUEST_TIMEOUT_MS", "500");
+    // Each call answers within the request timeout, but the job as a whole (three calls) outlasts
+    // its lease, while a worker polls for jobs whose lease ran out. The renewals (every 500 ms)
+    // have a second of slack, so a busy machine does not lose the lease for them.
+    env.set("BRIDGE__WORKER__LEASE_MS", "1500");
+    env.set("BRIDGE__WORKER__REQUEST_TIMEOUT_MS", "1200");
     env.assign("501", "601", "jane@example.com");
-    env.asana.set_latency(Duration::from_millis(400));
-    env.docspace.set_latency(Duration::from_millis(400));
+    env.asana.set_latency(Duration::from_millis(900));
+    env.docspace.set_latency(Duration::from_millis(900));
     let _app = TestApp::spawn(&env).await;
 
     let out = env.run(&["invite-task", "501"]).await;

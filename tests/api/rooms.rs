@@ -1088,6 +1088,7 @@ async fn an_archived_linked_room_fails_the_job_at_once_saying_how_to_fix_it(
         return;
     };
     linked_env(&mut env);
+    env.asana.put_project(PROJECT, "Website");
     env.docspace.add_member("jane@example.com");
     env.assign("501", "601", "jane@example.com");
     let store = env.store().await;
@@ -1203,4 +1204,48 @@ async fn metrics_count_the_grant_the_created_room_and_the_granted_job(#[case] ba
         })
     };
     assert!(!counted("failed") && !counted("already_in_room"), "{m:?}");
+}
+
+#[rstest]
+#[case::sqlite(Backend::Sqlite)]
+#[case::postgres(Backend::Postgres)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn backfill_grants_the_room_through_the_same_jobs(#[case] backend: Backend) {
+    let Some(mut env) = Env::on(backend).await else {
+        return;
+    };
+    linked_env(&mut env);
+    env.docspace.add_member("ann@example.com");
+    env.assign("501", "601", "ann@example.com");
+    env.assign("502", "602", "bob@example.com");
+    let store = env.store().await;
+    let room = linked_room(&env, &store, EDITING).await;
+    let app = TestApp::spawn(&env).await;
+
+    env.run(&["backfill", "--project", PROJECT])
+        .await
+        .expect_code(0);
+
+    let jobs = eventually("both backfill jobs settle", WAIT, || async {
+        let jobs = settled_jobs(&store).await;
+        (jobs.len() == 2).then_some(jobs)
+    })
+    .await;
+    assert_eq!(job_of(&jobs, "501").outcome.as_deref(), Some("granted"));
+    assert_eq!(job_of(&jobs, "502").outcome.as_deref(), Some("invited"));
+    for task in ["501", "502"] {
+        let results = room_results(job_of(&jobs, task));
+        assert_eq!(results.len(), 1, "{results:?}");
+        assert_eq!(results[0]["room"], room);
+        assert_eq!(results[0]["result"], "granted");
+    }
+    assert_eq!(env.docspace.share_requests().len(), 2, "one share each");
+    let members = env.docspace.members(room);
+    for address in ["ann@example.com", "bob@example.com"] {
+        assert!(
+            members.contains(&(address.to_string(), EDITING)),
+            "{members:?}"
+        );
+    }
+    app.stop().await.unwrap();
 }
