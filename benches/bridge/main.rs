@@ -6,7 +6,8 @@
 //!     cargo bench --bench bridge -- --only drain # one section, printed, not written
 //!
 //! Sections: `ceiling`, `heartbeats`, `assignments`, `e2e`, `drain`, `prefilled` (ingest and
-//! drain with a million finished jobs in the store; `BRIDGE_BENCH_PREFILL=10000` prefills fewer).
+//! drain with a million finished jobs in the store; `BRIDGE_BENCH_PREFILL=10000` prefills fewer),
+//! `rooms` (a backlog over 50 projects drained with rooms `auto`, and what each job costs upstream).
 //! PostgreSQL figures need `BRIDGE_TEST_DATABASE_URL` (a database is created and dropped).
 //! Results are printed and written to BENCHMARKS.md.
 
@@ -106,6 +107,9 @@ async fn run(quick: bool, only: Option<String>) {
     if wants("prefilled") {
         sections::prefilled::run(&env, &settings, &ceiling_rps, &mut report, &mut max_rss_kib)
             .await;
+    }
+    if wants("rooms") {
+        sections::rooms::run(&settings, &mut report, &mut max_rss_kib).await;
     }
 
     report.target(

@@ -260,6 +260,12 @@ impl AsanaFake {
         self.shared.common.requests()
     }
 
+    /// How many requests each route (`"get_task"`, `"list_tasks"`, ...) received, by the names [`Self::push_fault`]
+    /// takes; cheap however long the request log is.
+    pub fn calls_by_route(&self) -> BTreeMap<&'static str, u64> {
+        self.shared.common.calls_by_route()
+    }
+
     pub fn requests_to(&self, path: &str) -> Vec<RecordedRequest> {
         let full = format!("/api/1.0{path}");
         self.requests()

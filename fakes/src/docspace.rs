@@ -424,6 +424,12 @@ impl DocSpaceFake {
         self.shared.common.requests()
     }
 
+    /// How many requests each route (`"find_user"`, `"invite"`, `"room_members"`, `"share_room"`, ...) received, by the names [`Self::push_fault`]
+    /// takes; cheap however long the request log is.
+    pub fn calls_by_route(&self) -> BTreeMap<&'static str, u64> {
+        self.shared.common.calls_by_route()
+    }
+
     pub fn requests_to(&self, path: &str) -> Vec<RecordedRequest> {
         self.requests()
             .into_iter()
@@ -1539,6 +1545,22 @@ mod tests {
             c.fake
                 .members(id)
                 .contains(&("ann@example.com".to_string(), 10))
+        );
+    }
+
+    #[tokio::test]
+    async fn calls_are_counted_by_route_faults_included() {
+        let c = Client::start().await;
+        c.fake.add_member("jane@example.com");
+        c.fake.push_fault("find_user", Fault::status(500));
+        let room = c.fake.create_room("Website", 2, &[]);
+        c.get("/api/2.0/people/email?email=jane@example.com").await;
+        c.get("/api/2.0/people/email?email=jane@example.com").await;
+        c.get(&format!("/api/2.0/files/rooms/{room}/share")).await;
+        let calls = c.fake.calls_by_route();
+        assert_eq!(
+            calls.into_iter().collect::<Vec<_>>(),
+            [("find_user", 2), ("room_members", 1)]
         );
     }
 }

@@ -1,6 +1,7 @@
 //! What both fakes share: a loopback HTTP/1 server whose connections can be cut mid-request,
 //! a log of every request, fault injection, and a way to await a condition on the fake's state.
 
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
@@ -76,6 +77,8 @@ impl Connection {
 pub(crate) struct Common {
     faults: Mutex<Faults>,
     requests: Mutex<Vec<RecordedRequest>>,
+    /// How many requests each route answered (or had answered by a fault).
+    calls: Mutex<BTreeMap<&'static str, u64>>,
     latency: Mutex<Duration>,
     changed: watch::Sender<u64>,
 }
@@ -85,6 +88,7 @@ impl Default for Common {
         Common {
             faults: Mutex::default(),
             requests: Mutex::default(),
+            calls: Mutex::default(),
             latency: Mutex::default(),
             changed: watch::channel(0).0,
         }
@@ -110,6 +114,10 @@ impl Common {
 
     pub(crate) fn requests(&self) -> Vec<RecordedRequest> {
         self.requests.lock().unwrap().clone()
+    }
+
+    pub(crate) fn calls_by_route(&self) -> BTreeMap<&'static str, u64> {
+        self.calls.lock().unwrap().clone()
     }
 
     pub(crate) fn notify(&self) {
@@ -145,6 +153,7 @@ impl Common {
     where
         F: Future<Output = Response>,
     {
+        *self.calls.lock().unwrap().entry(route).or_default() += 1;
         let fault = self.faults.lock().unwrap().next(route);
         let latency = *self.latency.lock().unwrap();
         if !latency.is_zero() {

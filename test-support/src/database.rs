@@ -119,6 +119,27 @@ impl TestDatabase {
         changed
     }
 
+    /// Makes `project_gid` a known project of a migrated store, as `webhooks create --project`
+    /// leaves it once Asana confirmed the webhook: a confirmed webhook row named `webhook` for the
+    /// project, and the project's row with its `name` (the title of the room `auto` mode creates).
+    pub async fn add_known_project(&self, webhook: &str, project_gid: &str, name: &str) {
+        let quoted = |value: &str| format!("'{}'", value.replace('\'', "''"));
+        let mut conn = self.connect().await;
+        conn.execute(&format!(
+            "INSERT INTO webhooks (name, secret, created_at, project_gid) VALUES ({}, 'secret', 1, {})",
+            quoted(webhook),
+            quoted(project_gid)
+        ))
+        .await;
+        conn.execute(&format!(
+            "INSERT INTO projects (gid, name, created_at, updated_at) VALUES ({}, {}, 1, 1)",
+            quoted(project_gid),
+            quoted(name)
+        ))
+        .await;
+        conn.close().await;
+    }
+
     /// The first column of the first row `query` returns, an integer (a `COUNT(*)`, say).
     pub async fn fetch_i64(&self, query: &str) -> i64 {
         let mut conn = self.connect().await;

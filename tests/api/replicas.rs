@@ -6,11 +6,13 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use asana_docspace_bridge::Application;
-use asana_docspace_fakes::assignment_delivery;
+use asana_docspace_fakes::{Fault, assignment_delivery};
 use serde_json::Value;
+use tokio::task::JoinSet;
 
 use crate::helpers::{
-    Backend, BridgeProcess, Env, TcpProxy, TestApp, WAIT, eventually, settled_jobs,
+    Backend, Bridge, BridgeProcess, Env, PROJECT, TcpProxy, TestApp, WAIT, eventually, gid,
+    settled_jobs,
 };
 
 /// Every email DocSpace invited, with how many times.
@@ -149,6 +151,108 @@ async fn two_replicas_invite_each_person_once_and_survive_losing_one() {
     let counts = invitations_per_email(&env);
     assert_eq!(counts.len(), 75);
     assert!(counts.values().all(|&n| n == 1), "{counts:?}");
+    assert_eq!(b.terminate().await.code(), Some(0));
+}
+
+/// How many shares a replica logged.
+fn rooms_shared_by(replica: &BridgeProcess) -> usize {
+    replica
+        .logs
+        .lock()
+        .unwrap()
+        .iter()
+        .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+        .filter(|entry| entry["message"] == "room shared")
+        .count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_replicas_make_one_room_for_twenty_concurrent_first_jobs() {
+    let Some(mut env) = Env::on(Backend::Postgres).await else {
+        return;
+    };
+    env.set("BRIDGE__ROOMS__MODE", "auto");
+    // Ten each: neither replica can take all twenty while the room is being created.
+    env.set("BRIDGE__WORKER__CONCURRENCY", "10");
+    let people: Vec<String> = (0..20).map(|i| format!("p{i}@example.com")).collect();
+    for (i, person) in people.iter().enumerate() {
+        env.docspace.add_member(person);
+        env.assign(&format!("{}", 500 + i), &format!("{}", 600 + i), person);
+    }
+    env.docspace
+        .push_fault("create_room", Fault::Delay(Duration::from_millis(200)));
+    let store = env.store().await;
+    env.database
+        .add_known_project("website", PROJECT, "Website")
+        .await;
+    let a = BridgeProcess::start(&env).await;
+    let b = BridgeProcess::start(&env).await;
+    let secret = a.bridge.register("proj").await;
+
+    // All twenty at once, half to each replica.
+    let mut deliveries = JoinSet::new();
+    for i in 0..20 {
+        let replica = Bridge::at(if i % 2 == 0 {
+            &a.bridge.address
+        } else {
+            &b.bridge.address
+        });
+        let secret = secret.clone();
+        deliveries.spawn(async move {
+            replica
+                .deliver_assignment(
+                    "proj",
+                    &secret,
+                    &format!("{}", 500 + i),
+                    &format!("{}", 600 + i),
+                )
+                .await;
+        });
+    }
+    deliveries.join_all().await;
+
+    let jobs = eventually("every job is granted", WAIT, || async {
+        let jobs = settled_jobs(&store).await;
+        (jobs.len() == 20 && jobs.iter().all(|j| j.outcome.as_deref() == Some("granted")))
+            .then_some(jobs)
+    })
+    .await;
+    assert!(jobs.iter().all(|j| j.status == JobStatus::Done));
+    assert_eq!(env.docspace.room_create_requests().len(), 1, "one POST");
+    let rooms = env.docspace.rooms();
+    assert_eq!(rooms.len(), 1, "one room");
+    let room = rooms[0].id;
+    let mapped = store.project_room(&gid(PROJECT)).await.unwrap().unwrap();
+    assert_eq!(mapped.room_id, room, "one mapping, to that room");
+    let share_path = format!("/api/2.0/files/rooms/{room}/share");
+    let mut shared: HashMap<String, usize> = HashMap::new();
+    for share in env.docspace.share_requests() {
+        assert_eq!(share.path, share_path, "every share is into that room");
+        for invitation in share.json()["invitations"].as_array().unwrap() {
+            *shared
+                .entry(invitation["id"].as_str().unwrap().to_string())
+                .or_default() += 1;
+        }
+    }
+    assert_eq!(shared.len(), 20, "{shared:?}");
+    for person in &people {
+        let id = env.docspace.user_id(person).unwrap();
+        assert_eq!(shared.get(&id), Some(&1), "{person} shared once");
+    }
+    let members = env.docspace.members(room);
+    for person in &people {
+        assert!(members.contains(&(person.clone(), 10)), "{person} edits");
+    }
+    let (by_a, by_b) = eventually("each share in a replica's log", WAIT, || async {
+        let (by_a, by_b) = (rooms_shared_by(&a), rooms_shared_by(&b));
+        (by_a + by_b == 20).then_some((by_a, by_b))
+    })
+    .await;
+    assert!(
+        by_a > 0 && by_b > 0,
+        "both replicas shared: {by_a} and {by_b}"
+    );
+    assert_eq!(a.terminate().await.code(), Some(0));
     assert_eq!(b.terminate().await.code(), Some(0));
 }
 

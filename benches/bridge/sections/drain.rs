@@ -105,43 +105,17 @@ pub async fn drain(
     max_rss_kib: &mut u64,
 ) -> Drain {
     let offset = 10_000_000 + rand::random::<u32>() as usize % 1_000_000 * 100;
-    for i in 0..settings.backlog {
+    let assignments: Vec<(String, String)> = (0..settings.backlog)
+        .map(|i| (format!("{}", offset + i), format!("{}", offset + i)))
+        .collect();
+    for (task, user) in &assignments {
         env.asana.assign(
-            &format!("{}", offset + i),
+            task,
             PROJECT,
-            Some(FakeUser::new(
-                &format!("{}", offset + i),
-                &format!("drain{}@example.com", offset + i),
-            )),
+            Some(FakeUser::new(user, &format!("drain{user}@example.com"))),
         );
     }
-    // Queue the backlog while Asana never answers, so nothing drains yet.
-    env.asana.set_latency(Duration::from_secs(3600));
-    {
-        let bridge = env.start_bridge(database.url(), &[]).await;
-        let secret = bridge.register("drain").await;
-        for chunk in (0..settings.backlog).collect::<Vec<_>>().chunks(500) {
-            let events: Vec<_> = chunk
-                .iter()
-                .map(|i| {
-                    assignment_delivery(&format!("{}", offset + i), &format!("{}", offset + i))
-                        ["events"][0]
-                        .clone()
-                })
-                .collect();
-            let body = serde_json::json!({ "events": events }).to_string();
-            let signature = sign(&secret, body.as_bytes());
-            let response = bridge
-                .client
-                .post(bridge.webhook_url("drain"))
-                .header("x-hook-signature", signature)
-                .body(body)
-                .send()
-                .await
-                .expect("queued");
-            assert!(response.status().is_success());
-        }
-    }
+    queue_backlog(env, database, "drain", &assignments).await;
     env.asana.set_latency(latency);
     env.docspace.set_latency(latency);
     let per_minute = asana_per_minute.unwrap_or(1_000_000).to_string();
@@ -192,4 +166,37 @@ pub async fn drain(
         elapsed,
         resources,
     }
+}
+
+/// Queues a job for each (task gid, assignee gid) of `assignments` on `database`, through webhook
+/// `webhook` in deliveries of 500 events, while Asana never answers so that nothing drains yet;
+/// the bridge is stopped afterwards and Asana answers again.
+pub async fn queue_backlog(
+    env: &BenchEnv,
+    database: &TestDatabase,
+    webhook: &str,
+    assignments: &[(String, String)],
+) {
+    env.asana.set_latency(Duration::from_secs(3600));
+    let bridge = env.start_bridge(database.url(), &[]).await;
+    let secret = bridge.register(webhook).await;
+    for chunk in assignments.chunks(500) {
+        let events: Vec<_> = chunk
+            .iter()
+            .map(|(task, user)| assignment_delivery(task, user)["events"][0].clone())
+            .collect();
+        let body = serde_json::json!({ "events": events }).to_string();
+        let signature = sign(&secret, body.as_bytes());
+        let response = bridge
+            .client
+            .post(bridge.webhook_url(webhook))
+            .header("x-hook-signature", signature)
+            .body(body)
+            .send()
+            .await
+            .expect("queued");
+        assert!(response.status().is_success());
+    }
+    drop(bridge);
+    env.asana.set_latency(Duration::ZERO);
 }

@@ -7,3 +7,4 @@ pub mod drain;
 pub mod e2e;
 pub mod heartbeats;
 pub mod prefilled;
+pub mod rooms;

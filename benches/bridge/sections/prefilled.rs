@@ -14,7 +14,7 @@ use super::drain::{Drain, drain};
 use crate::database::{self, JobCounter};
 use crate::load::LoadStats;
 use crate::process::{BenchEnv, Resources};
-use crate::report::{Report, fmt_rps, ms, ratio};
+use crate::report::{Report, fmt_rps, ms, ratio, thousands};
 use crate::{PROJECT, Settings};
 
 /// The concurrency at which the assignments section measures its best ingest rate.
@@ -166,17 +166,4 @@ async fn measure(
         drain,
         prefill,
     }
-}
-
-/// `1000000` as `1,000,000`.
-fn thousands(n: u64) -> String {
-    let digits = n.to_string();
-    let mut out = String::new();
-    for (i, digit) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i).is_multiple_of(3) {
-            out.push(',');
-        }
-        out.push(digit);
-    }
-    out
 }
