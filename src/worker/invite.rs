@@ -19,7 +19,7 @@ use crate::upstream::{AsanaClient, DocSpaceClient, UpstreamError, Upstreams};
 use super::project_scope::{MAX_PARENT_LEVELS, Placement, placement};
 use super::retry::{Decision, RetryPolicy, backoff_delay};
 use super::room_provision::RoomProvisioner;
-use super::rooms::{Granting, Person, RoomWork, RoomsStop, settled_by_ledger};
+use super::rooms::{Granting, LedgerView, Person, RoomWork, RoomsStop};
 
 /// Who gets invited, and as what.
 #[derive(Debug, Clone)]
@@ -91,6 +91,8 @@ struct Seen {
     user: Option<DocSpaceUser>,
     /// The job that invited (or is inviting) the person, when not this one.
     invited_by: Option<i64>,
+    /// The rooms' mappings and the person's grants, when read before DocSpace was asked.
+    ledger: Option<LedgerView>,
 }
 
 #[derive(Debug, Clone)]
@@ -246,7 +248,10 @@ impl Inviter {
                 .iter()
                 .map(|p| p.project_gid.clone())
                 .collect();
-            if settled_by_ledger(&self.store, &projects, &email).await? {
+            let view = LedgerView::read(&self.store, &projects, &email).await?;
+            let settled = view.settles_every_room();
+            seen.ledger = Some(view);
+            if settled {
                 return Ok(done(Outcome::AlreadyMember, Some(email)));
             }
         }
@@ -385,11 +390,17 @@ impl Inviter {
             ),
             _ => return Ok((attempt, confirmations, RoomWork::default())),
         };
-        let projects: Vec<Gid> = seen
-            .projects
-            .iter()
-            .map(|p| p.project_gid.clone())
-            .collect();
+        let view = match seen.ledger {
+            Some(view) => view,
+            None => {
+                let projects: Vec<Gid> = seen
+                    .projects
+                    .iter()
+                    .map(|p| p.project_gid.clone())
+                    .collect();
+                LedgerView::read(&self.store, &projects, &email).await?
+            }
+        };
         let granting = Granting {
             store: &self.store,
             docspace: &self.docspace,
@@ -399,7 +410,7 @@ impl Inviter {
             provisioner: self.provisioner.as_ref(),
         };
         let (mut work, stop) = granting
-            .grant(&projects, &confirmations.project_names, &email, person)
+            .grant(view, &confirmations.project_names, &email, person)
             .await?;
         let granted = work.granted_any();
         confirmations.grants = std::mem::take(&mut work.grants);

@@ -10,8 +10,8 @@ use super::room_provision::{Provision, RoomEvent, RoomProvisioner};
 use crate::domain::{DocSpaceUserId, Email, Gid, RoomId};
 use crate::rooms::RoomAccess;
 use crate::store::{
-    Claimant, ClaimedJob, GrantRecord, GrantRequest, GrantReservation, GrantState, LeaseOwner,
-    Store, StoreError,
+    Claimant, ClaimedJob, GrantRecord, GrantRequest, GrantReservation, GrantState, KnownProject,
+    LeaseOwner, Store, StoreError,
 };
 use crate::telemetry::mask_email;
 use crate::upstream::docspace::{DocSpaceUser, Member, PAGE_SIZE, RoomLookup};
@@ -124,34 +124,52 @@ enum Step {
     Gone(&'static str),
 }
 
-/// Whether the ledger shows `email` settled (granted or found there) in the active room of every
-/// known project among `projects`, at least one: then the person is known to DocSpace and the job
-/// needs no DocSpace call at all.
-pub async fn settled_by_ledger(
-    store: &Store,
-    projects: &[Gid],
-    email: &Email,
-) -> Result<bool, StoreError> {
-    let mut rooms = Vec::new();
-    for project in projects {
-        let Some(known) = store.project_room_view(project).await? else {
-            continue;
-        };
-        match (known.room_id, known.state.as_deref()) {
-            (Some(room), Some("active")) => rooms.push(room),
-            // No room, or a gone one: the job has something to report.
-            _ => return Ok(false),
+/// What the store knows about a job's rooms before any DocSpace call: each of the task's projects
+/// that is known, with its room if any, and the person's live grants. Read once per attempt; the
+/// grant reservation, not this view, decides races with other jobs.
+#[derive(Debug, Clone, Default)]
+pub struct LedgerView {
+    known: Vec<(Gid, KnownProject)>,
+    grants: Vec<GrantRecord>,
+}
+
+impl LedgerView {
+    pub async fn read(
+        store: &Store,
+        projects: &[Gid],
+        email: &Email,
+    ) -> Result<LedgerView, StoreError> {
+        let mut known = Vec::new();
+        for project in projects {
+            if let Some(view) = store.project_room_view(project).await? {
+                known.push((project.clone(), view));
+            }
         }
+        let grants = if known.is_empty() {
+            Vec::new()
+        } else {
+            store.live_grants_of(email).await?
+        };
+        Ok(LedgerView { known, grants })
     }
-    if rooms.is_empty() {
-        return Ok(false);
+
+    /// Whether the ledger shows the person settled (granted or found there) in the active room of
+    /// every known project, at least one: then the person is known to DocSpace and the job needs
+    /// no DocSpace call at all.
+    pub fn settles_every_room(&self) -> bool {
+        !self.known.is_empty()
+            && self
+                .known
+                .iter()
+                .all(|(_, known)| match (known.room_id, known.state.as_deref()) {
+                    (Some(room), Some("active")) => self
+                        .grants
+                        .iter()
+                        .any(|g| g.room_id == room && g.state != GrantState::Sending),
+                    // No room, or a gone one: the job has something to report.
+                    _ => false,
+                })
     }
-    let ledger = store.live_grants_of(email).await?;
-    Ok(rooms.iter().all(|room| {
-        ledger
-            .iter()
-            .any(|g| g.room_id == *room && g.state != GrantState::Sending)
-    }))
 }
 
 /// The rooms part of one job attempt.
@@ -179,22 +197,21 @@ pub enum Person {
 }
 
 impl Granting<'_> {
-    /// Grants `email` the rooms of `projects` (the projects the task counts toward; `names` are the
-    /// project names the task read showed, newer than the store's, for titling created rooms).
+    /// Grants `email` the rooms of the known projects in `view` (read for the projects the task
+    /// counts toward; `names` are the project names the task read showed, newer than the store's,
+    /// for titling created rooms).
     /// Store errors end the attempt; everything else is in the answer.
     pub async fn grant(
         &self,
-        projects: &[Gid],
+        view: LedgerView,
         names: &[(Gid, String)],
         email: &Email,
         person: Person,
     ) -> Result<(RoomWork, Option<RoomsStop>), StoreError> {
         let mut work = RoomWork::default();
         let mut targets = Vec::new();
-        for project in projects {
-            let Some(known) = self.store.project_room_view(project).await? else {
-                continue;
-            };
+        for (project, known) in view.known {
+            let project = &project;
             let gone = known.state.as_deref() == Some("gone");
             let name = names
                 .iter()
@@ -251,13 +268,8 @@ impl Granting<'_> {
         }
 
         // The ledger answers first: a settled (person, room) costs no DocSpace call.
-        let ledger: HashMap<i64, GrantRecord> = self
-            .store
-            .live_grants_of(email)
-            .await?
-            .into_iter()
-            .map(|g| (g.room_id, g))
-            .collect();
+        let ledger: HashMap<i64, GrantRecord> =
+            view.grants.into_iter().map(|g| (g.room_id, g)).collect();
         let mut open = VecDeque::new();
         for target in targets {
             match ledger.get(&target.room.get()) {
