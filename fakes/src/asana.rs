@@ -381,12 +381,21 @@ impl World {
         if let Some(name) = self.project_names.get(gid) {
             return Some(name.clone());
         }
+        // A scan of every task: fine for `GET /projects/{gid}`, too slow for each task read.
         let referred = self
             .tasks
             .values()
             .any(|t| t.projects.iter().any(|p| p == gid))
             || self.webhooks.values().any(|h| h.resource == gid);
         referred.then(|| default_project_name(gid))
+    }
+
+    /// The name of project `gid`, which a task or webhook being answered refers to (so it exists).
+    fn referred_project_name(&self, gid: &str) -> String {
+        self.project_names
+            .get(gid)
+            .cloned()
+            .unwrap_or_else(|| default_project_name(gid))
     }
 }
 
@@ -448,7 +457,7 @@ fn render_task(world: &World, task: &FakeTask, fields: &[String]) -> Value {
         let projects: Vec<Value> = task
             .projects
             .iter()
-            .map(|gid| json!({"gid": gid, "resource_type": "project", "name": world.project_name(gid)}))
+            .map(|gid| json!({"gid": gid, "resource_type": "project", "name": world.referred_project_name(gid)}))
             .collect();
         out["projects"] = json!(projects);
     }
@@ -656,7 +665,7 @@ fn render_webhook(world: &World, hook: &FakeWebhook) -> Value {
         "gid": hook.gid,
         "resource_type": "webhook",
         "active": hook.active,
-        "resource": {"gid": hook.resource, "resource_type": "project", "name": world.project_name(&hook.resource)},
+        "resource": {"gid": hook.resource, "resource_type": "project", "name": world.referred_project_name(&hook.resource)},
         "target": hook.target,
         "created_at": hook.created_at,
         "filters": hook.filters,
