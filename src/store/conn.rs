@@ -89,6 +89,44 @@ impl<'a> Sql<'a> {
     }
 }
 
+/// Several statements as one SQLite text: each statement's `$n` becomes `$(n + the arguments of
+/// the statements before it)`.
+struct Script<'a> {
+    text: String,
+    args: Vec<Arg<'a>>,
+}
+
+impl<'a> Script<'a> {
+    fn of(statements: Vec<Sql<'a>>) -> Option<Script<'a>> {
+        if statements.is_empty() {
+            return None;
+        }
+        let mut text = String::new();
+        let mut args = Vec::new();
+        for statement in statements {
+            let offset = args.len();
+            let mut chars = statement.text.chars().peekable();
+            while let Some(c) = chars.next() {
+                text.push(c);
+                if c != '$' {
+                    continue;
+                }
+                let mut digits = String::new();
+                while let Some(d) = chars.next_if(char::is_ascii_digit) {
+                    digits.push(d);
+                }
+                match digits.parse::<usize>() {
+                    Ok(n) => text.push_str(&(n + offset).to_string()),
+                    Err(_) => text.push_str(&digits),
+                }
+            }
+            text.push_str(";\n");
+            args.extend(statement.args);
+        }
+        Some(Script { text, args })
+    }
+}
+
 /// A row type both databases can decode.
 pub(crate) trait Row:
     for<'r> FromRow<'r, SqliteRow> + for<'r> FromRow<'r, PgRow> + Send + Unpin
@@ -116,6 +154,38 @@ impl Conn<'_> {
                 .await?
                 .rows_affected(),
         })
+    }
+
+    /// Runs `statements` in order, as one round trip on SQLite (one text, its `$n` renumbered
+    /// into one argument list: sqlx hands each statement its own numbers); one after the other
+    /// on PostgreSQL, whose extended protocol takes one statement at a time. For writes whose
+    /// statements need no answer from each other (a settlement's bookkeeping): each statement's
+    /// round trip to SQLite's connection thread costs more than the statement.
+    pub(crate) async fn execute_all(&mut self, statements: Vec<Sql<'_>>) -> sqlx::Result<()> {
+        match self {
+            Conn::Sqlite(conn) => {
+                let Some(script) = Script::of(statements) else {
+                    return Ok(());
+                };
+                let mut arguments = sqlx::sqlite::SqliteArguments::default();
+                for arg in &script.args {
+                    match *arg {
+                        Arg::Int(value) => arguments.add(value),
+                        Arg::Text(value) => arguments.add(value),
+                    }
+                    .map_err(sqlx::Error::Encode)?;
+                }
+                sqlx::query_with(sqlx::AssertSqlSafe(script.text), arguments)
+                    .execute(&mut **conn)
+                    .await?;
+            }
+            Conn::Postgres(_) => {
+                for statement in statements {
+                    self.execute(statement).await?;
+                }
+            }
+        }
+        Ok(())
     }
 
     pub(crate) async fn fetch_optional<T: Row>(&mut self, sql: Sql<'_>) -> sqlx::Result<Option<T>> {
@@ -193,4 +263,31 @@ pub(crate) trait Write: Send + 'static {
     /// Whether its caller waits for the commit to reach the disk (see `sqlite_writer`).
     const DURABILITY: Durability;
     fn run(&self, conn: &mut Conn<'_>) -> impl Future<Output = sqlx::Result<Self::Output>> + Send;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_script_numbers_each_statements_arguments_after_the_ones_before() {
+        let script = Script::of(vec![
+            Sql::new("INSERT INTO t (a, b) VALUES ($1, $2) ON CONFLICT (a) DO UPDATE SET b = $2")
+                .bind(1)
+                .bind("x"),
+            Sql::new("DELETE FROM u WHERE a = $1").bind(1),
+            Sql::new("INSERT INTO u (a, c) VALUES ($1, $10)")
+                .bind(2)
+                .bind(3),
+        ])
+        .unwrap();
+        assert_eq!(
+            script.text,
+            "INSERT INTO t (a, b) VALUES ($1, $2) ON CONFLICT (a) DO UPDATE SET b = $2;\n\
+             DELETE FROM u WHERE a = $3;\n\
+             INSERT INTO u (a, c) VALUES ($4, $13);\n"
+        );
+        assert_eq!(script.args.len(), 5);
+        assert!(Script::of(Vec::new()).is_none());
+    }
 }

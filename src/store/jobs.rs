@@ -14,8 +14,8 @@ use sqlx::{QueryBuilder, Sqlite};
 
 use super::conn::{Conn, Sql, Write};
 use super::grants::{GrantRequest, confirm_grant, insert_had_access, release_unconfirmed_grants};
-use super::rooms::upsert_project;
-use super::tasks::{TaskRead, refresh_task};
+use super::rooms::upsert_project_sql;
+use super::tasks::{TaskRead, refresh_task_sql};
 use super::{Durability, Store, StoreError, StoreResult, duration_ms, now_ms};
 use crate::domain::{Email, Gid, JobKind, JobSource};
 
@@ -467,12 +467,16 @@ impl Write for SettleJob {
         for seen in &found.had_access {
             insert_had_access(&mut tx.conn(), self.id, seen, now).await?;
         }
-        for (gid, name) in &found.project_names {
-            upsert_project(&mut tx.conn(), gid, Some(name), now).await?;
-        }
+        // What the task read showed, in one round trip.
+        let mut seen: Vec<Sql<'_>> = found
+            .project_names
+            .iter()
+            .map(|(gid, name)| upsert_project_sql(gid, Some(name), now))
+            .collect();
         if let Some(task) = &found.task {
-            refresh_task(&mut tx.conn(), task, Some(self.id), now).await?;
+            seen.extend(refresh_task_sql(task, Some(self.id), now));
         }
+        tx.conn().execute_all(seen).await?;
         if failed {
             tx.conn()
                 .execute(

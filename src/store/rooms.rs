@@ -188,18 +188,20 @@ pub(crate) async fn upsert_project(
     name: Option<&str>,
     now: i64,
 ) -> sqlx::Result<()> {
-    conn.execute(
-        Sql::new(
-            "INSERT INTO projects (gid, name, created_at, updated_at) VALUES ($1, $2, $3, $3) \
-             ON CONFLICT (gid) DO UPDATE SET name = COALESCE(excluded.name, projects.name), \
-             updated_at = excluded.updated_at",
-        )
-        .bind(gid.as_str())
-        .bind(name)
-        .bind(now),
-    )
-    .await?;
+    conn.execute(upsert_project_sql(gid, name, now)).await?;
     Ok(())
+}
+
+/// The statement of [`upsert_project`], to run with others.
+pub(crate) fn upsert_project_sql<'a>(gid: &'a Gid, name: Option<&'a str>, now: i64) -> Sql<'a> {
+    Sql::new(
+        "INSERT INTO projects (gid, name, created_at, updated_at) VALUES ($1, $2, $3, $3) \
+         ON CONFLICT (gid) DO UPDATE SET name = COALESCE(excluded.name, projects.name), \
+         updated_at = excluded.updated_at",
+    )
+    .bind(gid.as_str())
+    .bind(name)
+    .bind(now)
 }
 
 struct UpsertProject {

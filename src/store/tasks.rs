@@ -64,7 +64,12 @@ pub(crate) async fn refresh_task(
     job_id: Option<i64>,
     now: i64,
 ) -> sqlx::Result<()> {
-    conn.execute(
+    conn.execute_all(refresh_task_sql(task, job_id, now)).await
+}
+
+/// The statements of [`refresh_task`], to run with others.
+pub(crate) fn refresh_task_sql(task: &TaskRead, job_id: Option<i64>, now: i64) -> Vec<Sql<'_>> {
+    let mut statements = vec![
         Sql::new(
             "INSERT INTO tasks (gid, assignee_gid, assignee_email, completed, parent_gid, read_at, \
              read_by_job_id) VALUES ($1, $2, $3, $4, $5, $6, $7) \
@@ -80,12 +85,10 @@ pub(crate) async fn refresh_task(
         .bind(task.parent_gid.as_ref().map(Gid::as_str))
         .bind(now)
         .bind(job_id),
-    )
-    .await?;
-    conn.execute(Sql::new("DELETE FROM task_projects WHERE task_gid = $1").bind(task.gid.as_str()))
-        .await?;
+        Sql::new("DELETE FROM task_projects WHERE task_gid = $1").bind(task.gid.as_str()),
+    ];
     for project in &task.projects {
-        conn.execute(
+        statements.push(
             Sql::new(
                 "INSERT INTO task_projects (task_gid, project_gid, via_task_gid) \
                  VALUES ($1, $2, $3) ON CONFLICT (task_gid, project_gid) DO NOTHING",
@@ -93,10 +96,9 @@ pub(crate) async fn refresh_task(
             .bind(task.gid.as_str())
             .bind(project.project_gid.as_str())
             .bind(project.via_task_gid.as_str()),
-        )
-        .await?;
+        );
     }
-    Ok(())
+    statements
 }
 
 impl Store {
