@@ -45,10 +45,18 @@ pub async fn create(
         match provision_for_command(&store, ctx.upstreams()?, &ctx.settings, project, false).await {
             Ok(room) => println!("  room:        {room}"),
             Err(err) => {
+                let why = format!("{err:#}");
+                // A refused creation's message already says to run `rooms create`.
+                let hint = if why.contains("rooms create") {
+                    String::new()
+                } else {
+                    format!(
+                        "; give it one with `asana-docspace-bridge rooms create --project {project}`"
+                    )
+                };
                 eprintln!(
                     "asana-docspace-bridge: the webhook is registered, but project {project} has \
-                     no room: {err:#}; give it one with `asana-docspace-bridge rooms create \
-                     --project {project}`"
+                     no room: {why}{hint}"
                 );
                 return Ok(ExitCode::FAILURE);
             }

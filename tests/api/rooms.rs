@@ -84,6 +84,25 @@ async fn metrics_of(bridge: &Bridge) -> BTreeMap<(String, BTreeMap<String, Strin
     parse_metrics(&text)
 }
 
+/// The one job failed at its first attempt on DocSpace's 403 "role not available" for its one
+/// share, and jane@example.com is not in `room`.
+fn assert_role_refused(env: &Env, jobs: &[JobRecord], room: i64) {
+    assert_eq!(jobs[0].outcome.as_deref(), Some("failed"));
+    assert_eq!(jobs[0].attempts, 1, "no retry");
+    let error = jobs[0].last_error.as_deref().unwrap();
+    assert!(
+        error.contains("403") && error.contains("role not available"),
+        "{error}"
+    );
+    assert_eq!(env.docspace.share_requests().len(), 1, "one PUT");
+    assert!(
+        !env.docspace
+            .members(room)
+            .iter()
+            .any(|(who, _)| who == "jane@example.com")
+    );
+}
+
 fn linked_env(env: &mut Env) {
     env.set("BRIDGE__ROOMS__MODE", "linked");
 }
@@ -852,20 +871,7 @@ async fn a_role_the_room_does_not_offer_fails_at_once_and_counts_as_a_failed_gra
         .await;
 
     let jobs = settled_jobs(&store).await;
-    assert_eq!(jobs[0].outcome.as_deref(), Some("failed"));
-    assert_eq!(jobs[0].attempts, 1, "no retry");
-    let error = jobs[0].last_error.as_deref().unwrap();
-    assert!(
-        error.contains("403") && error.contains("role not available"),
-        "{error}"
-    );
-    assert_eq!(env.docspace.share_requests().len(), 1, "one PUT");
-    assert!(
-        !env.docspace
-            .members(room)
-            .iter()
-            .any(|(who, _)| who == "jane@example.com")
-    );
+    assert_role_refused(&env, &jobs, room);
     let results = room_results(&jobs[0]);
     assert_eq!(results.len(), 1);
     assert_eq!(results[0]["room"], room);
@@ -1144,20 +1150,7 @@ async fn room_manager_for_a_user_type_member_fails_at_once_with_docspaces_messag
         .await;
 
     let jobs = settled_jobs(&store).await;
-    assert_eq!(jobs[0].outcome.as_deref(), Some("failed"));
-    assert_eq!(jobs[0].attempts, 1, "no retry");
-    let error = jobs[0].last_error.as_deref().unwrap();
-    assert!(
-        error.contains("403") && error.contains("role not available"),
-        "{error}"
-    );
-    assert_eq!(env.docspace.share_requests().len(), 1, "one PUT");
-    assert!(
-        !env.docspace
-            .members(room)
-            .iter()
-            .any(|(who, _)| who == "jane@example.com")
-    );
+    assert_role_refused(&env, &jobs, room);
     assert!(
         store.gone_rooms().await.unwrap().is_empty(),
         "the room is fine"
