@@ -25,6 +25,15 @@ async fn stalled_delivery(address: &str) -> tokio::net::TcpStream {
     stream
 }
 
+/// Whether the server has answered (or closed) `stream`, without waiting.
+fn was_answered(stream: &tokio::net::TcpStream) -> bool {
+    let mut byte = [0u8; 1];
+    match stream.try_read(&mut byte) {
+        Err(err) => err.kind() != std::io::ErrorKind::WouldBlock,
+        Ok(_) => true,
+    }
+}
+
 #[rstest]
 #[case::sqlite(Backend::Sqlite)]
 #[case::postgres(Backend::Postgres)]
@@ -35,8 +44,14 @@ async fn requests_beyond_the_concurrency_limit_are_answered_503_at_once(#[case] 
     };
     env.set("BRIDGE__SERVER__MAX_CONCURRENT_REQUESTS", "1");
     let app = TestApp::spawn(&env).await;
-    let stalled = stalled_delivery(&app.bridge.address).await;
+    let stalled = tokio::sync::Mutex::new(stalled_delivery(&app.bridge.address).await);
     let refused = eventually("a request to be shed", WAIT, || async {
+        // A probe that took the slot before the stalled delivery was dispatched sheds the delivery
+        // instead (it is answered 503 at once): then stall another one.
+        let mut held = stalled.lock().await;
+        if was_answered(&held) {
+            *held = stalled_delivery(&app.bridge.address).await;
+        }
         let response = app
             .bridge
             .client
