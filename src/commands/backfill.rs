@@ -132,29 +132,28 @@ async fn dry_run_report(
     let mut rows = table(&["EMAIL", "TASKS", "DECISION", "ROOM"]);
     let mut would_invite = 0;
     for (email, tasks) in &people {
-        let room = if !rules.allows(email) {
-            "-".to_string()
+        let (decision, room) = if !rules.allows(email) {
+            ("skip: domain not allowed".to_string(), "-".to_string())
         } else {
             let ledger = match known.as_ref().and_then(|k| k.room_id) {
                 Some(_) => store.live_grants_of(email).await?,
                 None => Vec::new(),
             };
-            room_decision(mode, known.as_ref(), &ledger)
-        };
-        let decision = if !rules.allows(email) {
-            "skip: domain not allowed".to_string()
-        } else if store.invitation(email, NO_JOB).await?.is_some() {
-            "skip: already invited by this service".to_string()
-        } else if docspace
-            .find_user(email.as_str())
-            .await
-            .with_context(|| "looking people up in DocSpace")?
-            .is_some()
-        {
-            "skip: already a DocSpace member".to_string()
-        } else {
-            would_invite += 1;
-            "would invite".to_string()
+            let room = room_decision(mode, known.as_ref(), &ledger);
+            let decision = if store.invitation(email, NO_JOB).await?.is_some() {
+                "skip: already invited by this service".to_string()
+            } else if docspace
+                .find_user(email.as_str())
+                .await
+                .with_context(|| "looking people up in DocSpace")?
+                .is_some()
+            {
+                "skip: already a DocSpace member".to_string()
+            } else {
+                would_invite += 1;
+                "would invite".to_string()
+            };
+            (decision, room)
         };
         let tasks: Vec<&str> = tasks.iter().map(Gid::as_str).collect();
         rows.add_row(vec![email.to_string(), tasks.join(" "), decision, room]);

@@ -103,6 +103,16 @@ fn assert_role_refused(env: &Env, jobs: &[JobRecord], room: i64) {
     );
 }
 
+/// Registers the `proj` webhook, delivers task 501's assignment (to user 601) and waits until
+/// every job has settled: the delivery is acknowledged once its job is queued.
+async fn assignment_settled(bridge: &Bridge, store: &Store) -> Vec<JobRecord> {
+    let secret = bridge.register("proj").await;
+    bridge
+        .deliver_assignment("proj", &secret, "501", "601")
+        .await;
+    settled_jobs(store).await
+}
+
 fn linked_env(env: &mut Env) {
     env.set("BRIDGE__ROOMS__MODE", "linked");
 }
@@ -121,17 +131,7 @@ async fn an_existing_member_is_granted_the_linked_room_by_id(#[case] backend: Ba
     let store = env.store().await;
     let room = linked_room(&env, &store, EDITING).await;
     let app = TestApp::spawn(&env).await;
-    let secret = app.bridge.register("proj").await;
-
-    app.bridge
-        .deliver_assignment("proj", &secret, "501", "601")
-        .await;
-
-    let jobs = eventually("the job settles", WAIT, || async {
-        let jobs = settled_jobs(&store).await;
-        (!jobs.is_empty()).then_some(jobs)
-    })
-    .await;
+    let jobs = assignment_settled(&app.bridge, &store).await;
     assert_eq!(jobs[0].outcome.as_deref(), Some("granted"));
     let shares = env.docspace.share_requests();
     assert_eq!(shares.len(), 1, "one share");
@@ -169,17 +169,7 @@ async fn a_new_person_is_invited_then_read_then_shared_in_that_order(#[case] bac
     let store = env.store().await;
     let room = linked_room(&env, &store, EDITING).await;
     let app = TestApp::spawn(&env).await;
-    let secret = app.bridge.register("proj").await;
-
-    app.bridge
-        .deliver_assignment("proj", &secret, "501", "601")
-        .await;
-
-    let jobs = eventually("the job settles", WAIT, || async {
-        let jobs = settled_jobs(&store).await;
-        (!jobs.is_empty()).then_some(jobs)
-    })
-    .await;
+    let jobs = assignment_settled(&app.bridge, &store).await;
     assert_eq!(jobs[0].outcome.as_deref(), Some("invited"));
     let paths: Vec<String> = env
         .docspace
@@ -223,17 +213,7 @@ async fn a_member_already_in_the_room_keeps_their_access(#[case] backend: Backen
     let room = linked_room(&env, &store, EDITING).await;
     env.docspace.share_by_hand(room, "jane@example.com", READ);
     let app = TestApp::spawn(&env).await;
-    let secret = app.bridge.register("proj").await;
-
-    app.bridge
-        .deliver_assignment("proj", &secret, "501", "601")
-        .await;
-
-    let jobs = eventually("the job settles", WAIT, || async {
-        let jobs = settled_jobs(&store).await;
-        (!jobs.is_empty()).then_some(jobs)
-    })
-    .await;
+    let jobs = assignment_settled(&app.bridge, &store).await;
     assert_eq!(jobs[0].outcome.as_deref(), Some("already_member"));
     assert!(env.docspace.share_requests().is_empty(), "no share");
     assert!(
@@ -315,17 +295,7 @@ async fn a_deleted_linked_room_fails_the_job_naming_project_room_and_command(
     let room = linked_room(&env, &store, EDITING).await;
     env.docspace.delete_room(room);
     let app = TestApp::spawn(&env).await;
-    let secret = app.bridge.register("proj").await;
-
-    app.bridge
-        .deliver_assignment("proj", &secret, "501", "601")
-        .await;
-
-    let jobs = eventually("the job settles", WAIT, || async {
-        let jobs = settled_jobs(&store).await;
-        (!jobs.is_empty()).then_some(jobs)
-    })
-    .await;
+    let jobs = assignment_settled(&app.bridge, &store).await;
     assert_eq!(jobs[0].outcome.as_deref(), Some("failed"));
     assert_eq!(jobs[0].attempts, 1, "failed at the first attempt");
     let error = jobs[0].last_error.as_deref().unwrap();
@@ -343,19 +313,6 @@ async fn a_deleted_linked_room_fails_the_job_naming_project_room_and_command(
     assert_eq!(gone[0].room_id, room);
 }
 
-/// Makes the test project known through a confirmed webhook, named "Website" by the store.
-async fn known_project(env: &Env, store: &Store) {
-    env.execute_sql(&format!(
-        "INSERT INTO webhooks (name, secret, created_at, project_gid) \
-         VALUES ('website', 'secret', 1, '{PROJECT}')"
-    ))
-    .await;
-    store
-        .upsert_project(&gid(PROJECT), Some("Website"))
-        .await
-        .unwrap();
-}
-
 #[rstest]
 #[case::sqlite(Backend::Sqlite)]
 #[case::postgres(Backend::Postgres)]
@@ -368,19 +325,11 @@ async fn auto_the_first_job_creates_the_tagged_room_then_shares_it(#[case] backe
     env.docspace.add_member("jane@example.com");
     env.assign("501", "601", "jane@example.com");
     let store = env.store().await;
-    known_project(&env, &store).await;
-    let app = TestApp::spawn(&env).await;
-    let secret = app.bridge.register("proj").await;
-
-    app.bridge
-        .deliver_assignment("proj", &secret, "501", "601")
+    env.database
+        .add_known_project("website", PROJECT, "Website")
         .await;
-
-    let jobs = eventually("the job settles", WAIT, || async {
-        let jobs = settled_jobs(&store).await;
-        (!jobs.is_empty()).then_some(jobs)
-    })
-    .await;
+    let app = TestApp::spawn(&env).await;
+    let jobs = assignment_settled(&app.bridge, &store).await;
     assert_eq!(jobs[0].outcome.as_deref(), Some("granted"));
     let creates = env.docspace.room_create_requests();
     assert_eq!(creates.len(), 1, "one room created");
@@ -417,19 +366,11 @@ async fn auto_adopts_an_existing_tagged_room_without_creating_one(#[case] backen
     let tag = format!("asana-project:{PROJECT}");
     let existing = env.docspace.create_room("Website", 2, &[tag.as_str()]);
     let store = env.store().await;
-    known_project(&env, &store).await;
-    let app = TestApp::spawn(&env).await;
-    let secret = app.bridge.register("proj").await;
-
-    app.bridge
-        .deliver_assignment("proj", &secret, "501", "601")
+    env.database
+        .add_known_project("website", PROJECT, "Website")
         .await;
-
-    let jobs = eventually("the job settles", WAIT, || async {
-        let jobs = settled_jobs(&store).await;
-        (!jobs.is_empty()).then_some(jobs)
-    })
-    .await;
+    let app = TestApp::spawn(&env).await;
+    let jobs = assignment_settled(&app.bridge, &store).await;
     assert_eq!(jobs[0].outcome.as_deref(), Some("granted"));
     assert!(env.docspace.room_create_requests().is_empty(), "no POST");
     let mapped = store.project_room(&gid(PROJECT)).await.unwrap().unwrap();
@@ -452,19 +393,11 @@ async fn off_mode_never_asks_docspace_about_rooms(#[case] backend: Backend) {
     env.docspace.add_member("jane@example.com");
     env.assign("501", "601", "jane@example.com");
     let store = env.store().await;
-    known_project(&env, &store).await;
-    let app = TestApp::spawn(&env).await;
-    let secret = app.bridge.register("proj").await;
-
-    app.bridge
-        .deliver_assignment("proj", &secret, "501", "601")
+    env.database
+        .add_known_project("website", PROJECT, "Website")
         .await;
-
-    let jobs = eventually("the job settles", WAIT, || async {
-        let jobs = settled_jobs(&store).await;
-        (!jobs.is_empty()).then_some(jobs)
-    })
-    .await;
+    let app = TestApp::spawn(&env).await;
+    let jobs = assignment_settled(&app.bridge, &store).await;
     assert_eq!(jobs[0].outcome.as_deref(), Some("already_member"));
     assert!(
         env.docspace
@@ -495,7 +428,9 @@ async fn twenty_concurrent_first_jobs_for_one_project_make_one_room(#[case] back
     env.docspace
         .push_fault("create_room", Fault::Delay(Duration::from_millis(200)));
     let store = env.store().await;
-    known_project(&env, &store).await;
+    env.database
+        .add_known_project("website", PROJECT, "Website")
+        .await;
     let app = TestApp::spawn(&env).await;
     let secret = app.bridge.register("proj").await;
 
@@ -543,17 +478,7 @@ async fn a_disabled_member_gets_no_share(#[case] backend: Backend) {
     let store = env.store().await;
     linked_room(&env, &store, EDITING).await;
     let app = TestApp::spawn(&env).await;
-    let secret = app.bridge.register("proj").await;
-
-    app.bridge
-        .deliver_assignment("proj", &secret, "501", "601")
-        .await;
-
-    let jobs = eventually("the job settles", WAIT, || async {
-        let jobs = settled_jobs(&store).await;
-        (!jobs.is_empty()).then_some(jobs)
-    })
-    .await;
+    let jobs = assignment_settled(&app.bridge, &store).await;
     assert_eq!(jobs[0].outcome.as_deref(), Some("already_member"));
     assert!(env.docspace.share_requests().is_empty(), "no share");
     assert!(
@@ -623,17 +548,7 @@ async fn a_share_answered_never_is_confirmed_by_the_retry_without_a_second_put(
     let store = env.store().await;
     let room = linked_room(&env, &store, EDITING).await;
     let app = TestApp::spawn(&env).await;
-    let secret = app.bridge.register("proj").await;
-
-    app.bridge
-        .deliver_assignment("proj", &secret, "501", "601")
-        .await;
-
-    let jobs = eventually("the job settles", WAIT, || async {
-        let jobs = settled_jobs(&store).await;
-        (!jobs.is_empty()).then_some(jobs)
-    })
-    .await;
+    let jobs = assignment_settled(&app.bridge, &store).await;
     assert_eq!(jobs[0].outcome.as_deref(), Some("granted"));
     assert!(jobs[0].attempts >= 2, "the first attempt timed out");
     assert_eq!(env.docspace.share_requests().len(), 1, "one PUT");
@@ -659,19 +574,11 @@ async fn a_room_created_without_an_answer_is_adopted_by_the_retry(#[case] backen
     env.assign("501", "601", "jane@example.com");
     env.docspace.push_fault("create_room", Fault::HangAfterWork);
     let store = env.store().await;
-    known_project(&env, &store).await;
-    let app = TestApp::spawn(&env).await;
-    let secret = app.bridge.register("proj").await;
-
-    app.bridge
-        .deliver_assignment("proj", &secret, "501", "601")
+    env.database
+        .add_known_project("website", PROJECT, "Website")
         .await;
-
-    let jobs = eventually("the job settles", WAIT, || async {
-        let jobs = settled_jobs(&store).await;
-        (!jobs.is_empty()).then_some(jobs)
-    })
-    .await;
+    let app = TestApp::spawn(&env).await;
+    let jobs = assignment_settled(&app.bridge, &store).await;
     assert_eq!(jobs[0].outcome.as_deref(), Some("granted"));
     assert_eq!(env.docspace.room_create_requests().len(), 1, "one POST");
     let rooms = env.docspace.rooms();
@@ -697,7 +604,9 @@ async fn a_refused_creation_fails_at_once_and_cools_down_without_another_post(
     env.assign("502", "602", "joe@example.com");
     env.docspace.set_room_quota(Some(0));
     let store = env.store().await;
-    known_project(&env, &store).await;
+    env.database
+        .add_known_project("website", PROJECT, "Website")
+        .await;
     let app = TestApp::spawn(&env).await;
     let secret = app.bridge.register("proj").await;
 
@@ -743,13 +652,7 @@ async fn a_fuzzy_members_match_is_not_taken_for_the_person(#[case] backend: Back
     // The members filter is a text search: "ann@example.com" finds joann too.
     env.docspace.share_by_hand(room, "joann@example.com", READ);
     let app = TestApp::spawn(&env).await;
-    let secret = app.bridge.register("proj").await;
-
-    app.bridge
-        .deliver_assignment("proj", &secret, "501", "601")
-        .await;
-
-    let jobs = settled_jobs(&store).await;
+    let jobs = assignment_settled(&app.bridge, &store).await;
     assert_eq!(jobs[0].outcome.as_deref(), Some("granted"));
     let shares = env.docspace.share_requests();
     assert_eq!(shares.len(), 1, "one share");
@@ -790,13 +693,7 @@ async fn a_task_in_two_known_projects_gets_each_room_with_its_access(#[case] bac
     let website = link_new_room(&env, &store, PROJECT, COLLABORATION, EDITING).await;
     let docs = link_new_room(&env, &store, DOCS, COLLABORATION, READ).await;
     let app = TestApp::spawn(&env).await;
-    let secret = app.bridge.register("proj").await;
-
-    app.bridge
-        .deliver_assignment("proj", &secret, "501", "601")
-        .await;
-
-    let jobs = settled_jobs(&store).await;
+    let jobs = assignment_settled(&app.bridge, &store).await;
     assert_eq!(jobs[0].outcome.as_deref(), Some("granted"));
     let jane = env.docspace.user_id("jane@example.com").unwrap();
     let mut shares: Vec<(String, Value)> = env
@@ -983,13 +880,7 @@ async fn a_share_answered_500_is_retried_and_adds_the_member_once(#[case] backen
     let store = env.store().await;
     let room = linked_room(&env, &store, EDITING).await;
     let app = TestApp::spawn(&env).await;
-    let secret = app.bridge.register("proj").await;
-
-    app.bridge
-        .deliver_assignment("proj", &secret, "501", "601")
-        .await;
-
-    let jobs = settled_jobs(&store).await;
+    let jobs = assignment_settled(&app.bridge, &store).await;
     assert_eq!(jobs[0].outcome.as_deref(), Some("granted"));
     assert_eq!(jobs[0].attempts, 2, "retried once");
     assert_eq!(env.docspace.share_requests().len(), 2);
@@ -1024,7 +915,9 @@ async fn auto_replaces_a_deleted_or_archived_room_within_the_same_attempt(
     env.assign("501", "601", "jane@example.com");
     env.assign("502", "602", "joe@example.com");
     let store = env.store().await;
-    known_project(&env, &store).await;
+    env.database
+        .add_known_project("website", PROJECT, "Website")
+        .await;
     let process = BridgeProcess::start(&env).await;
     let secret = process.bridge.register("proj").await;
     process
@@ -1101,13 +994,7 @@ async fn an_archived_linked_room_fails_the_job_at_once_saying_how_to_fix_it(
     let room = linked_room(&env, &store, EDITING).await;
     env.docspace.archive_room(room);
     let app = TestApp::spawn(&env).await;
-    let secret = app.bridge.register("proj").await;
-
-    app.bridge
-        .deliver_assignment("proj", &secret, "501", "601")
-        .await;
-
-    let jobs = settled_jobs(&store).await;
+    let jobs = assignment_settled(&app.bridge, &store).await;
     assert_eq!(jobs[0].outcome.as_deref(), Some("failed"));
     assert_eq!(jobs[0].attempts, 1, "failed at the first attempt");
     let error = jobs[0].last_error.as_deref().unwrap();
@@ -1143,13 +1030,7 @@ async fn room_manager_for_a_user_type_member_fails_at_once_with_docspaces_messag
     // Collaboration rooms offer RoomManager, but not to a User.
     let room = linked_room(&env, &store, ROOM_MANAGER).await;
     let app = TestApp::spawn(&env).await;
-    let secret = app.bridge.register("proj").await;
-
-    app.bridge
-        .deliver_assignment("proj", &secret, "501", "601")
-        .await;
-
-    let jobs = settled_jobs(&store).await;
+    let jobs = assignment_settled(&app.bridge, &store).await;
     assert_role_refused(&env, &jobs, room);
     assert!(
         store.gone_rooms().await.unwrap().is_empty(),
@@ -1169,7 +1050,9 @@ async fn metrics_count_the_grant_the_created_room_and_the_granted_job(#[case] ba
     env.docspace.add_member("jane@example.com");
     env.assign("501", "601", "jane@example.com");
     let store = env.store().await;
-    known_project(&env, &store).await;
+    env.database
+        .add_known_project("website", PROJECT, "Website")
+        .await;
     let process = BridgeProcess::start(&env).await;
     let secret = process.bridge.register("proj").await;
 
