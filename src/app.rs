@@ -53,6 +53,9 @@ impl Application {
         if settings.webhooks.handshake == HandshakeMode::FirstUse {
             tracing::warn!("{}", first_use_warning());
         }
+        if let Some(warning) = settings.auto_recreate_warning() {
+            tracing::warn!("{warning}");
+        }
         // One client per upstream for the whole process: the worker and the webhook watcher pace
         // their Asana requests together, as Asana counts them per token.
         let upstreams = Upstreams::from_settings(&settings)?;

@@ -43,6 +43,9 @@ pub enum Command {
     },
     /// Queue the assignees of every incomplete task in a project (people assigned before the webhook existed).
     Backfill(BackfillArgs),
+    /// Reconcile passes: read what changed at Asana and queue the assignments no delivery brought.
+    #[command(subcommand)]
+    Reconcile(ReconcileCommand),
     /// Validate the settings and check the Asana token, the DocSpace key and the database.
     CheckConfig,
     /// Write a consistent copy of the SQLite store to PATH while the service runs.
@@ -79,6 +82,25 @@ pub enum WebhooksCommand {
     Delete {
         /// The webhook's name here, or its Asana gid.
         name_or_gid: String,
+    },
+    /// Watch a workspace for new projects: each one Asana reports gets a webhook of its own.
+    WatchWorkspace {
+        /// The Asana workspace gid; default: the token user's only workspace.
+        #[arg(long)]
+        workspace: Option<Gid>,
+        /// The webhook's name in /webhooks/asana/<name>; an unguessable random one by default.
+        #[arg(long)]
+        name: Option<WebhookName>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ReconcileCommand {
+    /// Run a reconcile pass now: for every project with a webhook here, or the one named.
+    Run {
+        /// The Asana project gid; default: every watched project.
+        #[arg(long)]
+        project: Option<Gid>,
     },
 }
 

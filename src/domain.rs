@@ -138,6 +138,11 @@ pub enum JobKind {
     Backfill,
     /// `invite-task`: one task, run by the command itself.
     InviteTask,
+    /// A reconcile pass found an assignment no job had handled (`reconcile:<task>:<assignee>:…`).
+    Reconcile,
+    /// A workspace webhook reported a new project (`project_added:<project>`; the job's
+    /// `task_gid` holds the project's gid): the job registers the project's own webhook.
+    ProjectAdded,
 }
 
 impl JobKind {
@@ -171,6 +176,8 @@ pub enum Command {
 pub enum JobSource {
     Webhook(WebhookName),
     Command(Command),
+    /// A reconcile pass (the service's own, or `reconcile run`). Stored as `reconcile`.
+    Reconcile,
 }
 
 impl JobSource {
@@ -185,6 +192,7 @@ impl fmt::Display for JobSource {
         match self {
             JobSource::Webhook(name) => write!(f, "webhook:{}", name.as_str()),
             JobSource::Command(command) => write!(f, "command:{command}"),
+            JobSource::Reconcile => f.write_str("reconcile"),
         }
     }
 }
@@ -193,6 +201,9 @@ impl FromStr for JobSource {
     type Err = ParseError;
     fn from_str(value: &str) -> Result<JobSource, ParseError> {
         let unknown = || ParseError(format!("unknown job source {:?}", shorten(value)));
+        if value == "reconcile" {
+            return Ok(JobSource::Reconcile);
+        }
         match value.split_once(':') {
             Some(("webhook", name)) => Ok(JobSource::Webhook(name.parse()?)),
             Some(("command", command)) => {
@@ -207,6 +218,47 @@ impl TryFrom<String> for JobSource {
     type Error = ParseError;
     fn try_from(value: String) -> Result<JobSource, ParseError> {
         value.parse()
+    }
+}
+
+/// What an Asana webhook watches: a project (task events) or a workspace (new projects only).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum WatchedResource {
+    Project(Gid),
+    Workspace(Gid),
+}
+
+impl WatchedResource {
+    pub fn gid(&self) -> &Gid {
+        match self {
+            WatchedResource::Project(gid) | WatchedResource::Workspace(gid) => gid,
+        }
+    }
+
+    /// `project` or `workspace`: Asana's `resource_type`, and the stored `webhooks.resource_type`.
+    pub fn resource_type(&self) -> &'static str {
+        match self {
+            WatchedResource::Project(_) => "project",
+            WatchedResource::Workspace(_) => "workspace",
+        }
+    }
+
+    /// From the stored `resource_type` and gid.
+    pub fn from_stored(resource_type: &str, gid: Gid) -> Result<WatchedResource, ParseError> {
+        match resource_type {
+            "project" => Ok(WatchedResource::Project(gid)),
+            "workspace" => Ok(WatchedResource::Workspace(gid)),
+            other => Err(ParseError(format!(
+                "unknown webhook resource type {:?}",
+                shorten(other)
+            ))),
+        }
+    }
+}
+
+impl fmt::Display for WatchedResource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {}", self.resource_type(), self.gid())
     }
 }
 
@@ -465,6 +517,16 @@ mod tests {
         );
         assert!("backfill".parse::<JobSource>().is_err());
         assert!("command:nope".parse::<JobSource>().is_err());
+        let named_reconcile = JobSource::Webhook("reconcile".parse().unwrap());
+        assert_eq!(JobSource::Reconcile.to_stored(), "reconcile");
+        assert_ne!(
+            named_reconcile.to_stored(),
+            JobSource::Reconcile.to_stored()
+        );
+        assert_eq!(
+            "reconcile".parse::<JobSource>().unwrap(),
+            JobSource::Reconcile
+        );
     }
 
     #[test]
@@ -472,6 +534,8 @@ mod tests {
         assert_eq!(JobKind::AssigneeChanged.as_str(), "assignee_changed");
         assert_eq!(JobKind::InviteTask.as_str(), "invite_task");
         assert_eq!("task_added".parse::<JobKind>().unwrap(), JobKind::TaskAdded);
+        assert_eq!(JobKind::ProjectAdded.as_str(), "project_added");
+        assert_eq!(JobKind::Reconcile.as_str(), "reconcile");
         assert!(JobKind::try_from("lost".to_string()).is_err());
     }
 }

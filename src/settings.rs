@@ -27,6 +27,7 @@ pub struct Settings {
     pub invite: InviteSettings,
     pub webhooks: WebhookSettings,
     pub retention: RetentionSettings,
+    pub reconcile: ReconcileSettings,
     pub log: LogSettings,
     /// `[rooms]` as written; [`Settings::rooms`] is what it means, once validated.
     #[serde(rename = "rooms")]
@@ -160,6 +161,24 @@ pub struct WebhookSettings {
     pub handshake: HandshakeMode,
     /// How often registered webhooks are checked at Asana.
     pub watch_interval_secs: u64,
+    /// Register a webhook Asana deleted or deactivated again, and catch up on the gap.
+    pub auto_recreate: bool,
+}
+
+/// Reconcile passes (issue 12): the fallback poll Asana recommends beside its webhooks.
+#[derive(Debug, Clone, Deserialize)]
+pub struct ReconcileSettings {
+    /// A pass per watched project this often; 0: none (a repaired webhook's catch-up still runs).
+    pub interval_secs: u64,
+    /// At most this share of `asana.requests_per_minute` goes to passes; jobs keep the rest.
+    pub rate_share: f64,
+}
+
+impl ReconcileSettings {
+    /// `None` when passes are off.
+    pub fn interval(&self) -> Option<Duration> {
+        (self.interval_secs > 0).then(|| Duration::from_secs(self.interval_secs))
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -377,6 +396,13 @@ impl Settings {
                 env_var_name("retention.done_days")
             ));
         }
+        if !(self.reconcile.rate_share > 0.0 && self.reconcile.rate_share <= 1.0) {
+            problems.push(format!(
+                "reconcile.rate_share ({}) must be more than 0 and at most 1 (a share of asana.requests_per_minute), not {}",
+                env_var_name("reconcile.rate_share"),
+                self.reconcile.rate_share
+            ));
+        }
         self.invite.allowed_domains = normalize_domains(&self.invite.allowed_domains);
         match parse_rooms(&self.rooms_raw, self.docspace.invite_type) {
             Ok(rooms) => self.rooms = rooms,
@@ -388,6 +414,17 @@ impl Settings {
         } else {
             Err(SettingsError::Invalid(problems))
         }
+    }
+
+    /// A warning for settings that are valid but cannot do all they ask (start-up log and
+    /// `check-config`).
+    pub fn auto_recreate_warning(&self) -> Option<String> {
+        (self.webhooks.auto_recreate && self.server.public_url.is_empty()).then(|| {
+            format!(
+                "webhooks.auto_recreate is on but server.public_url ({}) is empty: a webhook Asana deletes cannot be registered again",
+                env_var_name("server.public_url")
+            )
+        })
     }
 
     pub fn request_timeout(&self) -> Duration {
@@ -558,6 +595,34 @@ mod tests {
         assert_eq!(s.invite.allowed_domains, vec!["corp.io", "example.com"]);
         assert_eq!(s.webhooks.handshake, HandshakeMode::Registration);
         assert_eq!(s.retention.done_days, 30);
+        assert_eq!(s.reconcile.interval(), Some(Duration::from_secs(3600)));
+        assert_eq!(s.reconcile.rate_share, 0.2);
+        assert!(s.webhooks.auto_recreate);
+    }
+
+    #[test]
+    fn reconcile_settings_are_checked() {
+        let mut off = complete();
+        off.push(("BRIDGE__RECONCILE__INTERVAL_SECS", "0"));
+        assert_eq!(load(&off).unwrap().reconcile.interval(), None);
+        for bad in ["0", "1.5", "-0.1", "NaN"] {
+            let mut pairs = complete();
+            pairs.push(("BRIDGE__RECONCILE__RATE_SHARE", bad));
+            let err = load(&pairs).unwrap_err().to_string();
+            assert!(
+                err.contains("reconcile.rate_share (BRIDGE__RECONCILE__RATE_SHARE) must be more than 0 and at most 1"),
+                "{bad}: {err}"
+            );
+        }
+        let s = load(&complete()).unwrap();
+        let warning = s.auto_recreate_warning().expect("no public URL by default");
+        assert!(warning.contains("BRIDGE__SERVER__PUBLIC_URL"), "{warning}");
+        let mut with_url = complete();
+        with_url.push(("BRIDGE__SERVER__PUBLIC_URL", "https://bridge.example.com"));
+        assert_eq!(load(&with_url).unwrap().auto_recreate_warning(), None);
+        let mut off = complete();
+        off.push(("BRIDGE__WEBHOOKS__AUTO_RECREATE", "false"));
+        assert_eq!(load(&off).unwrap().auto_recreate_warning(), None);
     }
 
     #[test]

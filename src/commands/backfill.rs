@@ -65,6 +65,7 @@ pub async fn run(ctx: &Context, project: &Gid, dry_run: bool) -> anyhow::Result<
             kind: JobKind::Backfill,
             // Listed from the project itself.
             project_gid: None,
+            assignee_gid: Some(assignee.gid.clone()),
         });
     }
     let (mut created, mut duplicates) = (0, 0);

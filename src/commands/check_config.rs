@@ -54,7 +54,9 @@ pub async fn run(sources: Sources<'_>) -> ExitCode {
     if ctx.settings.webhooks.handshake == HandshakeMode::FirstUse {
         println!("warn {}", first_use_warning());
     }
-    if ctx.settings.server.public_url.is_empty() {
+    if let Some(warning) = ctx.settings.auto_recreate_warning() {
+        println!("warn {warning}");
+    } else if ctx.settings.server.public_url.is_empty() {
         println!(
             "warn server.public_url is not set ({}): `webhooks create` needs it",
             env_var_name("server.public_url")

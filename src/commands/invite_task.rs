@@ -27,6 +27,7 @@ pub async fn run(ctx: &Context, task_gid: &Gid) -> anyhow::Result<ExitCode> {
         // The operator named the task.
         project_gid: None,
         kind: JobKind::InviteTask,
+        assignee_gid: None,
     };
     let job = store
         .create_leased_job(JobSource::Command(Command::InviteTask), job, &owner, lease)

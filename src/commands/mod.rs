@@ -7,6 +7,7 @@ mod healthcheck;
 mod invite_task;
 mod jobs;
 mod migrate;
+mod reconcile;
 mod rooms;
 mod webhooks;
 
@@ -17,7 +18,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use anyhow::Context as _;
 
 use crate::app::{Application, redact_url, shutdown_signal};
-use crate::cli::{Cli, Command, JobsCommand, RoomsCommand, WebhooksCommand};
+use crate::cli::{Cli, Command, JobsCommand, ReconcileCommand, RoomsCommand, WebhooksCommand};
 use crate::settings::{Settings, SettingsError, Sources};
 use crate::store::{Store, StoreResult};
 use crate::telemetry::{LogTarget, init_logging};
@@ -57,6 +58,12 @@ pub async fn run(cli: Cli) -> ExitCode {
         }
         Command::Webhooks(WebhooksCommand::Delete { name_or_gid }) => {
             webhooks::delete(&ctx, &name_or_gid).await
+        }
+        Command::Webhooks(WebhooksCommand::WatchWorkspace { workspace, name }) => {
+            webhooks::watch_workspace(&ctx, workspace.as_ref(), name).await
+        }
+        Command::Reconcile(ReconcileCommand::Run { project }) => {
+            reconcile::run(&ctx, project.as_ref()).await
         }
         Command::Jobs(JobsCommand::List { status, limit }) => jobs::list(&ctx, status, limit).await,
         Command::Jobs(JobsCommand::Retry { id, failed }) => jobs::retry(&ctx, id, failed).await,

@@ -233,3 +233,13 @@ async fn forget(store: &Store, name: &WebhookName) -> anyhow::Result<()> {
     println!("Forgot the secret of webhook {name:?}: deliveries to it are refused from now on");
     Ok(())
 }
+
+/// `webhooks watch-workspace`: a webhook on the workspace for `project` `added` events.
+pub(crate) async fn watch_workspace(
+    ctx: &Context,
+    workspace: Option<&Gid>,
+    name: Option<WebhookName>,
+) -> anyhow::Result<ExitCode> {
+    let _ = (ctx, workspace, name);
+    anyhow::bail!("webhooks watch-workspace: being built (issue 12 slice C)")
+}

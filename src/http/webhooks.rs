@@ -262,6 +262,7 @@ async fn deliver(
             task_gid: event.task_gid,
             kind: event.kind,
             project_gid: webhook.project_gid.clone(),
+            assignee_gid: event.assignee_gid,
         })
         .collect();
     let relevant = jobs.len();

@@ -28,6 +28,9 @@ pub struct NewJob {
     pub kind: JobKind,
     /// The project the job is restricted to: its webhook's, when that was registered for one.
     pub project_gid: Option<Gid>,
+    /// The assignee the event, backfill or pass named; with the task, what a reconcile pass
+    /// checks before queueing the same assignment again.
+    pub assignee_gid: Option<Gid>,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -186,7 +189,7 @@ struct EnqueueJobs {
     now: i64,
 }
 
-/// Rows per INSERT on SQLite: 10 parameters each, well under its limit of 32,766.
+/// Rows per INSERT on SQLite: 11 parameters each, well under its limit of 32,766.
 const INSERT_CHUNK: usize = 1000;
 
 impl Write for EnqueueJobs {
@@ -208,10 +211,10 @@ impl Write for EnqueueJobs {
                     .collect();
                 Ok(sqlx::query(
                     "INSERT INTO jobs (dedupe_key, source, task_gid, event_kind, status, run_at, \
-                     created_at, updated_at, unstarted_task_gid, project_gid) \
-                     SELECT key, $2, task, kind, 'pending', $5, $5, $5, task, project \
-                     FROM UNNEST($1::text[], $3::text[], $4::text[], $6::text[]) \
-                       AS new(key, task, kind, project) \
+                     created_at, updated_at, unstarted_task_gid, project_gid, assignee_gid) \
+                     SELECT key, $2, task, kind, 'pending', $5, $5, $5, task, project, assignee \
+                     FROM UNNEST($1::text[], $3::text[], $4::text[], $6::text[], $7::text[]) \
+                       AS new(key, task, kind, project, assignee) \
                      ORDER BY task, key \
                      ON CONFLICT DO NOTHING",
                 )
@@ -221,6 +224,12 @@ impl Write for EnqueueJobs {
                 .bind(column(|j| j.kind.as_str()))
                 .bind(self.now)
                 .bind(projects)
+                .bind(
+                    self.jobs
+                        .iter()
+                        .map(|j| j.assignee_gid.as_ref().map(Gid::as_str))
+                        .collect::<Vec<Option<&str>>>(),
+                )
                 .execute(&mut **conn)
                 .await?
                 .rows_affected())
@@ -251,7 +260,7 @@ async fn insert_jobs(
 ) -> sqlx::Result<u64> {
     let mut insert = QueryBuilder::<Sqlite>::new(
         "INSERT INTO jobs (dedupe_key, source, task_gid, event_kind, status, run_at, created_at, \
-         updated_at, unstarted_task_gid, project_gid) ",
+         updated_at, unstarted_task_gid, project_gid, assignee_gid) ",
     );
     insert.push_values(jobs, |mut row, job| {
         row.push_bind(job.dedupe_key.as_str())
@@ -263,7 +272,8 @@ async fn insert_jobs(
             .push_bind(now)
             .push_bind(now)
             .push_bind(job.task_gid.as_str())
-            .push_bind(job.project_gid.as_ref().map(Gid::as_str));
+            .push_bind(job.project_gid.as_ref().map(Gid::as_str))
+            .push_bind(job.assignee_gid.as_ref().map(Gid::as_str));
     });
     insert.push(" ON CONFLICT DO NOTHING");
     Ok(insert.build().execute(conn).await?.rows_affected())

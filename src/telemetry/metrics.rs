@@ -24,6 +24,10 @@ pub const LAST_DELIVERY: &str = "bridge_webhook_last_delivery_timestamp_seconds"
 pub const JOBS_DELETED: &str = "bridge_jobs_deleted_total";
 pub const ROOM_GRANTS: &str = "bridge_room_grants_total";
 pub const ROOMS_CREATED: &str = "bridge_rooms_created_total";
+pub const RECONCILE_PASSES: &str = "bridge_reconcile_passes_total";
+pub const RECONCILE_MISSED: &str = "bridge_reconcile_missed_total";
+pub const RECONCILE_LAG: &str = "bridge_reconcile_lag_seconds";
+pub const WEBHOOKS_RECREATED: &str = "bridge_webhooks_recreated_total";
 
 /// How a delivery (or handshake) was answered; its metrics label is the snake_case name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, strum::IntoStaticStr)]
@@ -88,6 +92,23 @@ fn describe() {
     describe_counter!(ROOM_GRANTS, "Room decisions of recorded jobs by result");
     describe_counter!(ROOMS_CREATED, "Rooms created in DocSpace");
     describe_counter!(JOBS_DELETED, "Done jobs deleted by retention");
+    describe_counter!(
+        RECONCILE_PASSES,
+        "Reconcile passes of the service by result"
+    );
+    describe_counter!(
+        RECONCILE_MISSED,
+        "Assignments a reconcile pass found that no delivery had brought"
+    );
+    describe_gauge!(
+        RECONCILE_LAG,
+        Unit::Seconds,
+        "Age of each watched project's reconcile cursor"
+    );
+    describe_counter!(
+        WEBHOOKS_RECREATED,
+        "Webhooks registered again after Asana deleted or deactivated them"
+    );
     describe_histogram!(UPSTREAM_DURATION, Unit::Seconds, "Upstream request latency");
     describe_gauge!(
         LAST_DELIVERY,
@@ -123,6 +144,26 @@ pub fn room_grant(result: &'static str) {
 /// A room DocSpace created at the bridge's request.
 pub fn room_created() {
     counter!(ROOMS_CREATED).increment(1);
+}
+
+/// A reconcile pass of the service ended (`ok` or `failed`).
+pub fn reconcile_pass(result: &'static str) {
+    counter!(RECONCILE_PASSES, "result" => result).increment(1);
+}
+
+/// Jobs a pass with a window queued: assignments no delivery had brought.
+pub fn reconcile_missed(count: u64) {
+    counter!(RECONCILE_MISSED).increment(count);
+}
+
+/// The age of `project`'s reconcile cursor (set when `/metrics` is scraped).
+pub fn reconcile_lag(project: &str, lag: Duration) {
+    gauge!(RECONCILE_LAG, "project" => project.to_string()).set(lag.as_secs_f64());
+}
+
+/// A webhook Asana deleted or deactivated was registered again.
+pub fn webhook_recreated() {
+    counter!(WEBHOOKS_RECREATED).increment(1);
 }
 
 pub fn job_attempt(result: &'static str) {

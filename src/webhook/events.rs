@@ -22,6 +22,8 @@ pub struct RelevantEvent {
     /// Identifies the event across redeliveries: Asana has no event id, so this hashes what the
     /// event says (task, action, new assignee, time). Equal events collapse into one job.
     pub dedupe_key: String,
+    /// The new assignee an assignment names (`None` for other events, or a gid that is not one).
+    pub assignee_gid: Option<Gid>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -94,6 +96,7 @@ pub fn parse_delivery(body: &[u8]) -> Result<Delivery, DeliveryError> {
                     kind,
                     task_gid,
                     dedupe_key,
+                    assignee_gid: assignee_gid.and_then(|gid| gid.parse().ok()),
                 });
             }
             None => ignored += 1,

@@ -559,6 +559,7 @@ pub fn assignment_job(dedupe_key: &str, task_gid: &str) -> asana_docspace_bridge
         task_gid: gid(task_gid),
         kind: asana_docspace_bridge::domain::JobKind::AssigneeChanged,
         project_gid: None,
+        assignee_gid: None,
     }
 }
 

@@ -27,10 +27,37 @@ fn sqlite_file(env: &Env) -> std::path::PathBuf {
         .into()
 }
 
-/// A fresh store as `serve` or `migrate` leaves it, then migration 6 undone (its tables, index
-/// and column dropped, its row gone): the schema of the release before.
-async fn store_at_version_5(env: &Env) {
+/// A fresh store as `serve` or `migrate` leaves it, then migration 7 undone (its table, indexes
+/// and columns dropped, its row gone): the schema of the release before.
+async fn store_at_version_6(env: &Env) {
     env.store().await.close().await;
+    for statement in [
+        "DROP TABLE webhook_repairs",
+        "DROP INDEX jobs_task_assignee",
+        "DROP INDEX projects_reconcile_due",
+        "ALTER TABLE jobs DROP COLUMN assignee_gid",
+        "ALTER TABLE webhooks DROP COLUMN replaced_name",
+        "ALTER TABLE webhooks DROP COLUMN workspace_gid",
+        "ALTER TABLE webhooks DROP COLUMN resource_type",
+        "ALTER TABLE projects DROP COLUMN discovered_via",
+        "ALTER TABLE projects DROP COLUMN reconcile_last_error",
+        "ALTER TABLE projects DROP COLUMN reconcile_failures",
+        "ALTER TABLE projects DROP COLUMN reconcile_passed_at",
+        "ALTER TABLE projects DROP COLUMN reconcile_claimed_until",
+        "ALTER TABLE projects DROP COLUMN reconcile_claim",
+        "ALTER TABLE projects DROP COLUMN reconcile_due_at",
+        "ALTER TABLE projects DROP COLUMN reconcile_since",
+        "ALTER TABLE projects DROP COLUMN reconcile_cursor",
+        "DELETE FROM _sqlx_migrations WHERE version = 7",
+    ] {
+        env.execute_sql(statement).await;
+    }
+}
+
+/// As [`store_at_version_6`], then migration 6 undone too (its tables, index and column dropped,
+/// its row gone).
+async fn store_at_version_5(env: &Env) {
+    store_at_version_6(env).await;
     for statement in [
         "DROP TABLE task_projects",
         "DROP TABLE tasks",
@@ -128,7 +155,8 @@ async fn migrate_creates_the_store_and_prints_what_it_applied(#[case] backend: B
         "applied migration 4 (job sources)",
         "applied migration 5 (retention)",
         "applied migration 6 (rooms)",
-        "the store's schema is at version 6",
+        "applied migration 7 (reconcile)",
+        "the store's schema is at version 7",
     ] {
         assert!(
             migrated.stdout.contains(line),
@@ -140,7 +168,7 @@ async fn migrate_creates_the_store_and_prints_what_it_applied(#[case] backend: B
     let checked = env.run(&["check-config"]).await;
     checked.expect_code(0);
     assert!(
-        checked.stdout.contains("reachable, schema at version 6"),
+        checked.stdout.contains("reachable, schema at version 7"),
         "{}",
         checked.stdout
     );
@@ -150,7 +178,7 @@ async fn migrate_creates_the_store_and_prints_what_it_applied(#[case] backend: B
     assert!(
         again
             .stdout
-            .contains("nothing to apply: the store's schema is at version 6"),
+            .contains("nothing to apply: the store's schema is at version 7"),
         "{}",
         again.stdout
     );
@@ -170,7 +198,7 @@ async fn an_older_schema_is_refused_until_migrate_applies_what_it_lacks(#[case] 
     listed.expect_code(1);
     assert!(
         listed.stderr.contains(
-            "the store's schema is at version 4, older than this binary's 6: run `serve` (or `migrate`) first"
+            "the store's schema is at version 4, older than this binary's 7: run `serve` (or `migrate`) first"
         ),
         "{}",
         listed.stderr
@@ -200,6 +228,7 @@ async fn an_older_schema_is_refused_until_migrate_applies_what_it_lacks(#[case] 
     for line in [
         "applied migration 5 (retention)",
         "applied migration 6 (rooms)",
+        "applied migration 7 (reconcile)",
     ] {
         assert!(
             migrated.stdout.contains(line),
@@ -252,7 +281,7 @@ async fn a_newer_schema_is_refused_by_commands_migrate_and_serve(#[case] backend
          VALUES (9999, 'from a newer release', TRUE, {checksum}, 0)"
     ))
     .await;
-    let newer = "the store's schema is at version 9999, newer than this binary's 6";
+    let newer = "the store's schema is at version 9999, newer than this binary's 7";
 
     for args in [&["jobs", "list"][..], &["migrate"][..]] {
         let out = env.run(args).await;
@@ -294,7 +323,7 @@ async fn migration_6_applies_on_a_store_at_version_5_and_knows_the_webhooks_proj
     assert!(
         listed
             .stderr
-            .contains("the store's schema is at version 5, older than this binary's 6"),
+            .contains("the store's schema is at version 5, older than this binary's 7"),
         "{}",
         listed.stderr
     );
