@@ -80,7 +80,7 @@ impl TryFrom<RepairRow> for WebhookRepair {
 }
 
 /// Inserts the repair of the webhook `old_name` (what it watches is read from its row), unless
-/// its resource has one already. Output: whether a row was inserted.
+/// its resource has one already. Output: whether a repair of `old_name` is pending now.
 struct RequestRepair {
     request: RepairRequest,
     now: i64,
@@ -91,7 +91,8 @@ impl Write for RequestRepair {
     const DURABILITY: Durability = Durability::Synced;
 
     async fn run(&self, conn: &mut Conn<'_>) -> sqlx::Result<bool> {
-        let inserted = conn
+        let mut tx = conn.begin().await?;
+        tx.conn()
             .execute(
                 Sql::new(
                     "INSERT INTO webhook_repairs (resource_gid, resource_type, old_name, \
@@ -112,7 +113,15 @@ impl Write for RequestRepair {
                 .bind(self.now),
             )
             .await?;
-        Ok(inserted == 1)
+        let pending: Option<(String,)> = tx
+            .conn()
+            .fetch_optional(
+                Sql::new("SELECT old_name FROM webhook_repairs WHERE old_name = $1")
+                    .bind(self.request.old_name.as_str()),
+            )
+            .await?;
+        tx.commit().await?;
+        Ok(pending.is_some())
     }
 }
 
@@ -287,8 +296,9 @@ impl Write for CompleteRepair {
 
 impl Store {
     /// Asks for the webhook `old_name` to be registered again. With many replicas finding the
-    /// same webhook gone, one row per resource: true when this call inserted it. A name without
-    /// a confirmed registration (no gid, no resource) gets none.
+    /// same webhook gone, one row per resource. True when a repair of `old_name` is pending (asked
+    /// now or before); false for a name without a confirmed registration (no gid, no resource),
+    /// or when another webhook of its resource is being repaired.
     pub async fn request_webhook_repair(&self, request: &RepairRequest) -> StoreResult<bool> {
         self.write(RequestRepair {
             request: request.clone(),

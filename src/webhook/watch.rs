@@ -143,14 +143,18 @@ impl WebhookHealth {
             {
                 tracing::warn!(webhook = %hook.name, error = %err, "could not check the webhook at Asana");
             }
-            let repair = repair_reason(&checked).filter(|_| self.repairer_wake.is_some());
-            let finding = match repair {
-                Some(reason) => {
-                    repairs_asked |= self.ask_repair(store, &hook, reason.clone()).await;
-                    Some(format!(
-                        "webhook {gid} was {reason}: registering a new one in its place"
-                    ))
-                }
+            let repairing = match repair_reason(&checked) {
+                Some(reason) if self.repairer_wake.is_some() => self
+                    .ask_repair(store, &hook, &reason)
+                    .await
+                    .then_some(reason),
+                _ => None,
+            };
+            repairs_asked |= repairing.is_some();
+            let finding = match repairing {
+                Some(reason) => Some(format!(
+                    "webhook {gid} was {reason}: registering a new one in its place"
+                )),
                 None => finding(&checked, gid, &hook.name),
             };
             if let Some(finding) = finding {
@@ -165,9 +169,9 @@ impl WebhookHealth {
     }
 
     /// Asks for `hook` to be registered again, catching up from its last verified delivery (seen
-    /// by any replica, or by this one and not written yet), else its registration. True when the
-    /// request could be stored (a repair asked already counts).
-    async fn ask_repair(&self, store: &Store, hook: &WebhookRecord, found: String) -> bool {
+    /// by any replica, or by this one and not written yet), else its registration. True when a
+    /// repair of it is pending (asked now or before).
+    async fn ask_repair(&self, store: &Store, hook: &WebhookRecord, found: &str) -> bool {
         let seen_here = self.last_deliveries().get(&hook.name).copied();
         let since = [hook.last_delivery_at, seen_here]
             .into_iter()
@@ -177,11 +181,11 @@ impl WebhookHealth {
             .unwrap_or(hook.created_at);
         let request = RepairRequest {
             old_name: hook.name.clone(),
-            found,
+            found: found.to_string(),
             since,
         };
         match store.request_webhook_repair(&request).await {
-            Ok(_) => true,
+            Ok(pending) => pending,
             Err(err) => {
                 tracing::warn!(webhook = %hook.name, error = %err, "could not ask for the webhook's repair; will try again");
                 false
