@@ -78,22 +78,15 @@ impl WebhookHealth {
         }
     }
 
-    /// Webhooks that look unwell, with why: silent for over 24 hours, or failing or gone at Asana.
+    /// Webhooks that look unwell, with why: silent for over 24 hours, failing or gone at Asana,
+    /// or being registered again (a repair says more than the finding that asked for it).
     pub async fn degraded(
         &self,
         store: &Store,
     ) -> Result<BTreeMap<String, String>, crate::store::StoreError> {
         let hooks = store.webhooks().await?;
         let registered: HashSet<&str> = hooks.iter().map(|hook| hook.name.as_str()).collect();
-        // A finding about a name no longer registered (replaced, or deleted) is over.
-        let mut problems: BTreeMap<String, String> = self
-            .asana_findings
-            .lock()
-            .expect("not poisoned")
-            .iter()
-            .filter(|(name, _)| registered.contains(name.as_str()))
-            .map(|(name, finding)| (name.clone(), finding.clone()))
-            .collect();
+        let mut problems = self.findings_of(&registered);
         for repair in store.webhook_repairs().await? {
             if registered.contains(repair.old_name.as_str()) {
                 problems.insert(repair.old_name.to_string(), repair_status(&repair));
@@ -119,6 +112,17 @@ impl WebhookHealth {
             }
         }
         Ok(problems)
+    }
+
+    /// The last check's findings about names still `registered` (one about a name replaced or
+    /// deleted since is over).
+    fn findings_of(&self, registered: &HashSet<&str>) -> BTreeMap<String, String> {
+        let findings = self.asana_findings.lock().expect("not poisoned");
+        findings
+            .iter()
+            .filter(|(name, _)| registered.contains(name.as_str()))
+            .map(|(name, finding)| (name.clone(), finding.clone()))
+            .collect()
     }
 
     /// Reads every registered webhook from Asana and remembers what is wrong with each; with

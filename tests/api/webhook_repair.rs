@@ -438,3 +438,44 @@ async fn two_replicas_finding_one_deletion_register_one_webhook() {
     old_name_refused(&first.bridge, &old).await;
     old_name_refused(&second.bridge, &old).await;
 }
+
+#[rstest]
+#[case::sqlite(Backend::Sqlite)]
+#[case::postgres(Backend::Postgres)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deleting_a_webhook_under_repair_cancels_its_repair(#[case] backend: Backend) {
+    let Some(mut env) = Env::on(backend).await else {
+        return;
+    };
+    repairing(&mut env);
+    let app = TestApp::spawn(&env).await;
+    let old = create_old(&env).await;
+    env.asana.push_fault("create_webhook", Fault::status(500));
+    env.asana.forget_webhook(&old.gid);
+    eventually("the first attempt to fail", WAIT, || async {
+        readyz_webhook(&app.bridge, "old")
+            .await
+            .filter(|r| r.contains("attempt 1 failed"))
+    })
+    .await;
+
+    env.run(&["webhooks", "delete", "old"]).await.expect_code(0);
+    env.execute_sql("UPDATE webhook_repairs SET next_attempt_at = 0")
+        .await;
+
+    let (_, body) = app.bridge.readyz().await;
+    assert_eq!(body["status"], "ready", "{body}");
+    // The repairer finds it at its next 30 s tick at the latest, and drops it.
+    let store = env.store().await;
+    eventually("the repair to be dropped", WAIT * 2, || async {
+        store
+            .webhook_repairs()
+            .await
+            .unwrap()
+            .is_empty()
+            .then_some(())
+    })
+    .await;
+    assert_eq!(env.asana.calls_by_route().get("create_webhook"), Some(&2));
+    assert!(env.asana.webhooks().is_empty());
+}
