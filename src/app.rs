@@ -13,11 +13,12 @@ use tokio_util::sync::CancellationToken;
 use crate::http::{AppState, MetricsRoute, SecretCache, metrics_router, router, server};
 use crate::retention::Retention;
 use crate::settings::{HandshakeMode, Settings};
-use crate::store::Store;
+use crate::store::{LeaseOwner, Store};
 use crate::upstream::{AsanaClient, Upstreams};
 use crate::webhook::register::first_use_warning;
+use crate::webhook::repair::WebhookRepairer;
 use crate::webhook::watch::WebhookHealth;
-use crate::worker::{Inviter, Worker};
+use crate::worker::{Inviter, Worker, lease_owner_id};
 
 /// The service, bound and ready to run.
 pub struct Application {
@@ -35,6 +36,8 @@ pub struct Application {
     request_timeout: Duration,
     max_connections: usize,
     watch_interval: Duration,
+    /// Registers again the webhooks Asana dropped (`webhooks.auto_recreate`).
+    repairer: Option<WebhookRepairer>,
 }
 
 impl Application {
@@ -67,6 +70,21 @@ impl Application {
             settings.worker.clone(),
             wake.clone(),
         );
+        let reconcile_wake = Arc::new(Notify::new());
+        let repairer_wake = Arc::new(Notify::new());
+        let health = if settings.webhooks.auto_recreate {
+            WebhookHealth::repairing(repairer_wake.clone())
+        } else {
+            WebhookHealth::default()
+        };
+        let repairer = settings.webhooks.auto_recreate.then(|| WebhookRepairer {
+            store: store.clone(),
+            asana: upstreams.asana.clone(),
+            public_url: settings.server.public_url.clone(),
+            owner: LeaseOwner::new(lease_owner_id()),
+            wake: repairer_wake,
+            reconcile_wake: reconcile_wake.clone(),
+        });
         let state = AppState {
             store: store.clone(),
             handshake: settings.webhooks.handshake,
@@ -74,7 +92,7 @@ impl Application {
             request_timeout: Duration::from_millis(settings.server.request_timeout_ms),
             wake_worker: wake,
             worker: worker.status(),
-            health: Arc::new(WebhookHealth::default()),
+            health: Arc::new(health),
             rooms_mode: settings.rooms.mode,
             secrets: SecretCache::default(),
             store_gauges: Arc::default(),
@@ -119,6 +137,7 @@ impl Application {
             request_timeout: Duration::from_millis(settings.server.request_timeout_ms),
             max_connections: settings.server.max_connections,
             watch_interval: Duration::from_secs(settings.webhooks.watch_interval_secs),
+            repairer,
         })
     }
 
@@ -157,6 +176,11 @@ impl Application {
                 .await
             })
         });
+        // The listener is bound and serves below: Asana's create call, which the repairer makes,
+        // blocks until our handshake answers.
+        let repairer = self
+            .repairer
+            .map(|repairer| tokio::spawn(repairer.run(stop.child_token())));
         let server_stop = stop.clone();
         server::serve(
             self.listener,
@@ -179,6 +203,11 @@ impl Application {
         }
         if let Err(err) = watcher.await {
             tracing::error!(error = %err, "the webhook watcher ended abnormally");
+        }
+        if let Some(repairer) = repairer
+            && let Err(err) = repairer.await
+        {
+            tracing::error!(error = %err, "the webhook repairer ended abnormally");
         }
         if let Err(err) = retention.await {
             tracing::error!(error = %err, "the retention task ended abnormally");

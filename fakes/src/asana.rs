@@ -233,6 +233,15 @@ impl AsanaFake {
         }
     }
 
+    /// Asana stopped delivering to this webhook after failures (`content` the last one): it stays,
+    /// `active: false`.
+    pub fn deactivate_webhook(&self, gid: &str, content: &str) {
+        self.record_webhook_failure(gid, content);
+        if let Some(hook) = self.shared.world.lock().unwrap().webhooks.get_mut(gid) {
+            hook.active = false;
+        }
+    }
+
     /// The next webhook creation answers 201 with `secret` in its body instead of the handshake's.
     pub fn answer_next_webhook_with_secret(&self, secret: &str) {
         self.shared.world.lock().unwrap().secret_in_body_override = Some(secret.to_string());

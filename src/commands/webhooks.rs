@@ -13,6 +13,7 @@ use crate::store::Store;
 use crate::upstream::UpstreamError;
 use crate::upstream::asana::Webhook;
 use crate::webhook::register::register_webhook;
+use crate::webhook::repair::repair_note;
 use crate::worker::provision_for_command;
 
 pub async fn create(
@@ -77,6 +78,8 @@ pub async fn list(ctx: &Context, workspace: Option<&Gid>) -> anyhow::Result<Exit
         .await
         .with_context(|| format!("listing the webhooks of workspace {workspace} at Asana"))?;
     let local = store.webhooks().await?;
+    let repairs = store.webhook_repairs().await?;
+    let replaced = store.replaced_names().await?;
 
     let mut rows = table(&[
         "NAME",
@@ -105,8 +108,14 @@ pub async fn list(ctx: &Context, workspace: Option<&Gid>) -> anyhow::Result<Exit
                 "INACTIVE at Asana".to_string()
             }
             (Some(_), Some(remote)) if remote.is_failing() => "deliveries failing".to_string(),
-            _ => String::new(),
+            _ => replaced
+                .get(hook.name.as_str())
+                .map(|old| format!("replaces {old}"))
+                .unwrap_or_default(),
         };
+        // A webhook the service is registering again: what it does about it says more.
+        let under_repair = repairs.iter().find(|r| r.old_name == hook.name);
+        let note = under_repair.map(repair_note).unwrap_or(note);
         if let Some(remote) = at_asana {
             shown.insert(remote.gid.as_str());
         }

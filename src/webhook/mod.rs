@@ -1,11 +1,13 @@
 //! The Asana webhook. Its protocol, independent of HTTP framework and storage: signature checking
 //! (`signature`), turning a delivery body into the events the bridge acts on (`events`), the nonce
 //! that binds a handshake to its registration (`registration_nonce`). And its life here:
-//! registering one at Asana (`register`) and watching that each stays alive (`watch`).
+//! registering one at Asana (`register`), watching that each stays alive (`watch`) and registering
+//! again one Asana dropped (`repair`).
 
 pub mod events;
 pub mod register;
 pub mod registration_nonce;
+pub mod repair;
 pub mod signature;
 pub mod watch;
 

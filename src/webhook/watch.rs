@@ -1,18 +1,22 @@
 //! Is each webhook still alive? Verified deliveries are timed per name (heartbeats arrive every
 //! 8 h, so 24 h of silence means trouble), and every `webhooks.watch_interval_secs` each registered
 //! webhook is read from Asana: failing deliveries or a webhook Asana deleted are logged and
-//! reported as `degraded` in `/readyz`.
+//! reported as `degraded` in `/readyz`. With `webhooks.auto_recreate`, a webhook Asana deleted or
+//! deactivated gets a repair (`repair.rs`), reported as `degraded` until a new one replaces it.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use crate::domain::WebhookName;
-use crate::store::{Store, now_ms};
+use crate::store::{RepairRequest, Store, WebhookRecord, now_ms};
 use crate::telemetry::metrics;
+use crate::upstream::asana::Webhook;
 use crate::upstream::{AsanaClient, UpstreamError};
+use crate::webhook::repair::{repair_reason, repair_status};
 
 /// Asana sends a heartbeat every 8 hours and deletes a webhook after 24 hours of failures.
 pub const SILENCE_LIMIT: Duration = Duration::from_secs(24 * 3600);
@@ -25,6 +29,8 @@ const FLUSH_INTERVAL: Duration = Duration::from_secs(30);
 pub struct WebhookHealth {
     deliveries: Mutex<Deliveries>,
     asana_findings: Mutex<BTreeMap<String, String>>,
+    /// With `webhooks.auto_recreate`: wakes the repairer when a repair is asked for.
+    repairer_wake: Option<Arc<Notify>>,
 }
 
 #[derive(Debug, Default)]
@@ -34,6 +40,15 @@ struct Deliveries {
 }
 
 impl WebhookHealth {
+    /// Health that asks for a webhook Asana deleted or deactivated to be registered again, and
+    /// wakes the repairer with `repairer_wake`.
+    pub fn repairing(repairer_wake: Arc<Notify>) -> WebhookHealth {
+        WebhookHealth {
+            repairer_wake: Some(repairer_wake),
+            ..WebhookHealth::default()
+        }
+    }
+
     /// A delivery to `name` passed its signature check just now.
     pub fn record_delivery(&self, name: &WebhookName) {
         let now = now_ms();
@@ -63,15 +78,23 @@ impl WebhookHealth {
         }
     }
 
-    /// Webhooks that look unwell, with why: silent for over 24 hours, or failing or gone at Asana.
+    /// Webhooks that look unwell, with why: silent for over 24 hours, failing or gone at Asana,
+    /// or being registered again (a repair says more than the finding that asked for it).
     pub async fn degraded(
         &self,
         store: &Store,
     ) -> Result<BTreeMap<String, String>, crate::store::StoreError> {
-        let mut problems = self.asana_findings.lock().expect("not poisoned").clone();
+        let hooks = store.webhooks().await?;
+        let registered: HashSet<&str> = hooks.iter().map(|hook| hook.name.as_str()).collect();
+        let mut problems = self.findings_of(&registered);
+        for repair in store.webhook_repairs().await? {
+            if registered.contains(repair.old_name.as_str()) {
+                problems.insert(repair.old_name.to_string(), repair_status(&repair));
+            }
+        }
         let seen_here = self.last_deliveries();
         let now = now_ms();
-        for hook in store.webhooks().await? {
+        for hook in hooks {
             let last = [hook.last_delivery_at, seen_here.get(&hook.name).copied()]
                 .into_iter()
                 .flatten()
@@ -91,7 +114,19 @@ impl WebhookHealth {
         Ok(problems)
     }
 
-    /// Reads every registered webhook from Asana and remembers what is wrong with each.
+    /// The last check's findings about names still `registered` (one about a name replaced or
+    /// deleted since is over).
+    fn findings_of(&self, registered: &HashSet<&str>) -> BTreeMap<String, String> {
+        let findings = self.asana_findings.lock().expect("not poisoned");
+        findings
+            .iter()
+            .filter(|(name, _)| registered.contains(name.as_str()))
+            .map(|(name, finding)| (name.clone(), finding.clone()))
+            .collect()
+    }
+
+    /// Reads every registered webhook from Asana and remembers what is wrong with each; with
+    /// `auto_recreate`, asks for one Asana deleted or deactivated to be registered again.
     pub async fn check_at_asana(&self, store: &Store, asana: &AsanaClient) {
         let hooks = match store.webhooks().await {
             Ok(hooks) => hooks,
@@ -101,38 +136,30 @@ impl WebhookHealth {
             }
         };
         let mut findings = BTreeMap::new();
+        let mut repairs_asked = false;
         for hook in hooks {
             let Some(gid) = hook.webhook_gid.as_ref().map(|gid| gid.as_str()) else {
                 continue;
             };
-            let finding = match asana.get_webhook(gid).await {
-                Ok(remote) if remote.active == Some(false) => Some(format!(
-                    "Asana reports webhook {gid} inactive (last failure: {})",
-                    remote
-                        .last_failure_content
-                        .as_deref()
-                        .filter(|c| !c.is_empty())
-                        .unwrap_or("unknown")
+            let checked = asana.get_webhook(gid).await;
+            if let Err(err) = &checked
+                && err.status() != Some(404)
+            {
+                tracing::warn!(webhook = %hook.name, error = %err, "could not check the webhook at Asana");
+            }
+            let repairing = match repair_reason(&checked) {
+                Some(reason) if self.repairer_wake.is_some() => self
+                    .ask_repair(store, &hook, &reason)
+                    .await
+                    .then_some(reason),
+                _ => None,
+            };
+            repairs_asked |= repairing.is_some();
+            let finding = match repairing {
+                Some(reason) => Some(format!(
+                    "webhook {gid} was {reason}: registering a new one in its place"
                 )),
-                Ok(remote) if remote.is_failing() => Some(format!(
-                    "Asana's deliveries to webhook {gid} are failing since {} ({}; {} retries)",
-                    remote.last_failure_at.as_deref().unwrap_or("?"),
-                    remote
-                        .last_failure_content
-                        .as_deref()
-                        .filter(|c| !c.is_empty())
-                        .unwrap_or("no detail"),
-                    remote.delivery_retry_count.unwrap_or(0)
-                )),
-                Ok(_) => None,
-                Err(UpstreamError::Status { status: 404, .. }) => Some(format!(
-                    "Asana has deleted webhook {gid}: run `webhooks delete {}` and `webhooks create` again",
-                    hook.name
-                )),
-                Err(err) => {
-                    tracing::warn!(webhook = %hook.name, error = %err, "could not check the webhook at Asana");
-                    None
-                }
+                None => finding(&checked, gid, &hook.name),
             };
             if let Some(finding) = finding {
                 tracing::warn!(webhook = %hook.name, "{finding}");
@@ -140,6 +167,34 @@ impl WebhookHealth {
             }
         }
         *self.asana_findings.lock().expect("not poisoned") = findings;
+        if repairs_asked && let Some(wake) = &self.repairer_wake {
+            wake.notify_one();
+        }
+    }
+
+    /// Asks for `hook` to be registered again, catching up from its last verified delivery (seen
+    /// by any replica, or by this one and not written yet), else its registration. True when a
+    /// repair of it is pending (asked now or before).
+    async fn ask_repair(&self, store: &Store, hook: &WebhookRecord, found: &str) -> bool {
+        let seen_here = self.last_deliveries().get(&hook.name).copied();
+        let since = [hook.last_delivery_at, seen_here]
+            .into_iter()
+            .flatten()
+            .max()
+            .or(hook.registered_at)
+            .unwrap_or(hook.created_at);
+        let request = RepairRequest {
+            old_name: hook.name.clone(),
+            found: found.to_string(),
+            since,
+        };
+        match store.request_webhook_repair(&request).await {
+            Ok(pending) => pending,
+            Err(err) => {
+                tracing::warn!(webhook = %hook.name, error = %err, "could not ask for the webhook's repair; will try again");
+                false
+            }
+        }
     }
 
     /// Flushes delivery times and checks webhooks at Asana until `shutdown`, then flushes once more.
@@ -162,5 +217,37 @@ impl WebhookHealth {
             }
         }
         self.flush(&store).await;
+    }
+}
+
+/// What is wrong with the webhook `name` (Asana's `gid`), from reading it at Asana.
+fn finding(
+    checked: &Result<Webhook, UpstreamError>,
+    gid: &str,
+    name: &WebhookName,
+) -> Option<String> {
+    let detail = |remote: &Webhook, none: &'static str| {
+        remote
+            .last_failure_content
+            .clone()
+            .filter(|c| !c.is_empty())
+            .unwrap_or_else(|| none.to_string())
+    };
+    match checked {
+        Ok(remote) if remote.active == Some(false) => Some(format!(
+            "Asana reports webhook {gid} inactive (last failure: {})",
+            detail(remote, "unknown")
+        )),
+        Ok(remote) if remote.is_failing() => Some(format!(
+            "Asana's deliveries to webhook {gid} are failing since {} ({}; {} retries)",
+            remote.last_failure_at.as_deref().unwrap_or("?"),
+            detail(remote, "no detail"),
+            remote.delivery_retry_count.unwrap_or(0)
+        )),
+        Ok(_) => None,
+        Err(UpstreamError::Status { status: 404, .. }) => Some(format!(
+            "Asana has deleted webhook {gid}: run `webhooks delete {name}` and `webhooks create` again"
+        )),
+        Err(_) => None,
     }
 }

@@ -19,6 +19,7 @@ use crate::settings::WorkerSettings;
 use crate::store::{LeaseOwner, Store};
 
 pub use invite::{InviteRules, Inviter, JobEnd};
+pub(crate) use retry::backoff_delay;
 pub use retry::{Decision, RetryPolicy};
 pub use room_provision::{CommandRoom, RoomEvent, asana_project, provision_for_command};
 pub use rooms::linked_gone_message;
@@ -76,6 +77,6 @@ impl Worker {
 }
 
 /// Unique per process, so a lease names the process that holds it.
-fn lease_owner_id() -> String {
+pub(crate) fn lease_owner_id() -> String {
     format!("{}-{:08x}", std::process::id(), rand::random::<u32>())
 }
