@@ -20,3 +20,4 @@ mod rooms_commands;
 mod rooms_store;
 mod webhooks;
 mod worker;
+mod workspace;
