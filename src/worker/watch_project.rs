@@ -16,6 +16,7 @@
 use std::time::Duration;
 
 use crate::domain::{Gid, JobSource, WatchedResource};
+use crate::rooms::RoomsMode;
 use crate::settings::Settings;
 use crate::store::{
     Claimant, ClaimedJob, JobStatus, LeaseOwner, Outcome, Store, StoreError, duration_ms, now_ms,
@@ -27,7 +28,6 @@ use crate::webhook::register::{CreateRefused, PublicUrlMissing, register_webhook
 use super::JobEnd;
 use super::retry::{Decision, RetryPolicy, backoff_delay};
 use super::room_provision::{Provision, RoomProvisioner};
-use crate::rooms::RoomsMode;
 
 /// Runs `project_added` jobs.
 #[derive(Debug, Clone)]
