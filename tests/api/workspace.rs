@@ -3,11 +3,13 @@
 //! the project's own webhook (and, in `auto` mode, creates its room) through the running service.
 
 use asana_docspace_bridge::store::{JobRecord, Store};
-use asana_docspace_fakes::{FakeUser, FakeWebhook, Fault, assignment_delivery};
+use asana_docspace_fakes::{FakeUser, FakeWebhook, Fault, Gate, assignment_delivery};
 use rstest::rstest;
 use serde_json::{Value, json};
 
-use crate::helpers::{Backend, Env, PROJECT, TestApp, WAIT, parse_metrics, sample, settled_jobs};
+use crate::helpers::{
+    Backend, Env, PROJECT, TestApp, WAIT, eventually, parse_metrics, sample, settled_jobs,
+};
 
 /// The fake's only workspace, the default of `watch-workspace`.
 const WORKSPACE: &str = "80001";
@@ -416,4 +418,51 @@ async fn without_a_public_url_the_job_fails_saying_so(#[case] backend: Backend) 
         "{job:?}"
     );
     assert!(hooks_on(&env, NEW).is_empty());
+}
+
+#[rstest]
+#[case::sqlite(Backend::Sqlite)]
+#[case::postgres(Backend::Postgres)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_registration_whose_lease_is_lost_is_abandoned_then_run_again(#[case] backend: Backend) {
+    let Some(mut env) = Env::on(backend).await else {
+        return;
+    };
+    let _app = reachable_app(&mut env).await;
+    watch_workspace(&env).await;
+    let store = env.store().await;
+    let stall = Gate::new();
+    env.asana
+        .push_fault("create_webhook", Fault::Hold(stall.clone()));
+    let windows = "SELECT COUNT(*) FROM pending_registrations";
+
+    env.asana.add_project(WORKSPACE, NEW, "Launch").await;
+    eventually("the job's registration window", WAIT, || async {
+        (env.database.fetch_i64(windows).await == 1).then_some(())
+    })
+    .await;
+    // Another worker takes the job over while Asana holds the create call.
+    env.execute_sql(&format!(
+        "UPDATE jobs SET lease_owner = 'elsewhere' WHERE task_gid = '{NEW}'"
+    ))
+    .await;
+    eventually("the attempt to be abandoned", WAIT, || async {
+        (env.database.fetch_i64(windows).await == 0).then_some(())
+    })
+    .await;
+    stall.open();
+
+    // The taken lease runs out unrenewed: the job runs again and registers once.
+    let job = project_job(&store, NEW).await;
+    assert_eq!(job.outcome.as_deref(), Some("watched"));
+    assert_eq!(job.attempts, 2, "{job:?}");
+    assert_eq!(hooks_on(&env, NEW).len(), 1);
+    let registered = store
+        .webhooks()
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|w| w.project_gid.as_ref().is_some_and(|g| *g == NEW))
+        .count();
+    assert_eq!(registered, 1);
 }
