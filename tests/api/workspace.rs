@@ -466,3 +466,35 @@ async fn a_registration_whose_lease_is_lost_is_abandoned_then_run_again(#[case] 
         .count();
     assert_eq!(registered, 1);
 }
+
+/// What the bridge relies on the fake to refuse, as Asana does: a workspace webhook without
+/// filters, or with `fields` (only project and task webhooks may have them).
+#[tokio::test]
+async fn the_asana_fake_refuses_workspace_webhooks_asana_refuses() {
+    let asana = asana_docspace_fakes::AsanaFake::start(crate::helpers::ASANA_TOKEN).await;
+    let client = reqwest::Client::new();
+    for filters in [
+        json!(null),
+        json!([]),
+        json!([{"resource_type": "project", "action": "changed", "fields": ["name"]}]),
+    ] {
+        let response = client
+            .post(format!("{}/webhooks", asana.url()))
+            .bearer_auth(crate::helpers::ASANA_TOKEN)
+            .json(&json!({"data": {
+                "resource": WORKSPACE,
+                "target": "http://127.0.0.1:9/webhooks/asana/x",
+                "filters": filters,
+            }}))
+            .send()
+            .await
+            .expect("the fake answers");
+        assert_eq!(response.status(), 400, "{filters}");
+        let body: Value = response.json().await.expect("JSON");
+        assert_eq!(
+            body["errors"][0]["message"],
+            "filters: Workspace webhooks require filters without fields"
+        );
+    }
+    assert!(asana.webhooks().is_empty());
+}
