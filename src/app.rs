@@ -18,7 +18,7 @@ use crate::upstream::{AsanaClient, Upstreams};
 use crate::webhook::register::first_use_warning;
 use crate::webhook::repair::WebhookRepairer;
 use crate::webhook::watch::WebhookHealth;
-use crate::worker::{Inviter, Worker, lease_owner_id};
+use crate::worker::{Inviter, ProjectWatcher, Worker, lease_owner_id};
 
 /// The service, bound and ready to run.
 pub struct Application {
@@ -63,10 +63,12 @@ impl Application {
         // their Asana requests together, as Asana counts them per token.
         let upstreams = Upstreams::from_settings(&settings)?;
         let inviter = Inviter::from_settings(&settings, store.clone(), &upstreams);
+        let watcher = ProjectWatcher::from_settings(&settings, store.clone(), &upstreams);
         let wake = Arc::new(Notify::new());
         let worker = Worker::new(
             store.clone(),
             inviter,
+            watcher,
             settings.worker.clone(),
             wake.clone(),
         );

@@ -22,7 +22,7 @@ use std::fmt::Display;
 use std::io::Write as _;
 use std::time::{Duration, SystemTime};
 
-use asana_docspace_bridge::domain::{DocSpaceUserId, Gid, RoomId, RoomTag};
+use asana_docspace_bridge::domain::{DocSpaceUserId, Gid, RoomId, RoomTag, WatchedResource};
 use asana_docspace_bridge::rooms::{RoomAccess, RoomType};
 use asana_docspace_bridge::settings::{InviteType, Settings, Sources};
 use asana_docspace_bridge::store::{Store, StoreOptions};
@@ -294,6 +294,14 @@ fn settings(asana_url: &str, docspace_url: &str) -> Settings {
     .expect("valid settings")
 }
 
+fn project_resource() -> WatchedResource {
+    WatchedResource::Project(PROJECT.parse().expect("a gid"))
+}
+
+fn workspace_resource() -> WatchedResource {
+    WatchedResource::Workspace(WORKSPACE.parse().expect("a gid"))
+}
+
 fn now_rfc3339() -> String {
     humantime::format_rfc3339_seconds(SystemTime::now()).to_string()
 }
@@ -388,7 +396,7 @@ async fn asana_webhook_calls_pass_the_spec() {
     };
     let client = c.asana_client();
     let target = format!("{PUBLIC_URL}/webhooks/asana/contract");
-    let created = client.create_webhook(PROJECT, &target).await;
+    let created = client.create_webhook(&project_resource(), &target).await;
     let fetched = client.get_webhook(WEBHOOK).await;
     let listed = client.list_webhooks(WORKSPACE).await;
     let deleted = client.delete_webhook(WEBHOOK).await;
@@ -406,7 +414,7 @@ async fn asana_webhook_calls_pass_the_spec() {
     );
     c.ensure(
         c.asana.exchanges()[0].request_json()
-            == json!({"data": {"resource": PROJECT, "target": target, "filters": webhook_filters()}}),
+            == json!({"data": {"resource": PROJECT, "target": target, "filters": webhook_filters(&project_resource())}}),
         "the create body",
     );
     c.ensure(
@@ -419,6 +427,32 @@ async fn asana_webhook_calls_pass_the_spec() {
         format!("list_webhooks, one webhook on each of two pages: {listed:?}"),
     );
     c.ensure(deleted.is_ok(), format!("delete_webhook: {deleted:?}"));
+}
+
+/// A workspace's webhook: `project` `added` only, no `fields` (a `WebhookRequest` the spec takes).
+#[tokio::test]
+async fn asana_workspace_webhook_create_passes_the_spec() {
+    let Some(c) = Contract::start("asana_workspace_webhook_create_passes_the_spec").await else {
+        return;
+    };
+    let client = c.asana_client();
+    let target = format!("{PUBLIC_URL}/webhooks/asana/contract");
+    let created = client.create_webhook(&workspace_resource(), &target).await;
+    c.assert_all_accepted();
+    c.assert_requests(&[(Method::POST, "/webhooks")], &[]);
+    c.ensure(
+        c.asana.exchanges()[0].request_json()
+            == json!({"data": {
+                "resource": WORKSPACE,
+                "target": target,
+                "filters": [{"resource_type": "project", "action": "added"}],
+            }}),
+        "the create body",
+    );
+    c.ensure(
+        created.as_ref().is_ok_and(|c| c.secret.is_some()),
+        format!("create_webhook: {created:?}"),
+    );
 }
 
 /// The known exception: refused by the spec, so checked against our fake, which answers as
@@ -723,7 +757,7 @@ async fn command_webhooks_create_passes_the_spec_up_to_the_missing_handshake() {
         sent == json!({"data": {
             "resource": PROJECT,
             "target": format!("{PUBLIC_URL}/webhooks/asana/x"),
-            "filters": webhook_filters(),
+            "filters": webhook_filters(&project_resource()),
         }}) && nonce.len() == 32
             && nonce.bytes().all(|b| b.is_ascii_hexdigit()),
         format!("the create body, its target with a 128-bit nonce: {target}"),
@@ -737,6 +771,60 @@ async fn command_webhooks_create_passes_the_spec_up_to_the_missing_handshake() {
                 .stderr
                 .contains(&format!("webhook {created_gid} was deleted at Asana")),
         format!("webhooks create: {out:#?}"),
+    );
+}
+
+/// `webhooks watch-workspace` asks for a workspace webhook the spec takes; Prism performs no
+/// handshake, so the command then deletes what Asana created, as `webhooks create` does.
+#[tokio::test]
+async fn command_webhooks_watch_workspace_passes_the_spec_up_to_the_missing_handshake() {
+    let Some(c) = Contract::start(
+        "command_webhooks_watch_workspace_passes_the_spec_up_to_the_missing_handshake",
+    )
+    .await
+    else {
+        return;
+    };
+    let out = c
+        .cli()
+        .await
+        .run(&[
+            "webhooks",
+            "watch-workspace",
+            "--workspace",
+            WORKSPACE,
+            "--name",
+            "x",
+        ])
+        .await;
+    c.assert_all_accepted();
+    let exchanges = c.asana.exchanges();
+    let created_gid = exchanges
+        .first()
+        .and_then(|e| {
+            e.response_json()["data"]["gid"]
+                .as_str()
+                .map(str::to_string)
+        })
+        .unwrap_or_default();
+    let one = format!("/webhooks/{created_gid}");
+    c.assert_requests(&[(Method::POST, "/webhooks"), (Method::DELETE, &one)], &[]);
+    let mut sent = exchanges[0].request_json();
+    sent["data"]["target"] = json!("-");
+    c.ensure(
+        sent == json!({"data": {
+            "resource": WORKSPACE,
+            "target": "-",
+            "filters": webhook_filters(&workspace_resource()),
+        }}),
+        format!("the create body: {}", exchanges[0].request_json()),
+    );
+    c.ensure(
+        out.code == Some(1)
+            && out
+                .stderr
+                .contains("the handshake did not reach this service's store"),
+        format!("webhooks watch-workspace: {out:#?}"),
     );
 }
 

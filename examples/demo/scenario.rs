@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use anyhow::{bail, ensure};
 use asana_docspace_bridge::Application;
+use asana_docspace_bridge::domain::WatchedResource;
 use asana_docspace_bridge::settings::{Settings, Sources};
 use asana_docspace_bridge::store::{JobRecord, JobStatus, Store, StoreOptions};
 use asana_docspace_bridge::upstream::{AsanaClient, Upstreams};
@@ -62,7 +63,7 @@ pub async fn demo() -> anyhow::Result<Vec<String>> {
         &store,
         &asana_client,
         &settings.server.public_url,
-        &PROJECT.parse()?,
+        &WatchedResource::Project(PROJECT.parse()?),
         Some("demo".parse()?),
         std::future::pending(),
     )

@@ -49,6 +49,9 @@ pub struct FakeTask {
 pub struct FakeWebhook {
     pub gid: String,
     pub resource: String,
+    /// `project`, or `workspace` for a webhook on one of the user's workspaces (which gets
+    /// project events only, never task events).
+    pub resource_type: String,
     pub target: String,
     pub secret: String,
     pub filters: Value,
@@ -174,6 +177,25 @@ impl AsanaFake {
             .unwrap()
             .project_names
             .insert(gid.to_string(), name.to_string());
+    }
+
+    /// Creates project `gid` named `name` in `workspace`, and sends the `project` `added` event
+    /// (its parent: the workspace) to every active webhook on the workspace, as Asana does.
+    /// Returns the delivery's body, for a test to send it again.
+    pub async fn add_project(&self, workspace: &str, gid: &str, name: &str) -> Value {
+        self.put_project(gid, name);
+        let body = project_added_delivery(gid, name, workspace);
+        let hooks: Vec<FakeWebhook> = self
+            .webhooks()
+            .into_iter()
+            .filter(|h| h.active && h.resource_type == "workspace" && h.resource == workspace)
+            .collect();
+        for hook in hooks {
+            // Asana's own retries are not simulated: a failed delivery stays recorded on the hook.
+            let _ = deliver(&self.shared, &hook, body.to_string()).await;
+        }
+        self.shared.common.notify();
+        body
     }
 
     pub fn remove_task(&self, task_gid: &str) {
@@ -340,6 +362,18 @@ pub fn task_added_delivery(task_gid: &str, project_gid: &str) -> Value {
     ]})
 }
 
+/// The body of a delivery in which project `project_gid` was added to `workspace_gid`.
+fn project_added_delivery(project_gid: &str, name: &str, workspace_gid: &str) -> Value {
+    json!({"events": [{
+        "user": {"gid": "1111", "resource_type": "user"},
+        "created_at": now_rfc3339(),
+        "action": "added",
+        "resource": {"gid": project_gid, "resource_type": "project", "name": name},
+        "parent": {"gid": workspace_gid, "resource_type": "workspace"},
+        "change": null
+    }]})
+}
+
 fn now_rfc3339() -> String {
     humantime::format_rfc3339_millis(SystemTime::now()).to_string()
 }
@@ -395,7 +429,10 @@ impl World {
             .tasks
             .values()
             .any(|t| t.projects.iter().any(|p| p == gid))
-            || self.webhooks.values().any(|h| h.resource == gid);
+            || self
+                .webhooks
+                .values()
+                .any(|h| h.resource_type == "project" && h.resource == gid);
         referred.then(|| default_project_name(gid))
     }
 
@@ -406,6 +443,26 @@ impl World {
             .cloned()
             .unwrap_or_else(|| default_project_name(gid))
     }
+
+    fn workspace_name(&self, gid: &str) -> Option<String> {
+        self.workspaces
+            .iter()
+            .find(|(workspace, _)| workspace == gid)
+            .map(|(_, name)| name.clone())
+    }
+}
+
+/// Asana's refusal of filters a workspace webhook cannot have: none, or any with `fields`.
+fn workspace_filters_refusal(filters: &Value) -> Option<Response> {
+    let usable = filters
+        .as_array()
+        .is_some_and(|list| !list.is_empty() && list.iter().all(|f| f.get("fields").is_none()));
+    (!usable).then(|| {
+        errors(
+            StatusCode::BAD_REQUEST,
+            "filters: Workspace webhooks require filters without fields",
+        )
+    })
 }
 
 fn default_project_name(gid: &str) -> String {
@@ -670,11 +727,15 @@ async fn users_me(
 }
 
 fn render_webhook(world: &World, hook: &FakeWebhook) -> Value {
+    let name = match hook.resource_type.as_str() {
+        "workspace" => world.workspace_name(&hook.resource).unwrap_or_default(),
+        _ => world.referred_project_name(&hook.resource),
+    };
     json!({
         "gid": hook.gid,
         "resource_type": "webhook",
         "active": hook.active,
-        "resource": {"gid": hook.resource, "resource_type": "project", "name": world.referred_project_name(&hook.resource)},
+        "resource": {"gid": hook.resource, "resource_type": hook.resource_type, "name": name},
         "target": hook.target,
         "created_at": hook.created_at,
         "filters": hook.filters,
@@ -696,7 +757,7 @@ async fn create_webhook(
     let common = shared.common.clone();
     common
         .respond("create_webhook", &connection, async move {
-            let (resource, target, filters, gid, secret, heartbeat) = {
+            let (resource, resource_type, target, filters, gid, secret, heartbeat) = {
                 let mut world = shared.world.lock().unwrap();
                 if !authorized(&world, &headers) {
                 return unauthorized();
@@ -708,6 +769,16 @@ async fn create_webhook(
                 let (Some(resource), Some(target)) = (data["resource"].as_str(), data["target"].as_str()) else {
                     return errors(StatusCode::BAD_REQUEST, "resource, target: Missing input");
                 };
+                let resource_type = if world.workspace_name(resource).is_some() {
+                    "workspace"
+                } else {
+                    "project"
+                };
+                if resource_type == "workspace"
+                    && let Some(refusal) = workspace_filters_refusal(&data["filters"])
+                {
+                    return refusal;
+                }
                 if world.webhooks.values().any(|h| h.resource == resource && h.target == target) {
                     return errors(
                         StatusCode::FORBIDDEN,
@@ -717,6 +788,7 @@ async fn create_webhook(
                 world.next_gid += 1;
                 (
                     resource.to_string(),
+                    resource_type.to_string(),
                     target.to_string(),
                     data["filters"].clone(),
                     world.next_gid.to_string(),
@@ -750,6 +822,7 @@ async fn create_webhook(
                 let hook = FakeWebhook {
                     gid: gid.clone(),
                     resource,
+                    resource_type,
                     target,
                     secret: secret.clone(),
                     filters,

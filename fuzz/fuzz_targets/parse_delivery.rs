@@ -4,26 +4,37 @@
 //! - it never panics (libFuzzer reports a panic as a crash);
 //! - it is deterministic: the same bytes give the same result twice;
 //! - an `Err` says "malformed delivery";
-//! - on `Ok`, every relevant event has a task gid of 1 to 64 ASCII letters, digits, `-` or `_`,
-//!   and a dedupe key of 64 lowercase hex digits;
+//! Each input is parsed as a delivery to a project's webhook (`Subscription::Tasks`) and to a
+//! workspace's (`Subscription::NewProjects`), and for each:
+//! - on `Ok`, every relevant event has a gid of 1 to 64 ASCII letters, digits, `-` or `_`; a task
+//!   event's dedupe key is 64 lowercase hex digits, a new project's is `project_added:<gid>`;
 //! - on `Ok`, when serde_json also reads the bytes as a JSON object with an `events` array (an
 //!   oracle independent of the crate's typed structs): `relevant.len() + ignored` is the array's
-//!   length; the relevant events are exactly those the documented rules pick (resource_type
-//!   `task` and action `added`, or action `changed` on field `assignee` whose new_value is an
-//!   object whose resource_type, if present, is `user`), in order, with their kind and gid; no
+//!   length; the relevant events are exactly those the documented rules pick, in order, with
+//!   their kind and gid. Tasks: resource_type `task` and action `added`, or action `changed` on
+//!   field `assignee` whose new_value is an object whose resource_type, if present, is `user`; no
 //!   event is an assignee change of the wrong shape (new_value neither an object nor null, its
 //!   resource_type not a string, its gid neither a string nor null: those make the delivery an
-//!   error); and two relevant events have equal dedupe keys exactly when (task gid, kind, new assignee
-//!   gid, created_at) are equal ("Equal events collapse into one job", and only those).
+//!   error); and two relevant events have equal dedupe keys exactly when (task gid, kind, new
+//!   assignee gid, created_at) are equal ("Equal events collapse into one job", and only those).
+//!   New projects: resource_type `project` and action `added`, nothing else (task events of any
+//!   shape are ignored), and two have equal keys exactly when their gids are equal.
 #![no_main]
 
-use asana_docspace_bridge::webhook::{Delivery, EventKind, parse_delivery};
+use asana_docspace_bridge::domain::JobKind;
+use asana_docspace_bridge::webhook::{Delivery, Subscription, parse_delivery};
 use libfuzzer_sys::fuzz_target;
 use serde_json::Value;
 
 fuzz_target!(|data: &[u8]| {
-    let first = parse_delivery(data);
-    let second = parse_delivery(data);
+    for subscription in [Subscription::Tasks, Subscription::NewProjects] {
+        check(data, subscription);
+    }
+});
+
+fn check(data: &[u8], subscription: Subscription) {
+    let first = parse_delivery(data, subscription);
+    let second = parse_delivery(data, subscription);
     assert_eq!(first, second, "parse_delivery is not deterministic");
 
     let delivery = match first {
@@ -38,7 +49,7 @@ fuzz_target!(|data: &[u8]| {
     };
 
     for event in &delivery.relevant {
-        let gid = &event.task_gid;
+        let gid = event.task_gid.as_str();
         assert!(
             !gid.is_empty()
                 && gid.len() <= 64
@@ -48,6 +59,10 @@ fuzz_target!(|data: &[u8]| {
             "relevant event with a bad task gid: {gid:?}"
         );
         let key = &event.dedupe_key;
+        if event.kind == JobKind::ProjectAdded {
+            assert_eq!(*key, format!("project_added:{gid}"), "new project's key");
+            continue;
+        }
         assert!(
             key.len() == 64
                 && key
@@ -64,15 +79,15 @@ fuzz_target!(|data: &[u8]| {
     let Some(events) = value.get("events").and_then(Value::as_array) else {
         return;
     };
-    check_against_oracle(&delivery, events);
-});
+    check_against_oracle(&delivery, events, subscription);
+}
 
 /// What the documented rules say about one event: `Ok(Some((kind, task gid, assignee gid,
 /// created_at)))` when it is relevant, `Ok(None)` when it is ignored, `Err` when it is an assignee
 /// change whose value has the wrong shape (which must make the whole delivery an error).
-type Expected<'a> = (EventKind, &'a str, &'a str, &'a str);
+type Expected<'a> = (JobKind, &'a str, &'a str, &'a str);
 
-fn expected(event: &Value) -> Result<Option<Expected<'_>>, &'static str> {
+fn expected(event: &Value, subscription: Subscription) -> Result<Option<Expected<'_>>, &'static str> {
     let resource = event.get("resource").ok_or("resource missing")?;
     let resource_type = resource
         .get("resource_type")
@@ -86,6 +101,10 @@ fn expected(event: &Value) -> Result<Option<Expected<'_>>, &'static str> {
         .get("action")
         .and_then(Value::as_str)
         .ok_or("action not a string")?;
+    if subscription == Subscription::NewProjects {
+        return Ok((resource_type == "project" && action == "added")
+            .then_some((JobKind::ProjectAdded, gid, "", "")));
+    }
     if resource_type != "task" {
         return Ok(None);
     }
@@ -94,7 +113,7 @@ fn expected(event: &Value) -> Result<Option<Expected<'_>>, &'static str> {
         .and_then(Value::as_str)
         .unwrap_or("");
     match action {
-        "added" => Ok(Some((EventKind::TaskAdded, gid, "", created_at))),
+        "added" => Ok(Some((JobKind::TaskAdded, gid, "", created_at))),
         "changed" => {
             let Some(change) = event.get("change").filter(|c| !c.is_null()) else {
                 return Ok(None);
@@ -119,7 +138,7 @@ fn expected(event: &Value) -> Result<Option<Expected<'_>>, &'static str> {
                 Some(_) => return Err("change.new_value.gid is neither a string nor null"),
             };
             Ok(Some((
-                EventKind::AssigneeChanged,
+                JobKind::AssigneeChanged,
                 gid,
                 assignee,
                 created_at,
@@ -129,7 +148,7 @@ fn expected(event: &Value) -> Result<Option<Expected<'_>>, &'static str> {
     }
 }
 
-fn check_against_oracle(delivery: &Delivery, events: &[Value]) {
+fn check_against_oracle(delivery: &Delivery, events: &[Value], subscription: Subscription) {
     assert_eq!(
         delivery.relevant.len() + delivery.ignored,
         events.len(),
@@ -137,7 +156,7 @@ fn check_against_oracle(delivery: &Delivery, events: &[Value]) {
     );
     let mut wanted = Vec::new();
     for (index, event) in events.iter().enumerate() {
-        match expected(event) {
+        match expected(event, subscription) {
             Ok(Some(relevant)) => wanted.push(relevant),
             Ok(None) => {}
             Err(problem) => {

@@ -1,4 +1,5 @@
-//! `webhooks create | list | delete`: the webhook lifecycle without `curl` against Asana.
+//! `webhooks create | watch-workspace | list | delete`: the webhook lifecycle without `curl`
+//! against Asana.
 
 use std::collections::HashSet;
 use std::process::ExitCode;
@@ -7,7 +8,7 @@ use anyhow::{Context as _, anyhow, bail};
 
 use super::{Context, format_time, table};
 use crate::app::shutdown_signal;
-use crate::domain::{Gid, WebhookName};
+use crate::domain::{Gid, WatchedResource, WebhookName};
 use crate::rooms::RoomsMode;
 use crate::store::Store;
 use crate::upstream::UpstreamError;
@@ -27,7 +28,7 @@ pub async fn create(
         &store,
         &asana,
         &ctx.settings.server.public_url,
-        project,
+        &WatchedResource::Project(project.clone()),
         name,
         shutdown_signal(),
     )
@@ -35,7 +36,7 @@ pub async fn create(
     println!("Created webhook");
     println!("  name:        {}", registered.name);
     println!("  webhook gid: {}", registered.webhook_gid);
-    println!("  project:     {}", registered.project_gid);
+    println!("  project:     {project}");
     println!("  target:      {}", registered.target);
     println!(
         "  created at:  {}",
@@ -84,7 +85,8 @@ pub async fn list(ctx: &Context, workspace: Option<&Gid>) -> anyhow::Result<Exit
     let mut rows = table(&[
         "NAME",
         "WEBHOOK GID",
-        "PROJECT",
+        "TYPE",
+        "RESOURCE",
         "ACTIVE",
         "LAST SUCCESS",
         "LAST FAILURE",
@@ -119,10 +121,13 @@ pub async fn list(ctx: &Context, workspace: Option<&Gid>) -> anyhow::Result<Exit
         if let Some(remote) = at_asana {
             shown.insert(remote.gid.as_str());
         }
+        let resource = hook.resource();
         rows.add_row(row(
             hook.name.as_str(),
             hook.webhook_gid.as_ref().map(Gid::as_str),
-            hook.project_gid.as_ref().map(Gid::as_str),
+            resource
+                .as_ref()
+                .map(|r| (r.resource_type(), r.gid().as_str())),
             at_asana,
             &format_time(hook.last_delivery_at),
             &note,
@@ -133,11 +138,14 @@ pub async fn list(ctx: &Context, workspace: Option<&Gid>) -> anyhow::Result<Exit
         let points_here = !ctx.settings.server.public_url.is_empty()
             && hook.target.as_deref().is_some_and(|t| t.starts_with(&ours));
         if points_here {
-            let project = hook.resource.as_ref().map(|r| r.gid.as_str());
+            let resource = hook
+                .resource
+                .as_ref()
+                .map(|r| (r.resource_type.as_deref().unwrap_or("-"), r.gid.as_str()));
             rows.add_row(row(
                 "-",
                 Some(hook.gid.as_str()),
-                project,
+                resource,
                 Some(hook),
                 "-",
                 "not registered here (no secret)",
@@ -148,10 +156,11 @@ pub async fn list(ctx: &Context, workspace: Option<&Gid>) -> anyhow::Result<Exit
     Ok(ExitCode::SUCCESS)
 }
 
+/// A `webhooks list` row; `resource` is what the webhook watches: (`project` or `workspace`, gid).
 fn row(
     name: &str,
     gid: Option<&str>,
-    project: Option<&str>,
+    resource: Option<(&str, &str)>,
     remote: Option<&Webhook>,
     last_delivery: &str,
     note: &str,
@@ -160,7 +169,8 @@ fn row(
     vec![
         name.to_string(),
         text(gid),
-        text(project),
+        text(resource.map(|(kind, _)| kind)),
+        text(resource.map(|(_, gid)| gid)),
         remote
             .and_then(|r| r.active)
             .map(|a| if a { "yes" } else { "no" }.to_string())
@@ -243,12 +253,49 @@ async fn forget(store: &Store, name: &WebhookName) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `webhooks watch-workspace`: a webhook on the workspace for `project` `added` events.
+/// `webhooks watch-workspace`: a webhook on the workspace for `project` `added` events, so that
+/// each new project gets a webhook of its own (a job of the running service registers it).
 pub(crate) async fn watch_workspace(
     ctx: &Context,
     workspace: Option<&Gid>,
     name: Option<WebhookName>,
 ) -> anyhow::Result<ExitCode> {
-    let _ = (ctx, workspace, name);
-    anyhow::bail!("webhooks watch-workspace: being built (issue 12 slice C)")
+    let store = ctx.store().await?;
+    let asana = ctx.asana()?;
+    let workspace = match workspace {
+        Some(gid) => gid.clone(),
+        None => only_workspace(&asana).await?,
+    };
+    let resource = WatchedResource::Workspace(workspace.clone());
+    if let Some(watching) = store.webhook_watching(&resource).await? {
+        bail!(
+            "workspace {workspace} is watched already by webhook {:?}: `webhooks delete {watching}` first",
+            watching.as_str()
+        );
+    }
+    let registered = register_webhook(
+        &store,
+        &asana,
+        &ctx.settings.server.public_url,
+        &resource,
+        name,
+        shutdown_signal(),
+    )
+    .await?;
+    println!("Watching workspace {workspace} for new projects");
+    println!("  name:        {}", registered.name);
+    println!("  webhook gid: {}", registered.webhook_gid);
+    println!("  filter:      project added");
+    println!("  target:      {}", registered.target);
+    println!(
+        "  created at:  {}",
+        format_time(Some(registered.registered_at))
+    );
+    println!(
+        "New projects get a webhook of their own as Asana reports them (and a room, with rooms.mode = auto)."
+    );
+    println!(
+        "Projects that exist already are not subscribed by this: `webhooks create --project <GID>` each."
+    );
+    Ok(ExitCode::SUCCESS)
 }

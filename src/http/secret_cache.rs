@@ -158,7 +158,7 @@ mod tests {
         );
         let registered = RegisteredWebhook {
             webhook_gid: "1".parse().unwrap(),
-            project_gid: "2".parse().unwrap(),
+            resource: crate::domain::WatchedResource::Project("2".parse().unwrap()),
             target: "https://bridge.example.com/webhooks/asana/new".into(),
         };
         assert!(

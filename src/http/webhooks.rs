@@ -249,8 +249,15 @@ async fn deliver(
         },
     )?;
     app.health.record_delivery(name);
-    let delivery = parse_delivery(body).map_err(|e| IngressError::Malformed(e.to_string()))?;
-    let by_kind = [JobKind::AssigneeChanged, JobKind::TaskAdded].map(|kind| {
+    // A workspace's webhook brings new projects, a project's brings its tasks' events.
+    let delivery = parse_delivery(body, webhook.subscription)
+        .map_err(|e| IngressError::Malformed(e.to_string()))?;
+    let by_kind = [
+        JobKind::AssigneeChanged,
+        JobKind::TaskAdded,
+        JobKind::ProjectAdded,
+    ]
+    .map(|kind| {
         let count = delivery.relevant.iter().filter(|e| e.kind == kind).count();
         (kind, count as u64)
     });

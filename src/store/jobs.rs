@@ -155,6 +155,12 @@ pub enum Outcome {
     DomainNotAllowed,
     /// The task is not in its webhook's project, nor a subtask of a task in it.
     NotInProject,
+    /// A new project (`project_added`) got its own webhook here.
+    Watched,
+    /// A new project had a webhook here already: nothing was registered.
+    AlreadyWatched,
+    /// A new project Asana no longer knows (deleted since, or hidden from the token).
+    ProjectGone,
     Failed,
 }
 

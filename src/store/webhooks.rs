@@ -9,7 +9,8 @@ use secrecy::{ExposeSecret, SecretString};
 use super::conn::{Conn, Sql, Write};
 use super::jobs::OptionalGid;
 use super::{Durability, Store, StoreError, StoreResult, duration_ms, now_ms};
-use crate::domain::{Gid, WebhookName};
+use crate::domain::{Gid, WatchedResource, WebhookName};
+use crate::webhook::Subscription;
 
 /// What happened to a handshake.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -50,7 +51,8 @@ impl RegistrationWindow {
 #[derive(Debug, Clone)]
 pub struct RegisteredWebhook {
     pub webhook_gid: Gid,
-    pub project_gid: Gid,
+    /// The project or workspace it watches.
+    pub resource: WatchedResource,
     pub target: String,
 }
 
@@ -67,6 +69,22 @@ pub struct WebhookRecord {
     pub project_gid: Option<Gid>,
     pub target: Option<String>,
     pub registered_at: Option<i64>,
+    /// `project` or `workspace` (`project` for webhooks made by hand, which record neither).
+    pub resource_type: String,
+    /// The workspace a workspace webhook watches.
+    #[sqlx(try_from = "OptionalGid")]
+    pub workspace_gid: Option<Gid>,
+}
+
+impl WebhookRecord {
+    /// What the webhook watches, when `webhooks create` or `watch-workspace` recorded it.
+    pub fn resource(&self) -> Option<WatchedResource> {
+        let gid = match self.resource_type.as_str() {
+            "workspace" => self.workspace_gid.clone(),
+            _ => self.project_gid.clone(),
+        }?;
+        WatchedResource::from_stored(&self.resource_type, gid).ok()
+    }
 }
 
 /// A webhook name as ingress sees it.
@@ -80,12 +98,14 @@ pub enum SecretLookup {
     Unknown,
 }
 
-/// What a delivery to a usable webhook needs: the secret to verify it with, and the project its
-/// jobs are restricted to (`webhooks create --project`; none for `first-use` names).
+/// What a delivery to a usable webhook needs: the secret to verify it with, the project its
+/// jobs are restricted to (`webhooks create --project`; none for `first-use` names), and what its
+/// events are read for (its resource type: a project's tasks, or a workspace's new projects).
 #[derive(Debug, Clone)]
 pub struct UsableWebhook {
     pub secret: SecretString,
     pub project_gid: Option<Gid>,
+    pub subscription: Subscription,
 }
 
 /// `SELECT` of a [`WebhookRecord`], followed by the rest of the statement.
@@ -93,7 +113,7 @@ macro_rules! select_webhooks {
     ($rest:literal) => {
         concat!(
             "SELECT name, created_at, last_delivery_at, webhook_gid, project_gid, target, \
-             registered_at FROM webhooks ",
+             registered_at, resource_type, workspace_gid FROM webhooks ",
             $rest
         )
     };
@@ -257,17 +277,25 @@ impl Write for ConfirmRegistration {
 
     async fn run(&self, conn: &mut Conn<'_>) -> sqlx::Result<bool> {
         let now = now_ms();
+        let resource = &self.registered.resource;
+        let (project, workspace) = match resource {
+            WatchedResource::Project(gid) => (Some(gid), None),
+            WatchedResource::Workspace(gid) => (None, Some(gid)),
+        };
         let mut tx = conn.begin().await?;
         let confirmed = tx
             .conn()
             .execute(
                 Sql::new(
-                    "UPDATE webhooks SET webhook_gid = $1, project_gid = $2, target = $3, \
-                     registered_at = $4, registration_nonce_hash = NULL, unconfirmed_until = NULL \
-                     WHERE name = $5 AND registration_nonce_hash = $6 AND unconfirmed_until >= $4",
+                    "UPDATE webhooks SET webhook_gid = $1, project_gid = $2, workspace_gid = $3, \
+                     resource_type = $4, target = $5, registered_at = $6, \
+                     registration_nonce_hash = NULL, unconfirmed_until = NULL \
+                     WHERE name = $7 AND registration_nonce_hash = $8 AND unconfirmed_until >= $6",
                 )
                 .bind(self.registered.webhook_gid.as_str())
-                .bind(self.registered.project_gid.as_str())
+                .bind(project.map(Gid::as_str))
+                .bind(workspace.map(Gid::as_str))
+                .bind(resource.resource_type())
                 .bind(self.registered.target.as_str())
                 .bind(now)
                 .bind(self.name.as_str())
@@ -277,9 +305,11 @@ impl Write for ConfirmRegistration {
         if confirmed != 1 {
             return Ok(false);
         }
-        // The webhook's project is known from now on (its room, in `auto` mode, follows).
-        super::rooms::upsert_project(&mut tx.conn(), &self.registered.project_gid, None, now)
-            .await?;
+        // The webhook's project is known from now on (its room, in `auto` mode, follows); a
+        // workspace is no project.
+        if let Some(project) = project {
+            super::rooms::upsert_project(&mut tx.conn(), project, None, now).await?;
+        }
         tx.commit().await?;
         Ok(true)
     }
@@ -374,6 +404,36 @@ impl Write for RecordDeliveries {
     }
 }
 
+/// A project a workspace webhook reported: known from now on, with its name and the workspace.
+struct RecordDiscoveredProject {
+    gid: Gid,
+    name: Option<String>,
+    via: Option<Gid>,
+}
+
+impl Write for RecordDiscoveredProject {
+    type Output = ();
+    const DURABILITY: Durability = Durability::Relaxed;
+
+    async fn run(&self, conn: &mut Conn<'_>) -> sqlx::Result<()> {
+        conn.execute(
+            Sql::new(
+                "INSERT INTO projects (gid, name, discovered_via, created_at, updated_at) \
+                 VALUES ($1, $2, $3, $4, $4) \
+                 ON CONFLICT (gid) DO UPDATE SET name = COALESCE(excluded.name, projects.name), \
+                 discovered_via = COALESCE(projects.discovered_via, excluded.discovered_via), \
+                 updated_at = excluded.updated_at",
+            )
+            .bind(self.gid.as_str())
+            .bind(self.name.as_deref())
+            .bind(self.via.as_ref().map(Gid::as_str))
+            .bind(now_ms()),
+        )
+        .await?;
+        Ok(())
+    }
+}
+
 impl Store {
     /// The secret deliveries to `name` are verified with, if its handshake happened (and, for a
     /// registration, `webhooks create` confirmed it).
@@ -387,23 +447,30 @@ impl Store {
     /// What ingress needs to know of `name`: its usable secret, or whether a registration of it
     /// is under way (its secret may become usable any moment, from another process).
     pub async fn lookup_secret(&self, name: &WebhookName) -> StoreResult<SecretLookup> {
-        let row: Option<(String, Option<i64>, Option<String>)> = self
+        let row: Option<(String, Option<i64>, Option<String>, String)> = self
             .fetch_optional(
                 Sql::new(
-                    "SELECT secret, unconfirmed_until, project_gid FROM webhooks WHERE name = $1",
+                    "SELECT secret, unconfirmed_until, project_gid, resource_type FROM webhooks \
+                     WHERE name = $1",
                 )
                 .bind(name.as_str()),
             )
             .await?;
+        let corrupt = |what: String| StoreError::Corrupt(format!("webhook {name}: {what}"));
         Ok(match row {
-            Some((secret, None, project_gid)) => SecretLookup::Usable(UsableWebhook {
-                secret: SecretString::from(secret),
-                project_gid: project_gid
-                    .map(Gid::try_from)
-                    .transpose()
-                    .map_err(|err| StoreError::Corrupt(format!("webhook {name}: {err}")))?,
-            }),
-            Some((_, Some(_), _)) => SecretLookup::Unconfirmed,
+            Some((secret, None, project_gid, resource_type)) => {
+                SecretLookup::Usable(UsableWebhook {
+                    secret: SecretString::from(secret),
+                    project_gid: project_gid
+                        .map(Gid::try_from)
+                        .transpose()
+                        .map_err(|err| corrupt(err.to_string()))?,
+                    subscription: Subscription::for_resource_type(&resource_type).ok_or_else(
+                        || corrupt(format!("unknown resource type {resource_type:?}")),
+                    )?,
+                })
+            }
+            Some((_, Some(_), _, _)) => SecretLookup::Unconfirmed,
             None => SecretLookup::Unknown,
         })
     }
@@ -557,5 +624,43 @@ impl Store {
             return Ok(());
         }
         self.write(RecordDeliveries { deliveries }).await
+    }
+
+    /// The confirmed webhook that watches `resource` here, if any (the first by name).
+    pub async fn webhook_watching(
+        &self,
+        resource: &WatchedResource,
+    ) -> StoreResult<Option<WebhookName>> {
+        let row: Option<(String,)> = self
+            .fetch_optional(
+                Sql::new(
+                    "SELECT name FROM webhooks WHERE unconfirmed_until IS NULL \
+                     AND resource_type = $1 AND COALESCE(project_gid, workspace_gid) = $2 \
+                     ORDER BY name LIMIT 1",
+                )
+                .bind(resource.resource_type())
+                .bind(resource.gid().as_str()),
+            )
+            .await?;
+        row.map(|(name,)| {
+            WebhookName::try_from(name).map_err(|err| StoreError::Corrupt(err.to_string()))
+        })
+        .transpose()
+    }
+
+    /// Records project `gid` (with its name) as reported by the webhook of workspace `via`; a
+    /// project known already keeps the workspace it was first found through.
+    pub async fn record_discovered_project(
+        &self,
+        gid: &Gid,
+        name: Option<&str>,
+        via: Option<&Gid>,
+    ) -> StoreResult<()> {
+        self.write(RecordDiscoveredProject {
+            gid: gid.clone(),
+            name: name.map(str::to_string),
+            via: via.cloned(),
+        })
+        .await
     }
 }

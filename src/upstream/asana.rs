@@ -9,7 +9,7 @@ use serde::de::DeserializeOwned;
 use super::json_api::JsonApi;
 use super::pacing::RequestPacer;
 use super::{BadBaseUrl, Service, UpstreamError};
-use crate::domain::{Email, Gid};
+use crate::domain::{Email, Gid, WatchedResource};
 use crate::settings::Settings;
 
 const DEFAULT_REQUESTS_PER_MINUTE: u32 = 1500;
@@ -118,7 +118,7 @@ pub struct Webhook {
     #[serde(default)]
     pub active: Option<bool>,
     #[serde(default)]
-    pub resource: Option<ResourceRef>,
+    pub resource: Option<WebhookResource>,
     #[serde(default)]
     pub target: Option<String>,
     #[serde(default)]
@@ -142,6 +142,17 @@ impl Webhook {
             _ => false,
         }
     }
+}
+
+/// What a webhook watches, as Asana reports it: a project or a workspace.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct WebhookResource {
+    pub gid: Gid,
+    /// `project` or `workspace`.
+    #[serde(default)]
+    pub resource_type: Option<String>,
+    #[serde(default)]
+    pub name: Option<String>,
 }
 
 /// A project as `GET /projects/{gid}?opt_fields=name` reads it.
@@ -181,12 +192,19 @@ pub struct NextPage {
     pub offset: String,
 }
 
-/// The filters every webhook of ours carries: assignee changes and added tasks.
-pub fn webhook_filters() -> serde_json::Value {
-    serde_json::json!([
-        {"resource_type": "task", "action": "changed", "fields": ["assignee"]},
-        {"resource_type": "task", "action": "added"}
-    ])
+/// The filters a webhook of ours carries: on a project, assignee changes and added tasks; on a
+/// workspace, added projects only (Asana sends no task events to a workspace's webhook, and
+/// refuses `fields` on one).
+pub fn webhook_filters(resource: &WatchedResource) -> serde_json::Value {
+    match resource {
+        WatchedResource::Project(_) => serde_json::json!([
+            {"resource_type": "task", "action": "changed", "fields": ["assignee"]},
+            {"resource_type": "task", "action": "added"}
+        ]),
+        WatchedResource::Workspace(_) => {
+            serde_json::json!([{"resource_type": "project", "action": "added"}])
+        }
+    }
 }
 
 #[derive(Deserialize)]
@@ -314,21 +332,23 @@ impl AsanaClient {
         self.api.json("project_tasks", self.api.get(url)).await
     }
 
-    /// `POST /webhooks`. Asana performs the handshake against `target` before it answers.
+    /// `POST /webhooks` on `resource`, with its [`webhook_filters`]. Asana performs the handshake
+    /// against `target` before it answers.
     #[tracing::instrument(
         name = "asana.create_webhook",
         skip(self, target),
+        fields(resource = %resource),
         err(level = "debug", Display)
     )]
     pub async fn create_webhook(
         &self,
-        resource_gid: &str,
+        resource: &WatchedResource,
         target: &str,
     ) -> Result<CreatedWebhook, UpstreamError> {
         let body = serde_json::json!({"data": {
-            "resource": resource_gid,
+            "resource": resource.gid().as_str(),
             "target": target,
-            "filters": webhook_filters(),
+            "filters": webhook_filters(resource),
         }});
         self.api
             .json(
@@ -465,5 +485,26 @@ mod tests {
         )
         .unwrap();
         assert!(!format!("{client:?}").contains("secret-token"));
+    }
+
+    #[test]
+    fn a_project_webhook_asks_for_assignments_and_added_tasks() {
+        let project = WatchedResource::Project("1200000000000100".parse().unwrap());
+        assert_eq!(
+            webhook_filters(&project),
+            serde_json::json!([
+                {"resource_type": "task", "action": "changed", "fields": ["assignee"]},
+                {"resource_type": "task", "action": "added"}
+            ])
+        );
+    }
+
+    #[test]
+    fn a_workspace_webhook_asks_for_added_projects_only_without_fields() {
+        let workspace = WatchedResource::Workspace("80001".parse().unwrap());
+        assert_eq!(
+            webhook_filters(&workspace),
+            serde_json::json!([{"resource_type": "project", "action": "added"}])
+        );
     }
 }

@@ -1,5 +1,7 @@
 //! A verified delivery body → the events worth a job. Only the fields the bridge acts on are typed;
-//! everything else in an event is ignored, so Asana adding fields never breaks ingestion.
+//! everything else in an event is ignored, so Asana adding fields never breaks ingestion. What is
+//! worth a job depends on what the webhook watches: a project's webhook brings task events, a
+//! workspace's brings new projects.
 
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
@@ -14,13 +16,36 @@ pub struct Delivery {
     pub ignored: usize,
 }
 
+/// What a webhook's deliveries are read for, from the resource it watches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Subscription {
+    /// A project's webhook: assignments and added tasks; project events are ignored.
+    Tasks,
+    /// A workspace's webhook: projects added to the workspace; task events are ignored (Asana
+    /// sends none to a workspace, and none is trusted from one).
+    NewProjects,
+}
+
+impl Subscription {
+    /// The subscription of a webhook on a resource of this `resource_type` (`webhooks.resource_type`).
+    pub fn for_resource_type(resource_type: &str) -> Option<Subscription> {
+        match resource_type {
+            "project" => Some(Subscription::Tasks),
+            "workspace" => Some(Subscription::NewProjects),
+            _ => None,
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RelevantEvent {
-    /// `AssigneeChanged` or `TaskAdded`.
+    /// `AssigneeChanged` or `TaskAdded` (tasks), or `ProjectAdded` (new projects).
     pub kind: JobKind,
+    /// The task's gid; for `ProjectAdded`, the new project's.
     pub task_gid: Gid,
     /// Identifies the event across redeliveries: Asana has no event id, so this hashes what the
-    /// event says (task, action, new assignee, time). Equal events collapse into one job.
+    /// event says (task, action, new assignee, time). Equal events collapse into one job. A new
+    /// project's is `project_added:<gid>`: a project is added once, however often it is reported.
     pub dedupe_key: String,
     /// The new assignee an assignment names (`None` for other events, or a gid that is not one).
     pub assignee_gid: Option<Gid>,
@@ -58,8 +83,8 @@ struct RawChange {
     new_value: Option<serde_json::Value>,
 }
 
-/// Parses a delivery whose signature was already verified.
-pub fn parse_delivery(body: &[u8]) -> Result<Delivery, DeliveryError> {
+/// Parses a delivery whose signature was already verified, to a webhook of `subscription`.
+pub fn parse_delivery(body: &[u8], subscription: Subscription) -> Result<Delivery, DeliveryError> {
     let mut de = serde_json::Deserializer::from_slice(body);
     let raw: RawDelivery = serde_path_to_error::deserialize(&mut de).map_err(|err| {
         let path = err.path().to_string();
@@ -76,33 +101,50 @@ pub fn parse_delivery(body: &[u8]) -> Result<Delivery, DeliveryError> {
     let mut relevant = Vec::new();
     let mut ignored = 0;
     for (index, event) in raw.events.into_iter().enumerate() {
-        let classified = classify(&event).map_err(|problem| {
+        let classified = match subscription {
+            Subscription::Tasks => classify(&event),
+            Subscription::NewProjects => Ok(classify_new_project(&event)),
+        }
+        .map_err(|problem| {
             DeliveryError(format!("malformed delivery at events[{index}].{problem}"))
         })?;
-        match classified {
-            Some((kind, assignee_gid)) => {
-                let task_gid: Gid = event.resource.gid.parse().map_err(|_| {
-                    DeliveryError(format!(
-                        "malformed delivery at events[{index}].resource.gid: not an Asana gid"
-                    ))
-                })?;
-                let dedupe_key = dedupe_key(
-                    &task_gid,
-                    kind,
-                    assignee_gid.unwrap_or(""),
-                    event.created_at.as_deref().unwrap_or(""),
-                );
-                relevant.push(RelevantEvent {
-                    kind,
-                    task_gid,
-                    dedupe_key,
-                    assignee_gid: assignee_gid.and_then(|gid| gid.parse().ok()),
-                });
-            }
-            None => ignored += 1,
-        }
+        let Some((kind, assignee_gid)) = classified else {
+            ignored += 1;
+            continue;
+        };
+        let gid: Gid = event.resource.gid.parse().map_err(|_| {
+            DeliveryError(format!(
+                "malformed delivery at events[{index}].resource.gid: not an Asana gid"
+            ))
+        })?;
+        let dedupe_key = match kind {
+            JobKind::ProjectAdded => project_added_key(&gid),
+            _ => dedupe_key(
+                &gid,
+                kind,
+                assignee_gid.unwrap_or(""),
+                event.created_at.as_deref().unwrap_or(""),
+            ),
+        };
+        relevant.push(RelevantEvent {
+            kind,
+            task_gid: gid,
+            dedupe_key,
+            assignee_gid: assignee_gid.and_then(|gid| gid.parse().ok()),
+        });
     }
     Ok(Delivery { relevant, ignored })
+}
+
+/// On a workspace's webhook, a project `added` (to the workspace) is the one relevant event.
+fn classify_new_project(event: &RawEvent) -> Option<(JobKind, Option<&str>)> {
+    (event.resource.resource_type == "project" && event.action == "added")
+        .then_some((JobKind::ProjectAdded, None))
+}
+
+/// The dedupe key of a new project's job: the project alone, so every report of it is one job.
+pub fn project_added_key(project: &Gid) -> String {
+    format!("project_added:{project}")
 }
 
 /// The kind of a relevant event and its new assignee; `Ok(None)` for events the bridge ignores,
@@ -168,7 +210,7 @@ mod tests {
 
     #[test]
     fn assignee_set_is_relevant() {
-        let d = parse_delivery(ASSIGNED.as_bytes()).unwrap();
+        let d = parse_delivery(ASSIGNED.as_bytes(), Subscription::Tasks).unwrap();
         assert_eq!(d.ignored, 0);
         assert_eq!(d.relevant.len(), 1);
         assert_eq!(d.relevant[0].kind, JobKind::AssigneeChanged);
@@ -177,7 +219,7 @@ mod tests {
 
     #[test]
     fn task_added_to_project_and_section_share_a_key() {
-        let d = parse_delivery(ADDED.as_bytes()).unwrap();
+        let d = parse_delivery(ADDED.as_bytes(), Subscription::Tasks).unwrap();
         assert_eq!(d.relevant.len(), 2);
         assert!(d.relevant.iter().all(|e| e.kind == JobKind::TaskAdded));
         assert_eq!(d.relevant[0].dedupe_key, d.relevant[1].dedupe_key);
@@ -189,7 +231,7 @@ mod tests {
             ASSIGNED.replace(r#","new_value":{"gid":"3333","resource_type":"user"}"#, ""),
             ASSIGNED.replace(r#"{"gid":"3333","resource_type":"user"}"#, "null"),
         ] {
-            let d = parse_delivery(body.as_bytes()).unwrap();
+            let d = parse_delivery(body.as_bytes(), Subscription::Tasks).unwrap();
             assert!(d.relevant.is_empty(), "{body}");
             assert_eq!(d.ignored, 1);
         }
@@ -206,14 +248,14 @@ mod tests {
             ),
             ADDED.replace(r#""resource_type":"task""#, r#""resource_type":"project""#),
         ] {
-            let d = parse_delivery(body.as_bytes()).unwrap();
+            let d = parse_delivery(body.as_bytes(), Subscription::Tasks).unwrap();
             assert!(d.relevant.is_empty(), "{body}");
         }
     }
 
     #[test]
     fn heartbeat_has_no_events() {
-        let d = parse_delivery(br#"{"events":[]}"#).unwrap();
+        let d = parse_delivery(br#"{"events":[]}"#, Subscription::Tasks).unwrap();
         assert_eq!(
             d,
             Delivery {
@@ -225,9 +267,13 @@ mod tests {
 
     #[test]
     fn the_same_event_twice_has_one_key_and_a_new_assignee_another() {
-        let a = parse_delivery(ASSIGNED.as_bytes()).unwrap();
-        let again = parse_delivery(ASSIGNED.as_bytes()).unwrap();
-        let other = parse_delivery(ASSIGNED.replace("3333", "4444").as_bytes()).unwrap();
+        let a = parse_delivery(ASSIGNED.as_bytes(), Subscription::Tasks).unwrap();
+        let again = parse_delivery(ASSIGNED.as_bytes(), Subscription::Tasks).unwrap();
+        let other = parse_delivery(
+            ASSIGNED.replace("3333", "4444").as_bytes(),
+            Subscription::Tasks,
+        )
+        .unwrap();
         assert_eq!(a.relevant[0].dedupe_key, again.relevant[0].dedupe_key);
         assert_ne!(a.relevant[0].dedupe_key, other.relevant[0].dedupe_key);
     }
@@ -239,7 +285,7 @@ mod tests {
         let body = r#"{"events":[
           {"action":"changed","resource":{"gid":"1","resource_type":"task"},"created_at":"c","change":{"field":"assignee","new_value":{"gid":"a\u001fb"}}},
           {"action":"changed","resource":{"gid":"1","resource_type":"task"},"created_at":"b\u001fc","change":{"field":"assignee","new_value":{"gid":"a"}}}]}"#;
-        let d = parse_delivery(body.as_bytes()).unwrap();
+        let d = parse_delivery(body.as_bytes(), Subscription::Tasks).unwrap();
         assert_eq!(d.relevant.len(), 2);
         assert_ne!(d.relevant[0].dedupe_key, d.relevant[1].dedupe_key);
     }
@@ -258,7 +304,7 @@ mod tests {
             (r#"{"events":[]} trailing"#, "trailing"),
         ];
         for (body, needle) in cases {
-            let err = parse_delivery(body.as_bytes()).unwrap_err();
+            let err = parse_delivery(body.as_bytes(), Subscription::Tasks).unwrap_err();
             assert!(err.0.contains(needle), "{body}: {err}");
         }
     }
@@ -278,7 +324,7 @@ mod tests {
             ),
         ] {
             let body = ASSIGNED.replace(r#"{"gid":"3333","resource_type":"user"}"#, new_value);
-            let err = parse_delivery(body.as_bytes()).unwrap_err();
+            let err = parse_delivery(body.as_bytes(), Subscription::Tasks).unwrap_err();
             assert!(err.0.contains(place), "{new_value}: {err}");
         }
     }
@@ -286,7 +332,7 @@ mod tests {
     #[test]
     fn gids_that_could_reach_a_url_badly_are_refused() {
         let body = ASSIGNED.replace(r#""gid":"2222""#, r#""gid":"22/../x\u0000""#);
-        let err = parse_delivery(body.as_bytes()).unwrap_err();
+        let err = parse_delivery(body.as_bytes(), Subscription::Tasks).unwrap_err();
         assert!(err.0.contains("resource.gid"), "{err}");
     }
 
@@ -297,6 +343,96 @@ mod tests {
             "[".repeat(10_000),
             "]".repeat(10_000)
         );
-        assert!(parse_delivery(body.as_bytes()).is_err());
+        assert!(parse_delivery(body.as_bytes(), Subscription::Tasks).is_err());
+    }
+
+    /// A project added to workspace 80001, as a workspace webhook delivers it.
+    const PROJECT_ADDED: &str = r#"{"events":[{"user":{"gid":"1111","resource_type":"user"},
+      "created_at":"2026-12-03T10:00:00.000Z","action":"added",
+      "resource":{"gid":"1200000000000900","resource_type":"project","name":"Launch"},
+      "parent":{"gid":"80001","resource_type":"workspace"}}]}"#;
+
+    #[test]
+    fn a_project_added_on_a_workspace_webhook_is_one_job_however_often_reported() {
+        let d = parse_delivery(PROJECT_ADDED.as_bytes(), Subscription::NewProjects).unwrap();
+        assert_eq!(d.ignored, 0);
+        assert_eq!(
+            d.relevant,
+            vec![RelevantEvent {
+                kind: JobKind::ProjectAdded,
+                task_gid: "1200000000000900".parse().unwrap(),
+                dedupe_key: "project_added:1200000000000900".into(),
+                assignee_gid: None,
+            }]
+        );
+        let later = PROJECT_ADDED.replace("2026-12-03T10:00:00", "2026-12-04T11:00:00");
+        let again = parse_delivery(later.as_bytes(), Subscription::NewProjects).unwrap();
+        assert_eq!(again.relevant[0].dedupe_key, d.relevant[0].dedupe_key);
+    }
+
+    #[test]
+    fn task_events_on_a_workspace_webhook_are_ignored() {
+        for (body, events) in [(ASSIGNED, 1), (ADDED, 2)] {
+            let d = parse_delivery(body.as_bytes(), Subscription::NewProjects).unwrap();
+            assert_eq!((d.relevant.len(), d.ignored), (0, events), "{body}");
+        }
+        // Even one whose assignee has the wrong shape: a workspace's task events are never read.
+        let odd = ASSIGNED.replace(r#"{"gid":"3333","resource_type":"user"}"#, "[1]");
+        let d = parse_delivery(odd.as_bytes(), Subscription::NewProjects).unwrap();
+        assert_eq!((d.relevant.len(), d.ignored), (0, 1));
+    }
+
+    #[test]
+    fn other_project_events_on_a_workspace_webhook_are_ignored() {
+        for body in [
+            PROJECT_ADDED.replace(r#""action":"added""#, r#""action":"changed""#),
+            PROJECT_ADDED.replace(r#""action":"added""#, r#""action":"removed""#),
+            PROJECT_ADDED.replace(r#""resource_type":"project""#, r#""resource_type":"team""#),
+        ] {
+            let d = parse_delivery(body.as_bytes(), Subscription::NewProjects).unwrap();
+            assert_eq!((d.relevant.len(), d.ignored), (0, 1), "{body}");
+        }
+    }
+
+    #[test]
+    fn project_events_on_a_project_webhook_are_ignored() {
+        let d = parse_delivery(PROJECT_ADDED.as_bytes(), Subscription::Tasks).unwrap();
+        assert_eq!((d.relevant.len(), d.ignored), (0, 1));
+    }
+
+    #[test]
+    fn a_new_project_whose_gid_is_not_one_is_malformed() {
+        let body = PROJECT_ADDED.replace("1200000000000900", "12/../x");
+        let err = parse_delivery(body.as_bytes(), Subscription::NewProjects).unwrap_err();
+        assert!(err.0.contains("events[0].resource.gid"), "{err}");
+    }
+
+    #[test]
+    fn an_assignment_names_its_assignee_and_a_bad_gid_names_none() {
+        let d = parse_delivery(ASSIGNED.as_bytes(), Subscription::Tasks).unwrap();
+        assert_eq!(d.relevant[0].assignee_gid, Some("3333".parse().unwrap()));
+        let bad = ASSIGNED.replace(r#""gid":"3333""#, r#""gid":"33x""#);
+        let d = parse_delivery(bad.as_bytes(), Subscription::Tasks).unwrap();
+        assert_eq!(
+            d.relevant.len(),
+            1,
+            "still relevant: the job reads the task"
+        );
+        assert_eq!(d.relevant[0].assignee_gid, None);
+        let added = parse_delivery(ADDED.as_bytes(), Subscription::Tasks).unwrap();
+        assert!(added.relevant.iter().all(|e| e.assignee_gid.is_none()));
+    }
+
+    #[test]
+    fn subscriptions_follow_the_watched_resource_type() {
+        assert_eq!(
+            Subscription::for_resource_type("project"),
+            Some(Subscription::Tasks)
+        );
+        assert_eq!(
+            Subscription::for_resource_type("workspace"),
+            Some(Subscription::NewProjects)
+        );
+        assert_eq!(Subscription::for_resource_type("team"), None);
     }
 }

@@ -11,6 +11,6 @@ pub mod repair;
 pub mod signature;
 pub mod watch;
 
-pub use events::{Delivery, DeliveryError, RelevantEvent, parse_delivery};
+pub use events::{Delivery, DeliveryError, RelevantEvent, Subscription, parse_delivery};
 pub use registration_nonce::{RegistrationNonce, nonce_in_query, nonce_matches};
 pub use signature::{SignatureError, verify_signature};

@@ -13,7 +13,7 @@ use anyhow::{anyhow, bail};
 use secrecy::ExposeSecret;
 use subtle::ConstantTimeEq;
 
-use crate::domain::{Gid, WebhookName};
+use crate::domain::{Gid, WatchedResource, WebhookName};
 use crate::settings::env_var_name;
 use crate::store::{RegisteredWebhook, RegistrationOpening, Store, now_ms};
 use crate::upstream::asana::CreatedWebhook;
@@ -29,23 +29,25 @@ pub const REGISTRATION_WINDOW: Duration = Duration::from_secs(60);
 pub struct Registered {
     pub name: WebhookName,
     pub webhook_gid: Gid,
-    pub project_gid: Gid,
+    /// The project or workspace it watches.
+    pub resource: WatchedResource,
     pub target: String,
     pub registered_at: i64,
 }
 
-/// Creates a webhook for `project` at `{public_url}/webhooks/asana/{name}?r=<nonce>`; `name`
-/// defaults to an unguessable random one. The service must be running and reachable at
-/// `public_url`. When `interrupted` completes first, the attempt is abandoned and undone here.
+/// Creates a webhook for `resource` (a project's tasks, or a workspace's new projects) at
+/// `{public_url}/webhooks/asana/{name}?r=<nonce>`; `name` defaults to an unguessable random one.
+/// The service must be running and reachable at `public_url`. When `interrupted` completes first,
+/// the attempt is abandoned and undone here. When Asana refuses, the error is a [`CreateRefused`].
 pub async fn register_webhook(
     store: &Store,
     asana: &AsanaClient,
     public_url: &str,
-    project: &Gid,
+    resource: &WatchedResource,
     name: Option<WebhookName>,
     interrupted: impl Future<Output = ()>,
 ) -> anyhow::Result<Registered> {
-    let attempt = Attempt::open(store, public_url, project, name).await?;
+    let attempt = Attempt::open(store, public_url, resource, name).await?;
     match attempt.run(asana, interrupted).await {
         Ok(registered) => Ok(registered),
         Err(err) => Err(attempt.abandon(err).await),
@@ -56,7 +58,7 @@ pub async fn register_webhook(
 struct Attempt<'s> {
     store: &'s Store,
     name: WebhookName,
-    project: Gid,
+    resource: WatchedResource,
     nonce: RegistrationNonce,
     /// The target without the nonce, for messages.
     base: String,
@@ -68,14 +70,11 @@ impl<'s> Attempt<'s> {
     async fn open(
         store: &'s Store,
         public_url: &str,
-        project: &Gid,
+        resource: &WatchedResource,
         name: Option<WebhookName>,
     ) -> anyhow::Result<Attempt<'s>> {
         if public_url.is_empty() {
-            bail!(
-                "server.public_url ({}) is not set: webhooks create needs the https URL Asana reaches this service at",
-                env_var_name("server.public_url")
-            );
+            return Err(PublicUrlMissing.into());
         }
         let name = name.unwrap_or_else(random_name);
         let nonce = RegistrationNonce::generate();
@@ -98,7 +97,7 @@ impl<'s> Attempt<'s> {
         Ok(Attempt {
             store,
             name,
-            project: project.clone(),
+            resource: resource.clone(),
             nonce,
             base,
             target,
@@ -121,14 +120,11 @@ impl<'s> Attempt<'s> {
                 "interrupted: the registration was abandoned. If Asana created the webhook already, \
                  `webhooks list` shows it as \"not registered here\": remove it with `webhooks delete <GID>`"
             ),
-            created = asana.create_webhook(self.project.as_str(), &self.target) => created,
+            created = asana.create_webhook(&self.resource, &self.target) => created,
         };
-        let created = created.map_err(|err| {
-            anyhow!(explain_create_failure(
-                &err,
-                self.project.as_str(),
-                &self.base
-            ))
+        let created = created.map_err(|cause| CreateRefused {
+            explained: explain_create_failure(&cause, &self.resource, &self.base),
+            cause,
         })?;
         let gid = created.webhook.gid.clone();
         let why = match self.confirm(created).await {
@@ -165,7 +161,7 @@ impl<'s> Attempt<'s> {
         let webhook_gid = created.webhook.gid.clone();
         let registered = RegisteredWebhook {
             webhook_gid: webhook_gid.clone(),
-            project_gid: self.project.clone(),
+            resource: self.resource.clone(),
             target: self.target.clone(),
         };
         if !self
@@ -181,7 +177,7 @@ impl<'s> Attempt<'s> {
         Ok(Registered {
             name: self.name.clone(),
             webhook_gid,
-            project_gid: self.project.clone(),
+            resource: self.resource.clone(),
             target: self.target.clone(),
             registered_at: now_ms(),
         })
@@ -216,15 +212,41 @@ pub fn first_use_warning() -> String {
     )
 }
 
+/// Asana refused to create the webhook: the line an operator can act on, and Asana's answer (for
+/// a caller that retries what is transient).
+#[derive(Debug, thiserror::Error)]
+#[error("{explained}")]
+pub struct CreateRefused {
+    pub explained: String,
+    pub cause: UpstreamError,
+}
+
+/// `server.public_url` is empty: nothing can be registered.
+#[derive(Debug, Clone, Copy)]
+pub struct PublicUrlMissing;
+
+impl std::fmt::Display for PublicUrlMissing {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "server.public_url ({}) is not set: registering a webhook needs the https URL Asana \
+             reaches this service at",
+            env_var_name("server.public_url")
+        )
+    }
+}
+
+impl std::error::Error for PublicUrlMissing {}
+
 /// One line an operator can act on, for each way Asana refuses.
-fn explain_create_failure(err: &UpstreamError, project: &str, target: &str) -> String {
+fn explain_create_failure(err: &UpstreamError, resource: &WatchedResource, target: &str) -> String {
     match err {
         UpstreamError::Status {
             status: 403,
             message,
             ..
         } if message.contains("Duplicated webhook") => format!(
-            "Asana already has a webhook for project {project} and target {target}: delete it first \
+            "Asana already has a webhook for {resource} and target {target}: delete it first \
              (`webhooks list`, then `webhooks delete <GID>`) or use another --name"
         ),
         UpstreamError::Status {
@@ -244,13 +266,11 @@ fn explain_create_failure(err: &UpstreamError, project: &str, target: &str) -> S
             message,
             ..
         } => format!(
-            "Asana refused to create the webhook (403: {message}): can the token's user see project {project}? \
+            "Asana refused to create the webhook (403: {message}): can the token's user see {resource}? \
              Asana also refuses localhost targets"
         ),
         UpstreamError::Status { status: 404, .. } => {
-            format!(
-                "Asana does not know project {project} (404), or the token's user cannot see it"
-            )
+            format!("Asana does not know {resource} (404), or the token's user cannot see it")
         }
         other => format!("could not create the webhook at Asana: {other}"),
     }
@@ -282,13 +302,33 @@ mod tests {
             status,
             message: message.to_string(),
         };
-        let text = |e| explain_create_failure(&e, "1", "https://x/webhooks/asana/n");
+        let project = WatchedResource::Project("1".parse().unwrap());
+        let text = |e| explain_create_failure(&e, &project, "https://x/webhooks/asana/n");
         assert!(
             text(status(403, "Duplicated webhook. You already have..."))
                 .contains("already has a webhook")
         );
         assert!(text(status(400, "The remote server did not respond")).contains("handshake"));
         assert!(text(status(401, "Not Authorized")).contains("BRIDGE__ASANA__TOKEN"));
-        assert!(text(status(403, "Forbidden")).contains("can the token's user see"));
+        assert!(text(status(403, "Forbidden")).contains("can the token's user see project 1?"));
+    }
+
+    #[test]
+    fn refusals_name_the_watched_resource() {
+        let workspace = WatchedResource::Workspace("80001".parse().unwrap());
+        let status = |status, message: &str| UpstreamError::Status {
+            service: Service::Asana,
+            status,
+            message: message.to_string(),
+        };
+        let text = |e| explain_create_failure(&e, &workspace, "https://x/webhooks/asana/n");
+        assert!(
+            text(status(403, "Duplicated webhook.")).contains("a webhook for workspace 80001 and")
+        );
+        assert!(text(status(403, "Forbidden")).contains("see workspace 80001?"));
+        assert_eq!(
+            text(status(404, "Unknown object")),
+            "Asana does not know workspace 80001 (404), or the token's user cannot see it"
+        );
     }
 }

@@ -15,7 +15,7 @@ use anyhow::bail;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-use crate::domain::{WatchedResource, WebhookName};
+use crate::domain::WebhookName;
 use crate::settings::env_var_name;
 use crate::store::{LeaseOwner, RepairClaim, Store, WebhookRepair};
 use crate::telemetry::metrics;
@@ -216,13 +216,6 @@ impl WebhookRepairer {
                 env_var_name("server.public_url")
             );
         }
-        let project = match &repair.resource {
-            WatchedResource::Project(gid) => gid,
-            WatchedResource::Workspace(gid) => bail!(
-                "workspace {gid}'s webhook cannot be registered again by this build: \
-                 run `webhooks watch-workspace --workspace {gid}`"
-            ),
-        };
         let interrupted = async {
             tokio::select! {
                 _ = shutdown.cancelled() => {}
@@ -233,7 +226,7 @@ impl WebhookRepairer {
             &self.store,
             &self.asana,
             &self.public_url,
-            project,
+            &repair.resource,
             None,
             interrupted,
         )
@@ -277,7 +270,7 @@ impl WebhookRepairer {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::Gid;
+    use crate::domain::{Gid, WatchedResource};
     use crate::upstream::Service;
 
     fn webhook(active: Option<bool>, failure: Option<&str>) -> Webhook {

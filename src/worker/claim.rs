@@ -12,6 +12,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use super::{JobEnd, RunningGuard, Worker};
+use crate::domain::JobKind;
 use crate::store::ClaimedJob;
 
 impl Worker {
@@ -63,12 +64,17 @@ impl Worker {
 
     fn spawn_job(&self, in_flight: &mut JoinSet<()>, job: ClaimedJob) {
         let inviter = self.inviter.clone();
+        let watcher = self.watcher.clone();
         let owner = self.owner.clone();
         let wake = self.wake.clone();
         let span = tracing::info_span!("job", job_id = job.id, task_gid = %job.task_gid, attempt = job.attempts);
         in_flight.spawn(
             async move {
-                match inviter.run(&job, &owner).await {
+                let ran = match job.kind {
+                    JobKind::ProjectAdded => watcher.run(&job, &owner).await,
+                    _ => inviter.run(&job, &owner).await,
+                };
+                match ran {
                     // Wake the loop when the retry is due rather than at the next poll.
                     Ok(JobEnd::RetryIn(delay)) => {
                         tokio::spawn(async move {

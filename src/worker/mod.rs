@@ -1,7 +1,8 @@
 //! The background worker. `claim.rs`: the loop that claims due jobs with a lease and runs them;
 //! `invite.rs`: one job, start to finish; `retry.rs`: whether and when a failed job runs again;
 //! `project_scope.rs`: whether a task is (still) in its webhook's project; `rooms.rs`: the rooms
-//! a job grants its assignee; `room_provision.rs`: one room per project in `auto` mode.
+//! a job grants its assignee; `room_provision.rs`: one room per project in `auto` mode;
+//! `watch_project.rs`: a project a workspace's webhook reported gets a webhook of its own.
 
 mod claim;
 mod invite;
@@ -9,6 +10,7 @@ mod project_scope;
 mod retry;
 mod room_provision;
 mod rooms;
+mod watch_project;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -23,6 +25,7 @@ pub(crate) use retry::backoff_delay;
 pub use retry::{Decision, RetryPolicy};
 pub use room_provision::{CommandRoom, RoomEvent, asana_project, provision_for_command};
 pub use rooms::linked_gone_message;
+pub use watch_project::ProjectWatcher;
 
 /// Whether the worker loop is alive, for readiness.
 #[derive(Debug, Default)]
@@ -48,6 +51,8 @@ impl Drop for RunningGuard {
 pub struct Worker {
     store: Store,
     inviter: Arc<Inviter>,
+    /// Runs `project_added` jobs.
+    watcher: Arc<ProjectWatcher>,
     settings: WorkerSettings,
     owner: LeaseOwner,
     wake: Arc<Notify>,
@@ -58,12 +63,14 @@ impl Worker {
     pub fn new(
         store: Store,
         inviter: Inviter,
+        watcher: ProjectWatcher,
         settings: WorkerSettings,
         wake: Arc<Notify>,
     ) -> Self {
         Worker {
             store,
             inviter: Arc::new(inviter),
+            watcher: Arc::new(watcher),
             settings,
             owner: LeaseOwner::new(lease_owner_id()),
             wake,

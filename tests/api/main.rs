@@ -22,3 +22,4 @@ mod rooms_store;
 mod webhook_repair;
 mod webhooks;
 mod worker;
+mod workspace;
