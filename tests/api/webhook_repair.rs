@@ -479,3 +479,63 @@ async fn deleting_a_webhook_under_repair_cancels_its_repair(#[case] backend: Bac
     assert_eq!(env.asana.calls_by_route().get("create_webhook"), Some(&2));
     assert!(env.asana.webhooks().is_empty());
 }
+
+#[rstest]
+#[case::sqlite(Backend::Sqlite)]
+#[case::postgres(Backend::Postgres)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_workspace_webhook_asana_deleted_is_registered_again_with_its_filter(
+    #[case] backend: Backend,
+) {
+    let Some(mut env) = Env::on(backend).await else {
+        return;
+    };
+    repairing(&mut env);
+    let process = BridgeProcess::start(&env).await;
+    let workspace = env.asana.workspace_gid();
+    env.run(&["webhooks", "watch-workspace", "--name", "old"])
+        .await
+        .expect_code(0);
+    let old = env
+        .asana
+        .webhooks()
+        .into_iter()
+        .find(|hook| hook.resource == workspace)
+        .expect("Asana has the workspace webhook");
+
+    env.asana.forget_webhook(&old.gid);
+
+    let store = env.store().await;
+    let new = eventually("the workspace webhook to be replaced", WAIT, || async {
+        let new = env
+            .asana
+            .webhooks()
+            .into_iter()
+            .find(|hook| hook.resource == workspace && hook.gid != old.gid)?;
+        store
+            .find_webhook("old")
+            .await
+            .unwrap()
+            .is_none()
+            .then_some(new)
+    })
+    .await;
+    assert_eq!(
+        new.filters,
+        json!([{"resource_type":"project","action":"added"}])
+    );
+    old_name_refused(&process.bridge, &old).await;
+    let row = listed(&env, &new_name(&new)).await;
+    assert!(
+        row.contains("workspace") && row.contains(&workspace) && row.contains("replaces old"),
+        "{row}"
+    );
+    // A workspace has no reconcile pass: it never becomes a project.
+    assert_eq!(
+        store
+            .project_name(&workspace.parse().unwrap())
+            .await
+            .unwrap(),
+        None
+    );
+}
