@@ -11,9 +11,10 @@ use tokio::sync::{Notify, Semaphore};
 use tokio_util::sync::CancellationToken;
 
 use crate::http::{AppState, MetricsRoute, SecretCache, metrics_router, router, server};
+use crate::reconcile::{PassSettings, Reconciler};
 use crate::retention::Retention;
 use crate::settings::{HandshakeMode, Settings};
-use crate::store::Store;
+use crate::store::{LeaseOwner, Store};
 use crate::upstream::{AsanaClient, Upstreams};
 use crate::webhook::register::first_use_warning;
 use crate::webhook::watch::WebhookHealth;
@@ -29,6 +30,7 @@ pub struct Application {
     worker: Worker,
     store: Store,
     retention: Retention,
+    reconciler: Reconciler,
     health: Arc<WebhookHealth>,
     asana: AsanaClient,
     /// Request headers and bodies must arrive within this time.
@@ -65,6 +67,23 @@ impl Application {
             store.clone(),
             inviter,
             settings.worker.clone(),
+            wake.clone(),
+        );
+        // Notified when a catch-up pass was asked for (a repaired webhook).
+        let reconcile_wake = Arc::new(Notify::new());
+        let reconciler = Reconciler::new(
+            store.clone(),
+            upstreams.asana_reconcile.clone(),
+            PassSettings {
+                hold: Duration::from_millis(settings.worker.lease_ms),
+                interval: settings.reconcile.interval(),
+            },
+            &LeaseOwner::new(format!(
+                "{}-{:08x}",
+                std::process::id(),
+                rand::random::<u32>()
+            )),
+            reconcile_wake.clone(),
             wake.clone(),
         );
         let state = AppState {
@@ -113,6 +132,7 @@ impl Application {
             metrics,
             worker,
             retention: Retention::new(store.clone(), settings.retention.done_days),
+            reconciler,
             store,
             health,
             asana: upstreams.asana,
@@ -135,6 +155,7 @@ impl Application {
         let stop = CancellationToken::new();
         let worker = tokio::spawn(self.worker.run(stop.child_token()));
         let retention = tokio::spawn(self.retention.run(stop.child_token()));
+        let reconciler = tokio::spawn(self.reconciler.run(stop.child_token()));
         let watcher = tokio::spawn(self.health.watch(
             self.store.clone(),
             self.asana,
@@ -179,6 +200,9 @@ impl Application {
         }
         if let Err(err) = watcher.await {
             tracing::error!(error = %err, "the webhook watcher ended abnormally");
+        }
+        if let Err(err) = reconciler.await {
+            tracing::error!(error = %err, "the reconciler ended abnormally");
         }
         if let Err(err) = retention.await {
             tracing::error!(error = %err, "the retention task ended abnormally");

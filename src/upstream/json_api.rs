@@ -36,6 +36,8 @@ pub(crate) struct JsonApi {
     max_retry_after: Duration,
     /// Shared by every clone; `None` sends unpaced.
     pacer: Option<Arc<RequestPacer>>,
+    /// Waited for before `pacer`: a smaller share of the same budget (reconcile passes).
+    extra_pacer: Option<Arc<RequestPacer>>,
 }
 
 impl JsonApi {
@@ -60,6 +62,7 @@ impl JsonApi {
             error_message,
             max_retry_after: DEFAULT_MAX_RETRY_AFTER,
             pacer: None,
+            extra_pacer: None,
         })
     }
 
@@ -73,6 +76,19 @@ impl JsonApi {
     pub fn with_pacer(mut self, pacer: RequestPacer) -> JsonApi {
         self.pacer = Some(Arc::new(pacer));
         self
+    }
+
+    /// A clone whose requests first wait for `pacer`, then for the shared one (whose 429
+    /// pauses hold them too).
+    pub fn with_extra_pacer(&self, pacer: RequestPacer) -> JsonApi {
+        let mut api = self.clone();
+        api.extra_pacer = Some(Arc::new(pacer));
+        api
+    }
+
+    /// The shared pacer's rate; `None` when requests go out unpaced.
+    pub fn requests_per_minute(&self) -> Option<u32> {
+        self.pacer.as_ref().map(|p| p.requests_per_minute())
     }
 
     /// The base URL with `segments` appended, each escaped.
@@ -163,6 +179,9 @@ impl JsonApi {
         let request = request
             .bearer_auth(self.credential.expose_secret())
             .header(ACCEPT, "application/json");
+        if let Some(pacer) = &self.extra_pacer {
+            pacer.wait().await;
+        }
         if let Some(pacer) = &self.pacer {
             pacer.wait().await;
         }
