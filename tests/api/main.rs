@@ -12,6 +12,7 @@ mod lifecycle;
 mod migrations;
 mod operability;
 mod overload;
+mod reconcile;
 mod reconcile_store;
 mod registration;
 mod replicas;
