@@ -386,9 +386,19 @@ async fn migration_7_names_the_assignee_of_backfill_jobs_and_watches_the_project
     )
     .await;
     for (key, source, kind, status) in [
-        ("backfill:501:7001", "command:backfill", "backfill", "pending"),
+        (
+            "backfill:501:7001",
+            "command:backfill",
+            "backfill",
+            "pending",
+        ),
         ("backfill:502:7002", "command:backfill", "backfill", "done"),
-        ("some-event-hash", "webhook:website", "assignee_changed", "pending"),
+        (
+            "some-event-hash",
+            "webhook:website",
+            "assignee_changed",
+            "pending",
+        ),
     ] {
         let task = key.split(':').nth(1).unwrap_or("503");
         env.execute_sql(&format!(
@@ -401,7 +411,10 @@ async fn migration_7_names_the_assignee_of_backfill_jobs_and_watches_the_project
 
     env.run(&["migrate"]).await.expect_code(0);
     let assignee = |task: &str| {
-        format!("SELECT COUNT(*) FROM jobs WHERE task_gid = '{task}' AND assignee_gid = '70{}'", &task[1..])
+        format!(
+            "SELECT COUNT(*) FROM jobs WHERE task_gid = '{task}' AND assignee_gid = '70{}'",
+            &task[1..]
+        )
     };
     assert_eq!(env.database.fetch_i64(&assignee("501")).await, 1);
     assert_eq!(env.database.fetch_i64(&assignee("502")).await, 1);

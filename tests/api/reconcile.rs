@@ -363,3 +363,39 @@ async fn a_catch_up_runs_with_passes_off_and_a_restart_resumes_from_the_cursor(
     assert!(state.reconcile_cursor.unwrap() > cursor);
     app.stop().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_replicas_never_run_one_projects_pass_at_once() {
+    let Some((mut env, store)) = watched(Backend::Postgres).await else {
+        return;
+    };
+    env.set("BRIDGE__RECONCILE__INTERVAL_SECS", "1");
+    // Three pages a pass, each answered slowly: overlapping passes would interleave their pages.
+    for n in 0..250 {
+        env.asana.assign(&format!("{}", 600 + n), PROJECT, None);
+    }
+    env.asana.set_latency(Duration::from_millis(100));
+    let first = TestApp::spawn(&env).await;
+    let second = TestApp::spawn(&env).await;
+    eventually("six passes", WAIT, || async {
+        (pass_requests(&env).len() >= 18).then_some(())
+    })
+    .await;
+    first.stop().await.unwrap();
+    second.stop().await.unwrap();
+
+    // Pass after pass, page after page (a pass cut short by the stop is a prefix of one).
+    let mut requests = pass_requests(&env);
+    requests.sort_by_key(|r| r.at);
+    let offsets: Vec<Option<String>> = requests.iter().map(|r| query_param(r, "offset")).collect();
+    for (n, offset) in offsets.iter().enumerate() {
+        let expected = match n % 3 {
+            0 => None,
+            1 => Some("off-100".to_string()),
+            _ => Some("off-200".to_string()),
+        };
+        assert_eq!(offset, &expected, "request {n} of {offsets:?}");
+    }
+    let passes = store.reconcile_states().await.unwrap();
+    assert_eq!(passes[0].reconcile_failures, 0);
+}

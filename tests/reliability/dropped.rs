@@ -37,9 +37,16 @@ async fn every_assignment_is_invited_once_though_30_percent_of_deliveries_are_lo
     let process = BridgeProcess::start(&env).await;
     env.set("BRIDGE__SERVER__PUBLIC_URL", &process.bridge.address);
     for (n, project) in PROJECTS.iter().enumerate() {
-        env.run(&["webhooks", "create", "--project", project, "--name", &format!("p{n}")])
-            .await
-            .expect_code(0);
+        env.run(&[
+            "webhooks",
+            "create",
+            "--project",
+            project,
+            "--name",
+            &format!("p{n}"),
+        ])
+        .await
+        .expect_code(0);
     }
     let store = env.store().await;
     eventually("every project's first pass", SETTLE, || async {
@@ -83,8 +90,14 @@ async fn every_assignment_is_invited_once_though_30_percent_of_deliveries_are_lo
             .then_some(jobs)
     })
     .await;
-    let from_passes = jobs.iter().filter(|j| j.source.to_string() == "reconcile").count();
-    assert!(from_passes >= dropped, "{from_passes} jobs from passes, {dropped} dropped");
+    let from_passes = jobs
+        .iter()
+        .filter(|j| j.source.to_string() == "reconcile")
+        .count();
+    assert!(
+        from_passes >= dropped,
+        "{from_passes} jobs from passes, {dropped} dropped"
+    );
 
     let text = process
         .bridge
