@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use asana_docspace_fakes::{AsanaFake, DocSpaceFake, random_secret};
 use asana_docspace_test_support::BridgeEnv;
 
-const TOKEN: &str = "1/bench-token";
+pub(crate) const TOKEN: &str = "1/bench-token";
 const API_KEY: &str = "sk-bench-key";
 
 /// The fakes the bridge talks to, and how to start the bridge against them.
