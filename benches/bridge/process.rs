@@ -39,6 +39,8 @@ impl BenchEnv {
             .with("BRIDGE__DOCSPACE__INVITE_TYPE", "User")
             .database(database_url)
             .with("BRIDGE__WEBHOOKS__HANDSHAKE", "first-use")
+            // The other sections measure deliveries and jobs: no reconcile pass beside them.
+            .with("BRIDGE__RECONCILE__INTERVAL_SECS", "0")
             .with("BRIDGE__LOG__FORMAT", "json")
             .with("RUST_LOG", "info");
         for (var, value) in extra {
