@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use super::{Context, format_time, table};
 use crate::domain::Gid;
-use crate::reconcile::{PassError, PassReport, PassSettings, run_pass};
+use crate::reconcile::{PassError, PassReport, PassSettings, pass_window, run_pass};
 use crate::store::ClaimOutcome;
 
 /// One project's row: what its pass did, or why it did not run.
@@ -56,7 +56,7 @@ pub(crate) async fn run(ctx: &Context, project: Option<&Gid>) -> anyhow::Result<
             }
             ClaimOutcome::HeldUntil(until) => Row::Held { until },
             ClaimOutcome::Claimed(claim) => {
-                let from = crate::reconcile::pass_window(claim.cursor, claim.since);
+                let from = pass_window(claim.cursor, claim.since);
                 match run_pass(&store, &asana, &claim, settings).await {
                     Ok(report) => Row::Passed(report),
                     Err(error) => Row::Failed { from, error },

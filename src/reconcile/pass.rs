@@ -63,7 +63,7 @@ pub async fn run_pass(
             if !store.finish_reconcile_pass(claim, started, due).await? {
                 return Err(PassError::ClaimLost);
             }
-            if report.from.is_some() && report.missed > 0 {
+            if report.missed > 0 {
                 metrics::reconcile_missed(report.missed);
             }
         }
