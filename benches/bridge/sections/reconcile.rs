@@ -47,7 +47,7 @@ pub async fn run(settings: &Settings, report: &mut Report) {
     .expect("client")
     .with_requests_per_minute(1_000_000);
 
-    change_100(&env);
+    let changed = change_100(&env);
     let steady = measured_pass(&env, &store, &asana, Some(now_ms() - 60_000)).await;
     report_pass(report, "reconcile: 100 changed of 10,000 tasks", &steady);
     report.target(
@@ -67,6 +67,8 @@ pub async fn run(settings: &Settings, report: &mut Report) {
         prefill_size()
     };
     prefill(&database, jobs, "reconcile", PROJECT).await;
+    // The first 100 changed an hour ago now: the second pass reads only its own 100.
+    age(&env, &changed);
     change_100(&env);
     let full = measured_pass(&env, &store, &asana, Some(now_ms() - 60_000)).await;
     report_pass(
@@ -130,9 +132,19 @@ fn person(n: usize) -> FakeUser {
     )
 }
 
-/// 50 tasks reassigned (to the next person), 50 renamed (same assignee): all modified now.
-fn change_100(env: &BenchEnv) {
+/// Marks `tasks` changed an hour ago.
+fn age(env: &BenchEnv, tasks: &[String]) {
+    let hour_ago = SystemTime::now() - Duration::from_secs(3600);
+    for task in tasks {
+        env.asana.set_modified_at(task, hour_ago);
+    }
+}
+
+/// 50 tasks reassigned (to another person), 50 renamed (same assignee): all modified now.
+/// Returns the tasks changed.
+fn change_100(env: &BenchEnv) -> Vec<String> {
     let stamp = now_ms();
+    let mut changed = Vec::new();
     for n in 0..REASSIGNED + RENAMED {
         let index = (stamp as usize + n * 97) % TASKS;
         let assignee = if n < REASSIGNED {
@@ -141,7 +153,9 @@ fn change_100(env: &BenchEnv) {
             person(index % PEOPLE)
         };
         env.asana.assign(&task_gid(index), PROJECT, Some(assignee));
+        changed.push(task_gid(index));
     }
+    changed
 }
 
 /// One pass with the cursor at `cursor` (`None`: a first pass), timed, its requests counted.
