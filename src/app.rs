@@ -11,6 +11,7 @@ use tokio::sync::{Notify, Semaphore};
 use tokio_util::sync::CancellationToken;
 
 use crate::http::{AppState, MetricsRoute, SecretCache, metrics_router, router, server};
+use crate::reconcile::{PassSettings, Reconciler};
 use crate::retention::Retention;
 use crate::settings::{HandshakeMode, Settings};
 use crate::store::{LeaseOwner, Store};
@@ -30,6 +31,7 @@ pub struct Application {
     worker: Worker,
     store: Store,
     retention: Retention,
+    reconciler: Reconciler,
     health: Arc<WebhookHealth>,
     asana: AsanaClient,
     /// Request headers and bodies must arrive within this time.
@@ -72,6 +74,7 @@ impl Application {
             settings.worker.clone(),
             wake.clone(),
         );
+        // Notified when a catch-up pass was asked for (a repaired webhook).
         let reconcile_wake = Arc::new(Notify::new());
         let repairer_wake = Arc::new(Notify::new());
         let health = if settings.webhooks.auto_recreate {
@@ -87,6 +90,17 @@ impl Application {
             wake: repairer_wake,
             reconcile_wake: reconcile_wake.clone(),
         });
+        let reconciler = Reconciler::new(
+            store.clone(),
+            upstreams.asana_reconcile.clone(),
+            PassSettings {
+                hold: Duration::from_millis(settings.worker.lease_ms),
+                interval: settings.reconcile.interval(),
+            },
+            &LeaseOwner::new(lease_owner_id()),
+            reconcile_wake,
+            wake.clone(),
+        );
         let state = AppState {
             store: store.clone(),
             handshake: settings.webhooks.handshake,
@@ -133,6 +147,7 @@ impl Application {
             metrics,
             worker,
             retention: Retention::new(store.clone(), settings.retention.done_days),
+            reconciler,
             store,
             health,
             asana: upstreams.asana,
@@ -156,6 +171,7 @@ impl Application {
         let stop = CancellationToken::new();
         let worker = tokio::spawn(self.worker.run(stop.child_token()));
         let retention = tokio::spawn(self.retention.run(stop.child_token()));
+        let reconciler = tokio::spawn(self.reconciler.run(stop.child_token()));
         let watcher = tokio::spawn(self.health.watch(
             self.store.clone(),
             self.asana,
@@ -205,6 +221,9 @@ impl Application {
         }
         if let Err(err) = watcher.await {
             tracing::error!(error = %err, "the webhook watcher ended abnormally");
+        }
+        if let Err(err) = reconciler.await {
+            tracing::error!(error = %err, "the reconciler ended abnormally");
         }
         if let Some(repairer) = repairer
             && let Err(err) = repairer.await

@@ -18,6 +18,7 @@ pub mod cli;
 pub mod commands;
 pub mod domain;
 pub mod http;
+pub mod reconcile;
 pub mod retention;
 pub mod rooms;
 pub mod settings;

@@ -389,6 +389,37 @@ async fn asana_project_tasks_pages_pass_the_spec() {
     );
 }
 
+/// A reconcile pass's page: `GET /tasks` with `modified_since` and `completed_since` as date-times,
+/// `limit=100` and `opt_fields` from the spec's enum.
+#[tokio::test]
+async fn asana_tasks_modified_page_passes_the_spec() {
+    let Some(c) = Contract::start("asana_tasks_modified_page_passes_the_spec").await else {
+        return;
+    };
+    let client = c.asana_client();
+    let project = PROJECT.parse().expect("a gid");
+    let since = "2026-12-03T09:55:00.000Z";
+    let page = client
+        .tasks_modified_page(&project, Some(since), &now_rfc3339(), None)
+        .await;
+    let first_pass = client
+        .tasks_modified_page(&project, None, &now_rfc3339(), None)
+        .await;
+    c.assert_all_accepted();
+    c.ensure(
+        page.is_ok() && first_pass.is_ok(),
+        format!("both pages decode: {page:?}, {first_pass:?}"),
+    );
+    c.assert_requests(&[(Method::GET, "/tasks"), (Method::GET, "/tasks")], &[]);
+    let exchanges = c.asana.exchanges();
+    c.ensure(
+        exchanges[0].query_param("modified_since").as_deref() == Some(since)
+            && exchanges[1].query_param("modified_since").is_none()
+            && exchanges[0].query_param("limit").as_deref() == Some("100"),
+        "the window is sent, and left out on a first pass",
+    );
+}
+
 #[tokio::test]
 async fn asana_webhook_calls_pass_the_spec() {
     let Some(c) = Contract::start("asana_webhook_calls_pass_the_spec").await else {

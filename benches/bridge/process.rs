@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use asana_docspace_fakes::{AsanaFake, DocSpaceFake, random_secret};
 use asana_docspace_test_support::BridgeEnv;
 
-const TOKEN: &str = "1/bench-token";
+pub(crate) const TOKEN: &str = "1/bench-token";
 const API_KEY: &str = "sk-bench-key";
 
 /// The fakes the bridge talks to, and how to start the bridge against them.
@@ -39,6 +39,8 @@ impl BenchEnv {
             .with("BRIDGE__DOCSPACE__INVITE_TYPE", "User")
             .database(database_url)
             .with("BRIDGE__WEBHOOKS__HANDSHAKE", "first-use")
+            // The other sections measure deliveries and jobs: no reconcile pass beside them.
+            .with("BRIDGE__RECONCILE__INTERVAL_SECS", "0")
             .with("BRIDGE__LOG__FORMAT", "json")
             .with("RUST_LOG", "info");
         for (var, value) in extra {

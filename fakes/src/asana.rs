@@ -76,6 +76,43 @@ struct World {
     secret_in_body_override: Option<String>,
     /// When false, creating a webhook does not send the first heartbeat.
     heartbeat_after_create: bool,
+    /// Each task's last change, strictly increasing (reconcile passes read `modified_since`).
+    modified: BTreeMap<String, SystemTime>,
+    last_modified: SystemTime,
+    /// Deliveries of [`AsanaFake::assign_and_deliver`] never sent: the share, and the generator.
+    drop_rate: f64,
+    drop_state: u64,
+    dropped: Vec<DroppedDelivery>,
+}
+
+/// An assignment event Asana "lost": never sent to this webhook.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DroppedDelivery {
+    pub webhook_gid: String,
+    pub task_gid: String,
+}
+
+impl World {
+    /// Records a change of `task_gid` now, strictly after every earlier one.
+    fn touch(&mut self, task_gid: &str) {
+        let at = SystemTime::now().max(self.last_modified + Duration::from_millis(1));
+        self.last_modified = at;
+        self.modified.insert(task_gid.to_string(), at);
+    }
+
+    /// Whether the next delivery is dropped (splitmix64 over the seed: the same seed drops the
+    /// same deliveries).
+    fn drop_next(&mut self) -> bool {
+        if self.drop_rate <= 0.0 {
+            return false;
+        }
+        self.drop_state = self.drop_state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.drop_state;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^= z >> 31;
+        ((z >> 11) as f64 / (1u64 << 53) as f64) < self.drop_rate
+    }
 }
 
 #[derive(Clone)]
@@ -105,6 +142,11 @@ impl AsanaFake {
                 next_gid: 1_200_000_000_000_000,
                 secret_in_body_override: None,
                 heartbeat_after_create: true,
+                modified: BTreeMap::new(),
+                last_modified: SystemTime::UNIX_EPOCH,
+                drop_rate: 0.0,
+                drop_state: 0,
+                dropped: Vec::new(),
             })),
             common: Arc::new(Common::default()),
             http: reqwest::Client::builder()
@@ -134,14 +176,74 @@ impl AsanaFake {
         format!("{}/api/1.0", self.server.url)
     }
 
-    /// Creates or replaces a task.
+    /// Creates or replaces a task; it counts as modified now.
     pub fn put_task(&self, task: FakeTask) {
+        let mut world = self.shared.world.lock().unwrap();
+        world.touch(&task.gid);
+        world.tasks.insert(task.gid.clone(), task);
+    }
+
+    /// Sets when task `gid` last changed, as `modified_at` shows and `modified_since` filters.
+    pub fn set_modified_at(&self, gid: &str, at: SystemTime) {
         self.shared
             .world
             .lock()
             .unwrap()
-            .tasks
-            .insert(task.gid.clone(), task);
+            .modified
+            .insert(gid.to_string(), at);
+    }
+
+    /// From now on, [`AsanaFake::assign_and_deliver`] drops this share (0 to 1) of its
+    /// deliveries, chosen by `seed`.
+    pub fn drop_deliveries(&self, rate: f64, seed: u64) {
+        let mut world = self.shared.world.lock().unwrap();
+        world.drop_rate = rate;
+        world.drop_state = seed;
+    }
+
+    /// The deliveries dropped so far.
+    pub fn dropped(&self) -> Vec<DroppedDelivery> {
+        self.shared.world.lock().unwrap().dropped.clone()
+    }
+
+    /// Assigns `task_gid` in `project` to `assignee` and, as Asana does, sends the assignment
+    /// event to every active webhook on the project, unless [`AsanaFake::drop_deliveries`]
+    /// drops it (recorded in [`AsanaFake::dropped`]). Returns how many were sent.
+    pub async fn assign_and_deliver(
+        &self,
+        task_gid: &str,
+        project: &str,
+        assignee: FakeUser,
+    ) -> usize {
+        let assignee_gid = assignee.gid.clone();
+        self.assign(task_gid, project, Some(assignee));
+        let hooks: Vec<FakeWebhook> = {
+            let mut world = self.shared.world.lock().unwrap();
+            let hooks: Vec<FakeWebhook> = world
+                .webhooks
+                .values()
+                .filter(|h| h.active && h.resource == project)
+                .cloned()
+                .collect();
+            let mut sent = Vec::new();
+            for hook in hooks {
+                if world.drop_next() {
+                    world.dropped.push(DroppedDelivery {
+                        webhook_gid: hook.gid.clone(),
+                        task_gid: task_gid.to_string(),
+                    });
+                } else {
+                    sent.push(hook);
+                }
+            }
+            sent
+        };
+        let body = assignment_delivery(task_gid, &assignee_gid).to_string();
+        for hook in &hooks {
+            // A failed delivery is recorded on the webhook, as Asana does; the caller reads it there.
+            let _ = deliver(&self.shared, hook, body.clone()).await;
+        }
+        hooks.len()
     }
 
     /// A task in `project` assigned to `assignee` (or nobody).
@@ -519,6 +621,14 @@ fn render_task(world: &World, task: &FakeTask, fields: &[String]) -> Value {
     if wants("completed") {
         out["completed"] = json!(task.completed);
     }
+    if wants("modified_at") {
+        out["modified_at"] = json!(
+            world
+                .modified
+                .get(&task.gid)
+                .map(|at| humantime::format_rfc3339_millis(*at).to_string())
+        );
+    }
     if wants_under("projects") {
         let projects: Vec<Value> = task
             .projects
@@ -640,11 +750,26 @@ async fn page_of_tasks(
                 _ => return errors(StatusCode::BAD_REQUEST, "limit: Must be between 1 and 100"),
             };
             let incomplete_only = query.contains_key("completed_since");
+            if let Some(since) = query.get("completed_since")
+                && since != "now"
+                && humantime::parse_rfc3339_weak(since).is_err()
+            {
+                return errors(StatusCode::BAD_REQUEST, "completed_since: Invalid date");
+            }
+            // Only `GET /tasks` takes `modified_since`; `/projects/{gid}/tasks` ignores it.
+            let modified_since = match query.get("modified_since").filter(|_| path == "/tasks") {
+                None => None,
+                Some(since) => match humantime::parse_rfc3339_weak(since) {
+                    Ok(at) => Some(at),
+                    Err(_) => return errors(StatusCode::BAD_REQUEST, "modified_since: Invalid date"),
+                },
+            };
             let tasks: Vec<&FakeTask> = world
                 .tasks
                 .values()
                 .filter(|t| t.projects.contains(&project))
                 .filter(|t| !(incomplete_only && t.completed))
+                .filter(|t| modified_since.is_none_or(|since| world.modified.get(&t.gid).is_some_and(|at| *at >= since)))
                 .collect();
             let start = match query.get("offset") {
                 None => 0,

@@ -8,7 +8,8 @@ mod faults;
 mod server;
 
 pub use asana::{
-    AsanaFake, FakeTask, FakeUser, FakeWebhook, assignment_delivery, task_added_delivery,
+    AsanaFake, DroppedDelivery, FakeTask, FakeUser, FakeWebhook, assignment_delivery,
+    task_added_delivery,
 };
 pub use docspace::{DocSpaceFake, FakeRoom, SentInvitation};
 pub use faults::{Fault, Gate};

@@ -37,6 +37,9 @@ async fn scrape(State(app): State<AppState>) -> Result<Response, ApiError> {
 #[derive(Debug, Default)]
 pub struct StoreGauges {
     last_read: tokio::sync::Mutex<Option<(Instant, Option<i64>)>>,
+    /// Each watched project and where its reconcile lag counts from (its cursor, else its
+    /// creation), as last read.
+    reconcile_since: std::sync::Mutex<Vec<(String, i64)>>,
 }
 
 impl StoreGauges {
@@ -57,12 +60,27 @@ impl StoreGauges {
                     metrics::queue_depth(status.as_str(), count);
                 }
                 let oldest = store.oldest_pending_job_created_at().await?;
+                let states = store.reconcile_states().await?;
+                *self.reconcile_since.lock().expect("not poisoned") = states
+                    .into_iter()
+                    .map(|s| {
+                        (
+                            s.gid.to_string(),
+                            s.reconcile_cursor.unwrap_or(s.created_at),
+                        )
+                    })
+                    .collect();
                 *last_read = Some((Instant::now(), oldest));
                 oldest
             }
         };
         let waited_ms = oldest_pending.map_or(0, |created| now_ms().saturating_sub(created));
         metrics::oldest_pending_age(Duration::from_millis(u64::try_from(waited_ms).unwrap_or(0)));
+        let now = now_ms();
+        for (project, since) in self.reconcile_since.lock().expect("not poisoned").iter() {
+            let lag_ms = u64::try_from(now.saturating_sub(*since)).unwrap_or(0);
+            metrics::reconcile_lag(project, Duration::from_millis(lag_ms));
+        }
         Ok(())
     }
 }

@@ -20,6 +20,7 @@ mod conn;
 mod grants;
 mod invitations;
 mod jobs;
+mod reconcile;
 mod repairs;
 mod retention;
 mod rooms;
@@ -48,6 +49,7 @@ pub use jobs::{
     ClaimedJob, Confirmations, EnqueueOutcome, JobRecord, JobStatus, LeaseOwner, NewJob, Outcome,
     QueueCounts, RetryRequest, Settlement,
 };
+pub use reconcile::{ClaimOutcome, ReconcileCandidate, ReconcileClaim, ReconcileState};
 pub use repairs::{RepairClaim, RepairRequest, WebhookRepair};
 pub use rooms::{
     Claimant, CreationClaim, CreationState, KnownProject, LinkOutcome, NewProjectRoom, ProjectRoom,

@@ -7,6 +7,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use super::conn::{Conn, Sql, Write};
+use super::reconcile::catch_up_sql;
 use super::{Durability, Store, StoreError, StoreResult, duration_ms, now_ms};
 use crate::domain::{Gid, WatchedResource, WebhookName};
 
@@ -234,13 +235,6 @@ struct CompleteRepair {
     now: i64,
 }
 
-const CATCH_UP_SQLITE: &str = "UPDATE projects \
-     SET reconcile_since = MIN(COALESCE(reconcile_since, $1), $1), reconcile_due_at = $2 \
-     WHERE gid = $3";
-const CATCH_UP_POSTGRES: &str = "UPDATE projects \
-     SET reconcile_since = LEAST(COALESCE(reconcile_since, $1), $1), reconcile_due_at = $2 \
-     WHERE gid = $3";
-
 impl Write for CompleteRepair {
     type Output = bool;
     const DURABILITY: Durability = Durability::Synced;
@@ -277,17 +271,8 @@ impl Write for CompleteRepair {
             .await?;
         if let WatchedResource::Project(project) = &repair.resource {
             let mut conn = tx.conn();
-            let catch_up = match conn {
-                Conn::Sqlite(_) => CATCH_UP_SQLITE,
-                Conn::Postgres(_) => CATCH_UP_POSTGRES,
-            };
-            conn.execute(
-                Sql::new(catch_up)
-                    .bind(repair.since)
-                    .bind(self.now)
-                    .bind(project.as_str()),
-            )
-            .await?;
+            let catch_up = catch_up_sql(&conn, project, repair.since, self.now);
+            conn.execute(catch_up).await?;
         }
         tx.commit().await?;
         Ok(true)

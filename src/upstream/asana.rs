@@ -179,6 +179,16 @@ pub struct CreatedWebhook {
     pub secret: Option<String>,
 }
 
+/// A task as a reconcile pass lists it: its assignee (gid only) and when it last changed.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct ModifiedTask {
+    pub gid: Gid,
+    #[serde(default)]
+    pub assignee: Option<ResourceRef>,
+    #[serde(default)]
+    pub modified_at: Option<String>,
+}
+
 /// One page of a list, and where the next one starts.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 pub struct Page<T> {
@@ -239,6 +249,21 @@ impl AsanaClient {
     pub fn with_max_retry_after(mut self, max: Duration) -> Self {
         self.api = self.api.with_max_retry_after(max);
         self
+    }
+
+    /// A clone whose requests first wait for a limiter of `share` of this client's rate (at
+    /// least one a minute), then for the shared pacer: reconcile passes spend from the same
+    /// budget, at most that share of it, and obey a 429 pause like every other request.
+    pub fn with_rate_share(&self, share: f64) -> AsanaClient {
+        let per_minute = self
+            .api
+            .requests_per_minute()
+            .unwrap_or(DEFAULT_REQUESTS_PER_MINUTE);
+        AsanaClient {
+            api: self
+                .api
+                .with_extra_pacer(RequestPacer::per_minute(per_minute).share_of(share)),
+        }
     }
 
     /// The client the settings describe. One per process: see [`super::Upstreams`].
@@ -330,6 +355,40 @@ impl AsanaClient {
             }
         }
         self.api.json("project_tasks", self.api.get(url)).await
+    }
+
+    /// One page (up to 100) of a project's incomplete tasks (`completed_since`, RFC 3339) modified
+    /// since `modified_since` (RFC 3339; `None`: all of them), with their assignee and
+    /// `modified_at`. `GET /tasks`: only it takes `modified_since`.
+    #[tracing::instrument(
+        name = "asana.tasks_modified_page",
+        skip(self, completed_since),
+        err(level = "debug", Display)
+    )]
+    pub async fn tasks_modified_page(
+        &self,
+        project_gid: &Gid,
+        modified_since: Option<&str>,
+        completed_since: &str,
+        offset: Option<&str>,
+    ) -> Result<Page<ModifiedTask>, UpstreamError> {
+        let mut url = self.api.url(&["tasks"]);
+        {
+            let mut query = url.query_pairs_mut();
+            query
+                .append_pair("project", project_gid.as_str())
+                .append_pair("completed_since", completed_since);
+            if let Some(since) = modified_since {
+                query.append_pair("modified_since", since);
+            }
+            query
+                .append_pair("limit", "100")
+                .append_pair("opt_fields", "assignee,modified_at");
+            if let Some(offset) = offset {
+                query.append_pair("offset", offset);
+            }
+        }
+        self.api.json("reconcile_tasks", self.api.get(url)).await
     }
 
     /// `POST /webhooks` on `resource`, with its [`webhook_filters`]. Asana performs the handshake

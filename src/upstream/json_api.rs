@@ -36,6 +36,8 @@ pub(crate) struct JsonApi {
     max_retry_after: Duration,
     /// Shared by every clone; `None` sends unpaced.
     pacer: Option<Arc<RequestPacer>>,
+    /// Waited for before `pacer`: a smaller share of the same budget (reconcile passes).
+    extra_pacer: Option<Arc<RequestPacer>>,
 }
 
 impl JsonApi {
@@ -60,6 +62,7 @@ impl JsonApi {
             error_message,
             max_retry_after: DEFAULT_MAX_RETRY_AFTER,
             pacer: None,
+            extra_pacer: None,
         })
     }
 
@@ -73,6 +76,19 @@ impl JsonApi {
     pub fn with_pacer(mut self, pacer: RequestPacer) -> JsonApi {
         self.pacer = Some(Arc::new(pacer));
         self
+    }
+
+    /// A clone whose requests first wait for `pacer`, then for the shared one (whose 429
+    /// pauses hold them too).
+    pub fn with_extra_pacer(&self, pacer: RequestPacer) -> JsonApi {
+        let mut api = self.clone();
+        api.extra_pacer = Some(Arc::new(pacer));
+        api
+    }
+
+    /// The shared pacer's rate; `None` when requests go out unpaced.
+    pub fn requests_per_minute(&self) -> Option<u32> {
+        self.pacer.as_ref().map(|p| p.requests_per_minute())
     }
 
     /// The base URL with `segments` appended, each escaped.
@@ -163,9 +179,7 @@ impl JsonApi {
         let request = request
             .bearer_auth(self.credential.expose_secret())
             .header(ACCEPT, "application/json");
-        if let Some(pacer) = &self.pacer {
-            pacer.wait().await;
-        }
+        self.pace().await;
         let started = Instant::now();
         let result = request.send().await;
         let status = match &result {
@@ -175,6 +189,16 @@ impl JsonApi {
         };
         metrics::upstream(self.service.as_str(), operation, &status, started.elapsed());
         result.map_err(|e| UpstreamError::transport(self.service, e))
+    }
+
+    /// Waits for this clone's own share first, then for the pacer every clone shares.
+    async fn pace(&self) {
+        if let Some(pacer) = &self.extra_pacer {
+            pacer.wait().await;
+        }
+        if let Some(pacer) = &self.pacer {
+            pacer.wait().await;
+        }
     }
 
     /// The error a non-success answer means; one that asks to wait pauses every paced request.
@@ -302,6 +326,42 @@ mod tests {
     }
 
     const CAP: Duration = Duration::from_secs(60);
+
+    #[tokio::test]
+    async fn a_share_waits_for_its_own_limit_and_for_a_pause_of_the_shared_pacer() {
+        let api = JsonApi::new(
+            Service::Asana,
+            "http://127.0.0.1:9",
+            SecretString::from("token"),
+            Duration::from_secs(1),
+            |_| None,
+        )
+        .unwrap()
+        .with_pacer(RequestPacer::per_minute(60_000));
+        let share = api.with_extra_pacer(RequestPacer::per_minute(60_000));
+        assert_eq!(share.requests_per_minute(), Some(60_000));
+        api.pacer
+            .as_ref()
+            .unwrap()
+            .pause_for(Duration::from_millis(300));
+        let started = Instant::now();
+        share.pace().await;
+        assert!(
+            started.elapsed() >= Duration::from_millis(290),
+            "held by the pause"
+        );
+        // Its own limit: 120 a minute is a burst of 2, then one every 500 ms.
+        let slow = api.with_extra_pacer(RequestPacer::per_minute(120));
+        let started = Instant::now();
+        for _ in 0..3 {
+            slow.pace().await;
+        }
+        assert!(
+            started.elapsed() >= Duration::from_millis(450),
+            "{:?}",
+            started.elapsed()
+        );
+    }
 
     #[test]
     fn retry_after_in_seconds_and_as_a_date() {

@@ -22,14 +22,18 @@ pub use json_api::{DEFAULT_MAX_RETRY_AFTER, MAX_RESPONSE_BYTES, http_client, par
 #[derive(Debug, Clone)]
 pub struct Upstreams {
     pub asana: AsanaClient,
+    /// `asana` for reconcile passes: at most `reconcile.rate_share` of its rate.
+    pub asana_reconcile: AsanaClient,
     pub docspace: DocSpaceClient,
 }
 
 impl Upstreams {
     /// Both clients as the settings describe them.
     pub fn from_settings(settings: &Settings) -> Result<Upstreams, BadBaseUrl> {
+        let asana = AsanaClient::from_settings(settings)?;
         Ok(Upstreams {
-            asana: AsanaClient::from_settings(settings)?,
+            asana_reconcile: asana.with_rate_share(settings.reconcile.rate_share),
+            asana,
             docspace: DocSpaceClient::from_settings(settings)?,
         })
     }

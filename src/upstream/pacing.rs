@@ -10,6 +10,7 @@ use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use tokio::time::Instant;
 
 pub struct RequestPacer {
+    per_minute: u32,
     limiter: DefaultDirectRateLimiter,
     paused_until: Mutex<Option<Instant>>,
 }
@@ -26,9 +27,21 @@ impl RequestPacer {
         let rate = NonZeroU32::new(per_minute.max(1)).expect("at least 1");
         let burst = NonZeroU32::new((per_minute / 60).max(1)).expect("at least 1");
         RequestPacer {
+            per_minute: per_minute.max(1),
             limiter: RateLimiter::direct(Quota::per_minute(rate).allow_burst(burst)),
             paused_until: Mutex::new(None),
         }
+    }
+
+    /// The requests a minute this pacer lets out.
+    pub fn requests_per_minute(&self) -> u32 {
+        self.per_minute
+    }
+
+    /// A pacer for `share` (more than 0, at most 1) of this one's rate: at least one a minute.
+    pub fn share_of(&self, share: f64) -> RequestPacer {
+        let shared = (f64::from(self.per_minute) * share).floor();
+        RequestPacer::per_minute(if shared >= 1.0 { shared as u32 } else { 1 })
     }
 
     /// Waits until a request may go out.
@@ -71,6 +84,27 @@ mod tests {
         let elapsed = started.elapsed();
         assert!(elapsed >= Duration::from_millis(450), "{elapsed:?}");
         assert!(elapsed < Duration::from_millis(1500), "{elapsed:?}");
+    }
+
+    #[tokio::test]
+    async fn a_share_paces_to_its_part_of_the_rate() {
+        let pacer = RequestPacer::per_minute(600);
+        let share = pacer.share_of(0.2); // 120/min: 2/s, burst 2
+        assert_eq!(share.requests_per_minute(), 120);
+        assert_eq!(
+            RequestPacer::per_minute(4)
+                .share_of(0.2)
+                .requests_per_minute(),
+            1
+        );
+        let started = std::time::Instant::now();
+        for _ in 0..5 {
+            share.wait().await;
+        }
+        // 2 at once, then 3 more at 500 ms each.
+        let elapsed = started.elapsed();
+        assert!(elapsed >= Duration::from_millis(1400), "{elapsed:?}");
+        assert!(elapsed < Duration::from_millis(2500), "{elapsed:?}");
     }
 
     #[tokio::test]

@@ -55,7 +55,9 @@ impl Env {
             .with("BRIDGE__WORKER__REQUEST_TIMEOUT_MS", "2000")
             .with("BRIDGE__WORKER__LEASE_MS", "5000")
             // Most tests hand-make handshakes; the registration mode has its own tests.
-            .with("BRIDGE__WEBHOOKS__HANDSHAKE", "first-use");
+            .with("BRIDGE__WEBHOOKS__HANDSHAKE", "first-use")
+            // Reconcile passes queue jobs and call Asana on their own; their tests turn them on.
+            .with("BRIDGE__RECONCILE__INTERVAL_SECS", "0");
         Some(Env {
             asana,
             docspace,

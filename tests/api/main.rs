@@ -12,6 +12,8 @@ mod lifecycle;
 mod migrations;
 mod operability;
 mod overload;
+mod reconcile;
+mod reconcile_store;
 mod registration;
 mod repairs_store;
 mod replicas;

@@ -364,3 +364,73 @@ async fn migration_6_applies_on_a_store_at_version_5_and_knows_the_webhooks_proj
     );
     env.run(&["jobs", "list"]).await.expect_code(0);
 }
+
+#[rstest]
+#[case::sqlite(Backend::Sqlite)]
+#[case::postgres(Backend::Postgres)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn migration_7_names_the_assignee_of_backfill_jobs_and_watches_the_projects(
+    #[case] backend: Backend,
+) {
+    let Some(env) = Env::on(backend).await else {
+        return;
+    };
+    store_at_version_6(&env).await;
+    env.execute_sql(
+        "INSERT INTO webhooks (name, secret, created_at, project_gid) \
+         VALUES ('website', 'secret', 1, '1200000000000100')",
+    )
+    .await;
+    env.execute_sql(
+        "INSERT INTO projects (gid, created_at, updated_at) VALUES ('1200000000000100', 1, 1)",
+    )
+    .await;
+    for (key, source, kind, status) in [
+        (
+            "backfill:501:7001",
+            "command:backfill",
+            "backfill",
+            "pending",
+        ),
+        ("backfill:502:7002", "command:backfill", "backfill", "done"),
+        (
+            "some-event-hash",
+            "webhook:website",
+            "assignee_changed",
+            "pending",
+        ),
+    ] {
+        let task = key.split(':').nth(1).unwrap_or("503");
+        env.execute_sql(&format!(
+            "INSERT INTO jobs (dedupe_key, source, task_gid, event_kind, status, run_at, \
+             created_at, updated_at) VALUES ('{key}', '{source}', '{task}', '{kind}', \
+             '{status}', 1, 1, 1)"
+        ))
+        .await;
+    }
+
+    env.run(&["migrate"]).await.expect_code(0);
+    let assignee = |task: &str| {
+        format!(
+            "SELECT COUNT(*) FROM jobs WHERE task_gid = '{task}' AND assignee_gid = '70{}'",
+            &task[1..]
+        )
+    };
+    assert_eq!(env.database.fetch_i64(&assignee("501")).await, 1);
+    assert_eq!(env.database.fetch_i64(&assignee("502")).await, 1);
+    assert_eq!(
+        env.database
+            .fetch_i64("SELECT COUNT(*) FROM jobs WHERE assignee_gid IS NULL")
+            .await,
+        1,
+        "an event's job named no assignee before 0007"
+    );
+    // The webhook is a project webhook; its project has no pass yet, and is due at once.
+    let store = env.store().await;
+    let states = store.reconcile_states().await.unwrap();
+    assert_eq!(states.len(), 1);
+    assert_eq!(
+        (states[0].reconcile_cursor, states[0].reconcile_due_at),
+        (None, None)
+    );
+}

@@ -7,6 +7,7 @@ mod helpers;
 
 mod bad_input;
 mod crashes;
+mod dropped;
 mod flood;
 mod hostile_upstreams;
 mod upstream_faults;

@@ -7,4 +7,5 @@ pub mod drain;
 pub mod e2e;
 pub mod heartbeats;
 pub mod prefilled;
+pub mod reconcile;
 pub mod rooms;

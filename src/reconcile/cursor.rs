@@ -1,0 +1,110 @@
+//! The window maths of a pass, pure: where it reads from, when the next one is due, and how a
+//! failed one backs off.
+
+use std::time::{Duration, UNIX_EPOCH};
+
+use crate::store::duration_ms;
+
+/// How far before the cursor a pass reads: clock skew between us and Asana, and Asana's delay
+/// in indexing a change.
+pub const CURSOR_MARGIN: Duration = Duration::from_secs(300);
+
+/// The first backoff of a failed pass; it doubles per failure, up to the interval.
+pub const FAILURE_BACKOFF: Duration = Duration::from_secs(300);
+
+/// Where a pass reads from (ms): the earlier of the cursor and an asked `since`, less the
+/// margin. `None`: a first pass, which reads every incomplete task.
+pub fn pass_window(cursor: Option<i64>, since: Option<i64>) -> Option<i64> {
+    [cursor, since]
+        .into_iter()
+        .flatten()
+        .min()
+        .map(|t| t.saturating_sub(duration_ms(CURSOR_MARGIN)))
+}
+
+/// When the next pass is due after one `ended` (ms); `None` with passes off.
+pub fn next_due(ended: i64, interval: Option<Duration>) -> Option<i64> {
+    interval.map(|interval| ended.saturating_add(duration_ms(interval)))
+}
+
+/// When a pass that failed at `now` (after `failures` earlier failures in a row) is due again:
+/// after `min(interval, 5 min × 2^failures)`.
+pub fn failure_due(now: i64, interval: Option<Duration>, failures: i64) -> i64 {
+    let doublings = u32::try_from(failures.clamp(0, 16)).unwrap_or(16);
+    let backoff = FAILURE_BACKOFF.saturating_mul(1 << doublings);
+    let delay = interval.map_or(backoff, |interval| interval.min(backoff));
+    now.saturating_add(duration_ms(delay))
+}
+
+/// A time (ms) as the RFC 3339 timestamp, with milliseconds, Asana takes for `modified_since`.
+pub fn rfc3339_ms(ms: i64) -> String {
+    let ms = u64::try_from(ms).unwrap_or(0);
+    humantime::format_rfc3339_millis(UNIX_EPOCH + Duration::from_millis(ms)).to_string()
+}
+
+/// A pass's job for one assignment: the same task, assignee and change is one job however many
+/// passes read it.
+pub fn candidate_key(task: &str, assignee: &str, modified_at: Option<&str>) -> String {
+    format!("reconcile:{task}:{assignee}:{}", modified_at.unwrap_or("-"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MARGIN: i64 = 300_000;
+
+    #[test]
+    fn a_first_pass_has_no_window() {
+        assert_eq!(pass_window(None, None), None);
+    }
+
+    #[test]
+    fn the_window_starts_at_the_earlier_of_cursor_and_since_less_the_margin() {
+        assert_eq!(pass_window(Some(1_000_000), None), Some(1_000_000 - MARGIN));
+        assert_eq!(pass_window(None, Some(900_000)), Some(900_000 - MARGIN));
+        assert_eq!(
+            pass_window(Some(1_000_000), Some(900_000)),
+            Some(900_000 - MARGIN)
+        );
+        assert_eq!(
+            pass_window(Some(800_000), Some(900_000)),
+            Some(800_000 - MARGIN)
+        );
+    }
+
+    #[test]
+    fn the_next_pass_is_due_an_interval_later_or_never_with_passes_off() {
+        assert_eq!(
+            next_due(10_000, Some(Duration::from_secs(60))),
+            Some(70_000)
+        );
+        assert_eq!(next_due(10_000, None), None);
+    }
+
+    #[test]
+    fn failures_back_off_doubling_up_to_the_interval() {
+        let hour = Some(Duration::from_secs(3600));
+        assert_eq!(failure_due(0, hour, 0), 300_000);
+        assert_eq!(failure_due(0, hour, 1), 600_000);
+        assert_eq!(failure_due(0, hour, 4), 3_600_000);
+        assert_eq!(failure_due(0, hour, i64::MAX), 3_600_000);
+        assert_eq!(failure_due(0, None, 2), 1_200_000);
+        assert_eq!(failure_due(0, Some(Duration::from_secs(1)), 3), 1_000);
+    }
+
+    #[test]
+    fn windows_are_rfc3339_with_milliseconds() {
+        assert_eq!(rfc3339_ms(1_700_000_000_123), "2023-11-14T22:13:20.123Z");
+        assert_eq!(rfc3339_ms(-5), "1970-01-01T00:00:00.000Z");
+    }
+
+    #[test]
+    fn candidate_keys_name_task_assignee_and_change() {
+        assert_eq!(
+            candidate_key("501", "7001", Some("2026-12-03T10:00:00.000Z")),
+            "reconcile:501:7001:2026-12-03T10:00:00.000Z"
+        );
+        assert_eq!(candidate_key("501", "7001", None), "reconcile:501:7001:-");
+    }
+}

@@ -1,0 +1,178 @@
+//! One reconcile pass over one claimed project: page through the project's incomplete tasks
+//! changed since the window's start, queue a job for each assignment no job has handled (one
+//! write per page, the dedupe inside it), renew the claim per page, and move the cursor to the
+//! pass's start once every page was read. On an error the cursor stays and the pass is due again
+//! after a backoff.
+
+use std::time::Duration;
+
+use super::cursor::{candidate_key, failure_due, next_due, pass_window, rfc3339_ms};
+use crate::domain::Gid;
+use crate::store::{ReconcileCandidate, ReconcileClaim, Store, StoreError, now_ms};
+use crate::telemetry::metrics;
+use crate::upstream::asana::ModifiedTask;
+use crate::upstream::{AsanaClient, UpstreamError};
+
+/// What a pass read and queued.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PassReport {
+    pub project: Gid,
+    /// Where it read from (ms); `None`: a first pass, every incomplete task.
+    pub from: Option<i64>,
+    pub pages: u32,
+    pub read: u64,
+    /// Tasks read with an assignee.
+    pub assigned: u64,
+    pub queued: u64,
+    /// Jobs queued by a pass with a window: assignments no delivery had brought by then.
+    pub missed: u64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PassError {
+    #[error("{0}")]
+    Upstream(#[from] UpstreamError),
+    #[error(
+        "the pass's claim on the project was lost (held too long); the next pass starts from the same cursor"
+    )]
+    ClaimLost,
+    #[error("{0}")]
+    Store(#[from] StoreError),
+}
+
+/// How a pass is run: the claim's hold (renewed per page) and the passes' interval.
+#[derive(Debug, Clone, Copy)]
+pub struct PassSettings {
+    pub hold: Duration,
+    pub interval: Option<Duration>,
+}
+
+/// Runs the pass `claim` holds, and ends it in the store: finished (cursor moved) or failed
+/// (cursor kept, due again after a backoff). A lost claim writes nothing more.
+pub async fn run_pass(
+    store: &Store,
+    asana: &AsanaClient,
+    claim: &ReconcileClaim,
+    settings: PassSettings,
+) -> Result<PassReport, PassError> {
+    let started = now_ms();
+    let result = read_and_queue(store, asana, claim, settings, started).await;
+    match &result {
+        Ok(report) => {
+            let due = next_due(now_ms(), settings.interval);
+            if !store.finish_reconcile_pass(claim, started, due).await? {
+                return Err(PassError::ClaimLost);
+            }
+            if report.missed > 0 {
+                metrics::reconcile_missed(report.missed);
+            }
+        }
+        Err(PassError::ClaimLost) => {}
+        Err(error) => {
+            let due = failure_due(now_ms(), settings.interval, claim.failures);
+            if let Err(store_error) = store
+                .fail_reconcile_pass(claim, &error.to_string(), due)
+                .await
+            {
+                tracing::warn!(project = %claim.project, error = %store_error,
+                    "could not record a failed reconcile pass; its claim runs out instead");
+            }
+        }
+    }
+    result
+}
+
+async fn read_and_queue(
+    store: &Store,
+    asana: &AsanaClient,
+    claim: &ReconcileClaim,
+    settings: PassSettings,
+    started: i64,
+) -> Result<PassReport, PassError> {
+    let from = pass_window(claim.cursor, claim.since);
+    let modified_since = from.map(rfc3339_ms);
+    // Incomplete tasks only: completed after the pass started counts as incomplete.
+    let completed_since = rfc3339_ms(started);
+    let mut report = PassReport {
+        project: claim.project.clone(),
+        from,
+        pages: 0,
+        read: 0,
+        assigned: 0,
+        queued: 0,
+        missed: 0,
+    };
+    let mut offset: Option<String> = None;
+    loop {
+        let page = asana
+            .tasks_modified_page(
+                &claim.project,
+                modified_since.as_deref(),
+                &completed_since,
+                offset.as_deref(),
+            )
+            .await?;
+        report.pages += 1;
+        report.read += page.data.len() as u64;
+        let candidates = candidates(&page.data);
+        report.assigned += candidates.len() as u64;
+        let queued = store
+            .enqueue_reconcile_jobs(&claim.project, candidates)
+            .await?
+            .len() as u64;
+        report.queued += queued;
+        if from.is_some() {
+            report.missed += queued;
+        }
+        if !store.renew_reconcile_claim(claim, settings.hold).await? {
+            return Err(PassError::ClaimLost);
+        }
+        match page.next_page {
+            Some(next) => offset = Some(next.offset),
+            None => return Ok(report),
+        }
+    }
+}
+
+/// The page's assignments; unassigned tasks have nothing to grant.
+fn candidates(tasks: &[ModifiedTask]) -> Vec<ReconcileCandidate> {
+    tasks
+        .iter()
+        .filter_map(|task| {
+            let assignee = task.assignee.as_ref()?;
+            Some(ReconcileCandidate {
+                dedupe_key: candidate_key(
+                    task.gid.as_str(),
+                    assignee.gid.as_str(),
+                    task.modified_at.as_deref(),
+                ),
+                task_gid: task.gid.clone(),
+                assignee_gid: assignee.gid.clone(),
+            })
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn candidates_are_the_assigned_tasks_keyed_by_change() {
+        let tasks: Vec<ModifiedTask> = serde_json::from_value(serde_json::json!([
+            {"gid": "501", "assignee": {"gid": "7001", "resource_type": "user"},
+             "modified_at": "2026-12-03T10:00:00.000Z"},
+            {"gid": "502", "assignee": null, "modified_at": "2026-12-03T10:00:01.000Z"},
+            {"gid": "503"}
+        ]))
+        .unwrap();
+        let found = candidates(&tasks);
+        assert_eq!(found.len(), 1);
+        assert_eq!(found[0].task_gid.as_str(), "501");
+        assert_eq!(found[0].assignee_gid.as_str(), "7001");
+        assert_eq!(
+            found[0].dedupe_key,
+            "reconcile:501:7001:2026-12-03T10:00:00.000Z"
+        );
+    }
+}
