@@ -7,8 +7,9 @@ use std::time::Duration;
 use anyhow::{bail, ensure};
 use asana_docspace_bridge::Application;
 use asana_docspace_bridge::domain::WatchedResource;
+use asana_docspace_bridge::reconcile::{PassReport, PassSettings, run_pass};
 use asana_docspace_bridge::settings::{Settings, Sources};
-use asana_docspace_bridge::store::{JobRecord, JobStatus, Store, StoreOptions};
+use asana_docspace_bridge::store::{ClaimOutcome, JobRecord, JobStatus, Store, StoreOptions};
 use asana_docspace_bridge::upstream::{AsanaClient, Upstreams};
 use asana_docspace_bridge::webhook::register::register_webhook;
 use asana_docspace_bridge::worker::{RoomEvent, provision_for_command};
@@ -20,9 +21,10 @@ const API_KEY: &str = "sk-demo-key";
 const PROJECT: &str = "1200000000000100";
 
 /// Runs the scenario, printing each step; returns the jobs' outcomes in the order they were
-/// queued. Fails unless exactly one invitation arrived, for the first task, the project got one
-/// room with one share, and the second task's job found both in the ledgers without asking
-/// DocSpace.
+/// queued. Fails unless exactly one invitation arrived for Alice's first task, the second task's
+/// job found her in the ledgers without asking DocSpace, a reconcile pass found Bob's assignment
+/// that was never delivered and he was invited once, and the project got one room with one share
+/// per person.
 pub async fn demo() -> anyhow::Result<Vec<String>> {
     step("Starting simulators of Asana and DocSpace on 127.0.0.1");
     let asana = AsanaFake::start(TOKEN).await;
@@ -129,6 +131,42 @@ pub async fn demo() -> anyhow::Result<Vec<String>> {
         jobs.push(job);
     }
 
+    step(
+        "Bob is assigned a third task, but Asana's delivery never arrives (its webhooks are best effort)",
+    );
+    let bob = FakeUser::new("3002", "bob@example.com");
+    asana.assign("2003", PROJECT, Some(bob));
+    say("no delivery: the bridge has not heard of it");
+
+    step(
+        "A reconcile pass (the service runs one per project every reconcile.interval_secs; `reconcile run` runs one now) reads what changed at Asana",
+    );
+    let report = reconcile_now(&store, &upstreams, &settings).await?;
+    let window = match report.from {
+        // The project's first pass reads every incomplete task, as `backfill` does; later ones
+        // only what changed since the previous pass (minus a 5-minute margin).
+        None => "its first pass: every incomplete task".to_string(),
+        Some(from) => format!("modified_since={from} ms"),
+    };
+    say(&format!(
+        "GET /tasks?project={PROJECT} ({window}): {} page(s), {} task(s) read, {} assigned, {} job(s) queued",
+        report.pages, report.read, report.assigned, report.queued
+    ));
+    say("Alice's two tasks were handled already, so only Bob's assignment was queued");
+    let job = wait_for_jobs(&store, jobs.len() + 1)
+        .await?
+        .pop()
+        .expect("the pass queued one job");
+    say(&format!(
+        "job {} (source {}) ended {} {}; rooms: {}",
+        job.id,
+        job.source,
+        job.outcome.as_deref().unwrap_or("?"),
+        job.email.as_deref().unwrap_or(""),
+        job.room_results.as_deref().unwrap_or("none")
+    ));
+    jobs.push(job);
+
     step("What DocSpace received");
     let sent = docspace.sent_invitations();
     for invitation in &sent {
@@ -170,20 +208,22 @@ pub async fn demo() -> anyhow::Result<Vec<String>> {
         .iter()
         .map(|j| j.outcome.clone().unwrap_or_default())
         .collect();
-    if sent.len() != 1 || outcomes != ["invited", "already_invited"] {
+    if sent.len() != 2 || outcomes != ["invited", "already_invited", "invited"] {
         bail!(
-            "expected one invitation and one skipped duplicate, got {outcomes:?} and {} invitation(s)",
+            "expected Alice invited once, her second task skipped and Bob invited after the pass, got {outcomes:?} and {} invitation(s)",
             sent.len()
         );
     }
-    if rooms.len() != 1 || shares.len() != 1 || docspace_calls.last() != Some(&0) {
+    if rooms.len() != 1 || shares.len() != 2 || docspace_calls.get(1) != Some(&0) {
         bail!(
-            "expected one room, one share and no DocSpace call for the second task, got {} room(s), {} share(s) and calls {docspace_calls:?}",
+            "expected one room, one share per person and no DocSpace call for Alice's second task, got {} room(s), {} share(s) and calls {docspace_calls:?}",
             rooms.len(),
             shares.len()
         );
     }
-    step("Done: one assignee, two tasks, exactly one invitation, one room, one share");
+    step(
+        "Done: two people, three tasks (one never delivered), exactly one invitation and one share each, one room",
+    );
     Ok(outcomes)
 }
 
@@ -210,6 +250,27 @@ async fn wait_for_jobs(store: &Store, count: usize) -> anyhow::Result<Vec<JobRec
             bail!("the jobs did not finish within 20 s");
         }
         tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+/// One reconcile pass of the project now, as `reconcile run --project` runs it.
+async fn reconcile_now(
+    store: &Store,
+    upstreams: &Upstreams,
+    settings: &Settings,
+) -> anyhow::Result<PassReport> {
+    let settings = PassSettings {
+        hold: Duration::from_millis(settings.worker.lease_ms),
+        interval: settings.reconcile.interval(),
+    };
+    match store
+        .claim_project_reconcile(&PROJECT.parse()?, "command:demo", settings.hold)
+        .await?
+    {
+        ClaimOutcome::Claimed(claim) => {
+            Ok(run_pass(store, &upstreams.asana_reconcile, &claim, settings).await?)
+        }
+        other => bail!("the project's pass could not be claimed: {other:?}"),
     }
 }
 
