@@ -38,6 +38,9 @@ pub enum PassError {
     ClaimLost,
     #[error("{0}")]
     Store(#[from] StoreError),
+    /// Asana's paging went round in a circle (a next page with the offset just read).
+    #[error("Asana gave the same next-page offset twice; the pass stopped")]
+    PagingLoop,
 }
 
 /// How a pass is run: the claim's hold (renewed per page) and the passes' interval.
@@ -128,6 +131,10 @@ async fn read_and_queue(
             return Err(PassError::ClaimLost);
         }
         match page.next_page {
+            // Untrusted paging: an offset that repeats would keep the pass (and its claim) forever.
+            Some(next) if offset.as_deref() == Some(next.offset.as_str()) => {
+                return Err(PassError::PagingLoop);
+            }
             Some(next) => offset = Some(next.offset),
             None => return Ok(report),
         }

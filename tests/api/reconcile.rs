@@ -285,6 +285,36 @@ async fn refusals_say_why_and_exit_non_zero(#[case] backend: Backend) {
 #[case::sqlite(Backend::Sqlite)]
 #[case::postgres(Backend::Postgres)]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn paging_that_goes_round_in_a_circle_fails_the_pass(#[case] backend: Backend) {
+    let Some((env, store)) = watched(backend).await else {
+        return;
+    };
+    let circular =
+        json!({"data": [], "next_page": {"offset": "eyJ0eXAi", "path": "/tasks", "uri": ""}});
+    for _ in 0..3 {
+        env.asana
+            .push_fault("list_tasks", Fault::json(200, circular.clone()));
+    }
+    let failed = env.run(&["reconcile", "run", "--project", PROJECT]).await;
+    failed.expect_code(1);
+    assert!(
+        failed
+            .stdout
+            .contains("failed: Asana gave the same next-page offset twice; the pass stopped; the cursor is unchanged"),
+        "{}",
+        failed.stdout
+    );
+    assert_eq!(pass_requests(&env).len(), 2, "the second page ends it");
+    assert_eq!(
+        store.reconcile_states().await.unwrap()[0].reconcile_cursor,
+        None
+    );
+}
+
+#[rstest]
+#[case::sqlite(Backend::Sqlite)]
+#[case::postgres(Backend::Postgres)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_service_runs_passes_and_reports_them(#[case] backend: Backend) {
     let Some((mut env, store)) = watched(backend).await else {
         return;
