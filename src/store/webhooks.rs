@@ -372,6 +372,13 @@ impl Write for ForgetWebhook {
                     .bind(self.name.as_str()),
             )
             .await?;
+        // A webhook deleted here is not registered again: its pending repair goes with it.
+        tx.conn()
+            .execute(
+                Sql::new("DELETE FROM webhook_repairs WHERE old_name = $1")
+                    .bind(self.name.as_str()),
+            )
+            .await?;
         tx.commit().await?;
         Ok(deleted == 1)
     }
