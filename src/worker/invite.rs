@@ -70,6 +70,24 @@ enum Attempt {
     LeaseLost,
 }
 
+impl JobEnd {
+    /// Counts the attempt, and the job's outcome when it ended (recorded ends only).
+    pub(crate) fn record_metrics(&self) {
+        match self {
+            JobEnd::Done(outcome) => {
+                metrics::job_attempt("done");
+                metrics::job_finished(outcome.as_str());
+            }
+            JobEnd::RetryIn(_) => metrics::job_attempt("retry"),
+            JobEnd::Failed(_) => {
+                metrics::job_attempt("failed");
+                metrics::job_finished(Outcome::Failed.as_str());
+            }
+            JobEnd::LeaseLost => {}
+        }
+    }
+}
+
 /// How a job run ended, as recorded in the store.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum JobEnd {
@@ -548,18 +566,7 @@ impl Inviter {
             .settle_job(job.id, owner, email, settlement, confirmations)
             .await?;
         if recorded {
-            match &end {
-                JobEnd::Done(outcome) => {
-                    metrics::job_attempt("done");
-                    metrics::job_finished(outcome.as_str());
-                }
-                JobEnd::RetryIn(_) => metrics::job_attempt("retry"),
-                JobEnd::Failed(_) => {
-                    metrics::job_attempt("failed");
-                    metrics::job_finished(Outcome::Failed.as_str());
-                }
-                JobEnd::LeaseLost => {}
-            }
+            end.record_metrics();
             for result in rooms.grant_metrics {
                 metrics::room_grant(result);
             }

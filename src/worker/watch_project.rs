@@ -21,7 +21,6 @@ use crate::settings::Settings;
 use crate::store::{
     Claimant, ClaimedJob, JobStatus, LeaseOwner, Outcome, Store, StoreError, duration_ms, now_ms,
 };
-use crate::telemetry::metrics;
 use crate::upstream::{AsanaClient, UpstreamError, Upstreams};
 use crate::webhook::register::{CreateRefused, PublicUrlMissing, register_webhook};
 
@@ -221,18 +220,7 @@ impl ProjectWatcher {
             }
             Step::Fail(reason) => self.fail(job, owner, reason).await?,
         };
-        match &end {
-            JobEnd::Done(outcome) => {
-                metrics::job_attempt("done");
-                metrics::job_finished(outcome.as_str());
-            }
-            JobEnd::RetryIn(_) => metrics::job_attempt("retry"),
-            JobEnd::Failed(_) => {
-                metrics::job_attempt("failed");
-                metrics::job_finished(Outcome::Failed.as_str());
-            }
-            JobEnd::LeaseLost => {}
-        }
+        end.record_metrics();
         Ok(end)
     }
 

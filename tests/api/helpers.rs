@@ -259,6 +259,20 @@ impl Bridge {
         format!("{}{path}", self.address)
     }
 
+    /// `GET /metrics`, parsed by [`parse_metrics`].
+    pub async fn metrics(&self) -> BTreeMap<(String, BTreeMap<String, String>), f64> {
+        let text = self
+            .client
+            .get(self.url("/metrics"))
+            .send()
+            .await
+            .expect("metrics")
+            .text()
+            .await
+            .expect("a text body");
+        parse_metrics(&text)
+    }
+
     /// `GET /readyz`: the status code and the JSON body.
     pub async fn readyz(&self) -> (u16, Value) {
         let response = self

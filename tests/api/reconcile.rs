@@ -10,8 +10,7 @@ use rstest::rstest;
 use serde_json::json;
 
 use crate::helpers::{
-    Backend, BridgeProcess, Env, PROJECT, TestApp, WAIT, eventually, parse_metrics, sample,
-    settled_jobs,
+    Backend, BridgeProcess, Env, PROJECT, TestApp, WAIT, eventually, sample, settled_jobs,
 };
 
 const ANN: (&str, &str) = ("7001", "ann@example.com");
@@ -331,17 +330,7 @@ async fn the_service_runs_passes_and_reports_them(#[case] backend: Backend) {
     assign(&env, "502", BOB);
     invited(&env, &["ann@example.com", "bob@example.com"]).await;
 
-    let text = process
-        .bridge
-        .client
-        .get(process.bridge.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let m = parse_metrics(&text);
+    let m = process.bridge.metrics().await;
     assert!(sample(&m, "bridge_reconcile_passes_total", &[("result", "ok")]) >= 3.0);
     assert_eq!(sample(&m, "bridge_reconcile_missed_total", &[]), 1.0);
     let lag = sample(&m, "bridge_reconcile_lag_seconds", &[("project", PROJECT)]);

@@ -9,9 +9,7 @@ use asana_docspace_fakes::{FakeUser, FakeWebhook, Fault, RecordedRequest, assign
 use rstest::rstest;
 use serde_json::{Value, json};
 
-use crate::helpers::{
-    Backend, Bridge, BridgeProcess, Env, PROJECT, TestApp, WAIT, eventually, parse_metrics,
-};
+use crate::helpers::{Backend, Bridge, BridgeProcess, Env, PROJECT, TestApp, WAIT, eventually};
 
 /// A port free right now, for a service that must know its own URL before it binds.
 fn free_port() -> u16 {
@@ -111,19 +109,6 @@ fn new_name(hook: &FakeWebhook) -> String {
         .to_string()
 }
 
-async fn metrics(bridge: &Bridge) -> BTreeMap<(String, BTreeMap<String, String>), f64> {
-    let text = bridge
-        .client
-        .get(bridge.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    parse_metrics(&text)
-}
-
 async fn readyz_webhook(bridge: &Bridge, name: &str) -> Option<String> {
     let (_, body) = bridge.readyz().await;
     body["degraded"]["webhooks"][name]
@@ -164,7 +149,7 @@ async fn a_webhook_asana_deleted_is_registered_again_under_a_fresh_name(#[case] 
         row.contains(&new.gid) && row.contains("replaces old"),
         "{row}"
     );
-    let recreated = metrics(&process.bridge).await;
+    let recreated = process.bridge.metrics().await;
     assert_eq!(
         recreated.get(&(
             "bridge_webhooks_recreated_total".to_string(),

@@ -7,9 +7,7 @@ use asana_docspace_fakes::{FakeUser, FakeWebhook, Fault, Gate, assignment_delive
 use rstest::rstest;
 use serde_json::{Value, json};
 
-use crate::helpers::{
-    Backend, Env, PROJECT, TestApp, WAIT, eventually, parse_metrics, sample, settled_jobs,
-};
+use crate::helpers::{Backend, Env, PROJECT, TestApp, WAIT, eventually, sample, settled_jobs};
 
 /// The fake's only workspace, the default of `watch-workspace`.
 const WORKSPACE: &str = "80001";
@@ -232,17 +230,7 @@ async fn a_new_project_gets_one_webhook_and_its_assignments_are_invited(#[case] 
 
     let listed = env.run(&["jobs", "list"]).await;
     assert!(listed.stdout.contains("watched"), "{}", listed.stdout);
-    let text = app
-        .bridge
-        .client
-        .get(app.bridge.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let metrics = parse_metrics(&text);
+    let metrics = app.bridge.metrics().await;
     assert!(
         sample(
             &metrics,

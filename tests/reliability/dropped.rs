@@ -10,7 +10,7 @@ use asana_docspace_fakes::{FakeUser, Fault};
 use rstest::rstest;
 use serde_json::json;
 
-use crate::helpers::{Backend, BridgeProcess, Env, eventually, parse_metrics, sample};
+use crate::helpers::{Backend, BridgeProcess, Env, eventually, sample};
 
 const PROJECTS: [&str; 4] = [
     "1200000000000100",
@@ -111,17 +111,7 @@ async fn every_assignment_is_invited_once_though_30_percent_of_deliveries_are_lo
         "{from_passes} jobs from passes, {dropped} dropped"
     );
 
-    let text = process
-        .bridge
-        .client
-        .get(process.bridge.url("/metrics"))
-        .send()
-        .await
-        .expect("scrape")
-        .text()
-        .await
-        .expect("metrics");
-    let metrics = parse_metrics(&text);
+    let metrics = process.bridge.metrics().await;
     let missed = sample(&metrics, "bridge_reconcile_missed_total", &[]);
     assert_eq!(missed as usize, from_passes);
     process.terminate().await;
