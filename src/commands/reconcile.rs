@@ -153,7 +153,10 @@ fn dashes(note: String) -> [String; 5] {
 fn failure_note(error: &PassError) -> String {
     match error {
         PassError::ClaimLost => format!("failed: {error}"),
-        PassError::Upstream(_) | PassError::Store(_) | PassError::PagingLoop => {
+        PassError::Upstream(_)
+        | PassError::Store(_)
+        | PassError::PagingLoop
+        | PassError::TooManyPages => {
             format!("failed: {error}; the cursor is unchanged")
         }
     }

@@ -4,6 +4,7 @@
 //! pass's start once every page was read. On an error the cursor stays and the pass is due again
 //! after a backoff.
 
+use std::collections::HashSet;
 use std::time::Duration;
 
 use super::cursor::{candidate_key, failure_due, next_due, pass_window, rfc3339_ms};
@@ -38,10 +39,16 @@ pub enum PassError {
     ClaimLost,
     #[error("{0}")]
     Store(#[from] StoreError),
-    /// Asana's paging went round in a circle (a next page with the offset just read).
+    /// Asana's paging went round in a circle (a next page it had given before), or on for more
+    /// pages than any project has.
     #[error("Asana gave the same next-page offset twice; the pass stopped")]
     PagingLoop,
+    #[error("Asana's paging went on for more than {MAX_PAGES} pages; the pass stopped")]
+    TooManyPages,
 }
+
+/// A million tasks at 100 a page, far beyond what an Asana project holds: a pass stops there.
+pub const MAX_PAGES: u32 = 10_000;
 
 /// How a pass is run: the claim's hold (renewed per page) and the passes' interval.
 #[derive(Debug, Clone, Copy)]
@@ -106,6 +113,7 @@ async fn read_and_queue(
         missed: 0,
     };
     let mut offset: Option<String> = None;
+    let mut seen = HashSet::new();
     loop {
         let page = asana
             .tasks_modified_page(
@@ -131,10 +139,10 @@ async fn read_and_queue(
             return Err(PassError::ClaimLost);
         }
         match page.next_page {
-            // Untrusted paging: an offset that repeats would keep the pass (and its claim) forever.
-            Some(next) if offset.as_deref() == Some(next.offset.as_str()) => {
-                return Err(PassError::PagingLoop);
-            }
+            // Untrusted paging: offsets that come round again, or never end, would keep the pass
+            // (and its claim) forever.
+            Some(next) if !seen.insert(next.offset.clone()) => return Err(PassError::PagingLoop),
+            Some(_) if report.pages >= MAX_PAGES => return Err(PassError::TooManyPages),
             Some(next) => offset = Some(next.offset),
             None => return Ok(report),
         }

@@ -321,8 +321,10 @@ impl Write for ReleaseClaim {
     }
 }
 
-/// Ends a complete pass: the cursor becomes the pass's start; the `since` it honoured is cleared
-/// (a smaller one asked for meanwhile stays, and keeps the project due).
+/// Ends a complete pass: the cursor becomes the pass's start; the `since` it honoured is cleared.
+/// A catch-up asked for while the pass ran (due at or after its start; an earlier or a later
+/// `since`, folded into one) stays, and keeps the project due: the pass may have read its pages
+/// before the new webhook existed.
 struct FinishPass {
     gid: Gid,
     token: String,
@@ -344,8 +346,10 @@ impl Write for FinishPass {
                      reconcile_failures = 0, reconcile_last_error = NULL, \
                      reconcile_claim = NULL, reconcile_claimed_until = NULL, \
                      reconcile_since = CASE WHEN COALESCE(reconcile_since, -1) = COALESCE($4, -1) \
+                        AND COALESCE(reconcile_due_at, 0) < $2 \
                         THEN NULL ELSE reconcile_since END, \
                      reconcile_due_at = CASE WHEN COALESCE(reconcile_since, -1) = COALESCE($4, -1) \
+                        AND COALESCE(reconcile_due_at, 0) < $2 \
                         THEN $5 ELSE reconcile_due_at END \
                      WHERE gid = $1 AND reconcile_claim = $6",
                 )

@@ -359,8 +359,9 @@ impl Store {
         .await
     }
 
-    /// The confirmed webhook of `resource`, other than `old_name`, registered after `after`: a
-    /// repair that died between confirming its new webhook and completing left it.
+    /// The confirmed webhook of `resource`, other than `old_name`, registered after `after` (the
+    /// dead webhook's registration): one that a repair confirmed before it died, or that replaced
+    /// another dead webhook of the same resource.
     pub async fn replacement_webhook(
         &self,
         resource: &WatchedResource,

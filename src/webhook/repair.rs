@@ -180,16 +180,23 @@ impl WebhookRepairer {
     ) -> anyhow::Result<Repaired> {
         let repair = &claim.repair;
         let still_here = self.store.find_webhook(repair.old_name.as_str()).await?;
-        if still_here.is_none_or(|hook| hook.name != repair.old_name) {
+        let Some(old) = still_here.filter(|hook| hook.name == repair.old_name) else {
             return Ok(if self.store.drop_webhook_repair(claim).await? {
                 Repaired::Dropped
             } else {
                 Repaired::ClaimLost
             });
-        }
+        };
+        // A webhook of the resource registered after the dead one (a repair that died after
+        // confirming it, or the repair of another dead webhook of the same resource) replaces
+        // it: one live webhook per resource is enough.
         let left_over = self
             .store
-            .replacement_webhook(&repair.resource, &repair.old_name, repair.created_at)
+            .replacement_webhook(
+                &repair.resource,
+                &repair.old_name,
+                old.registered_at.unwrap_or(old.created_at),
+            )
             .await?;
         let new = match left_over {
             Some(name) => name,
@@ -199,6 +206,13 @@ impl WebhookRepairer {
         Ok(if self.store.complete_webhook_repair(claim, &new).await? {
             Repaired::Replaced { new }
         } else {
+            tracing::warn!(
+                webhook = %repair.old_name,
+                "the repair of {} was cancelled (`webhooks delete`) or finished elsewhere while {new} \
+                 was registered; {new} stays registered here and at Asana (`webhooks delete {new}` \
+                 if it is not wanted)",
+                repair.old_name
+            );
             Repaired::ClaimLost
         })
     }

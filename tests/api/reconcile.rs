@@ -288,11 +288,11 @@ async fn paging_that_goes_round_in_a_circle_fails_the_pass(#[case] backend: Back
     let Some((env, store)) = watched(backend).await else {
         return;
     };
-    let circular =
-        json!({"data": [], "next_page": {"offset": "eyJ0eXAi", "path": "/tasks", "uri": ""}});
-    for _ in 0..3 {
-        env.asana
-            .push_fault("list_tasks", Fault::json(200, circular.clone()));
+    // Pages a, b, then a again: round in a circle.
+    for offset in ["a", "b", "a", "b"] {
+        let page =
+            json!({"data": [], "next_page": {"offset": offset, "path": "/tasks", "uri": ""}});
+        env.asana.push_fault("list_tasks", Fault::json(200, page));
     }
     let failed = env.run(&["reconcile", "run", "--project", PROJECT]).await;
     failed.expect_code(1);
@@ -303,7 +303,11 @@ async fn paging_that_goes_round_in_a_circle_fails_the_pass(#[case] backend: Back
         "{}",
         failed.stdout
     );
-    assert_eq!(pass_requests(&env).len(), 2, "the second page ends it");
+    assert_eq!(
+        pass_requests(&env).len(),
+        3,
+        "the page that repeats an offset ends it"
+    );
     assert_eq!(
         store.reconcile_states().await.unwrap()[0].reconcile_cursor,
         None

@@ -245,19 +245,21 @@ async fn a_finish_clears_only_the_since_it_honoured(#[case] backend: Backend) {
     store.request_catch_up(&gid(PROJECT), 10_000).await.unwrap();
     let pass = claim(&store, "service:a", false).await.expect("asked");
     assert_eq!(pass.since, Some(10_000));
+    let started = now_ms();
     // Asked again, earlier, while the pass runs: it survives the finish and stays due.
     store.request_catch_up(&gid(PROJECT), 4_000).await.unwrap();
     assert!(
         store
-            .finish_reconcile_pass(&pass, 20_000, None)
+            .finish_reconcile_pass(&pass, started, None)
             .await
             .unwrap()
     );
     let again = claim(&store, "service:a", false).await.expect("still due");
-    assert_eq!((again.cursor, again.since), (Some(20_000), Some(4_000)));
+    assert_eq!((again.cursor, again.since), (Some(started), Some(4_000)));
+    let started = now_ms() + 1;
     assert!(
         store
-            .finish_reconcile_pass(&again, 30_000, None)
+            .finish_reconcile_pass(&again, started, None)
             .await
             .unwrap()
     );
@@ -268,9 +270,26 @@ async fn a_finish_clears_only_the_since_it_honoured(#[case] backend: Backend) {
             state.reconcile_since,
             state.reconcile_due_at
         ),
-        (Some(30_000), None, None)
+        (Some(started), None, None)
     );
     assert!(claim(&store, "service:a", false).await.is_none());
+
+    // Asked again with a later `since` while a pass runs (one `since` is kept, the earliest):
+    // the pass may have read before the new webhook existed, so the catch-up survives it too.
+    store.request_catch_up(&gid(PROJECT), 50_000).await.unwrap();
+    let pass = claim(&store, "service:a", false).await.expect("asked");
+    let started = now_ms();
+    store.request_catch_up(&gid(PROJECT), 60_000).await.unwrap();
+    assert!(
+        store
+            .finish_reconcile_pass(&pass, started, None)
+            .await
+            .unwrap()
+    );
+    let again = claim(&store, "service:a", false)
+        .await
+        .expect("the later catch-up is still due");
+    assert_eq!(again.since, Some(50_000));
 }
 
 #[rstest]
