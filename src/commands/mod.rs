@@ -13,14 +13,13 @@ mod webhooks;
 
 use std::process::ExitCode;
 use std::sync::OnceLock;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context as _;
 
 use crate::app::{Application, redact_url, shutdown_signal};
 use crate::cli::{Cli, Command, JobsCommand, ReconcileCommand, RoomsCommand, WebhooksCommand};
 use crate::settings::{Settings, SettingsError, Sources};
-use crate::store::{Store, StoreResult};
+use crate::store::{Store, StoreResult, now_ms, rfc3339_seconds};
 use crate::telemetry::{LogTarget, init_logging};
 use crate::upstream::{AsanaClient, DocSpaceClient, Upstreams};
 
@@ -176,17 +175,12 @@ async fn backup(ctx: &Context, path: &std::path::Path) -> anyhow::Result<ExitCod
 
 /// A stored time (ms since the epoch) for people, in UTC.
 fn format_time(ms: Option<i64>) -> String {
-    match ms.and_then(|ms| u64::try_from(ms).ok()) {
-        Some(ms) => {
-            humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_millis(ms)).to_string()
-        }
-        None => "-".to_string(),
-    }
+    ms.map_or_else(|| "-".to_string(), rfc3339_seconds)
 }
 
 /// Now, as the RFC 3339 timestamp Asana accepts for `completed_since`.
 fn now_rfc3339() -> String {
-    humantime::format_rfc3339_seconds(SystemTime::now()).to_string()
+    rfc3339_seconds(now_ms())
 }
 
 /// A table in the terminal's width, or plain when stdout is not a terminal.

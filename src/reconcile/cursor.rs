@@ -1,7 +1,7 @@
 //! The window maths of a pass, pure: where it reads from, when the next one is due, and how a
 //! failed one backs off.
 
-use std::time::{Duration, UNIX_EPOCH};
+use std::time::Duration;
 
 use crate::store::duration_ms;
 
@@ -34,12 +34,6 @@ pub fn failure_due(now: i64, interval: Option<Duration>, failures: i64) -> i64 {
     let backoff = FAILURE_BACKOFF.saturating_mul(1 << doublings);
     let delay = interval.map_or(backoff, |interval| interval.min(backoff));
     now.saturating_add(duration_ms(delay))
-}
-
-/// A time (ms) as the RFC 3339 timestamp, with milliseconds, Asana takes for `modified_since`.
-pub fn rfc3339_ms(ms: i64) -> String {
-    let ms = u64::try_from(ms).unwrap_or(0);
-    humantime::format_rfc3339_millis(UNIX_EPOCH + Duration::from_millis(ms)).to_string()
 }
 
 /// A pass's job for one assignment: the same task, assignee and change is one job however many
@@ -91,12 +85,6 @@ mod tests {
         assert_eq!(failure_due(0, hour, i64::MAX), 3_600_000);
         assert_eq!(failure_due(0, None, 2), 1_200_000);
         assert_eq!(failure_due(0, Some(Duration::from_secs(1)), 3), 1_000);
-    }
-
-    #[test]
-    fn windows_are_rfc3339_with_milliseconds() {
-        assert_eq!(rfc3339_ms(1_700_000_000_123), "2023-11-14T22:13:20.123Z");
-        assert_eq!(rfc3339_ms(-5), "1970-01-01T00:00:00.000Z");
     }
 
     #[test]

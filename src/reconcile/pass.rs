@@ -7,9 +7,9 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
-use super::cursor::{candidate_key, failure_due, next_due, pass_window, rfc3339_ms};
+use super::cursor::{candidate_key, failure_due, next_due, pass_window};
 use crate::domain::Gid;
-use crate::store::{ReconcileCandidate, ReconcileClaim, Store, StoreError, now_ms};
+use crate::store::{ReconcileCandidate, ReconcileClaim, Store, StoreError, now_ms, rfc3339_millis};
 use crate::telemetry::metrics;
 use crate::upstream::asana::ModifiedTask;
 use crate::upstream::{AsanaClient, UpstreamError};
@@ -100,9 +100,9 @@ async fn read_and_queue(
     started: i64,
 ) -> Result<PassReport, PassError> {
     let from = pass_window(claim.cursor, claim.since);
-    let modified_since = from.map(rfc3339_ms);
+    let modified_since = from.map(rfc3339_millis);
     // Incomplete tasks only: completed after the pass started counts as incomplete.
-    let completed_since = rfc3339_ms(started);
+    let completed_since = rfc3339_millis(started);
     let mut report = PassReport {
         project: claim.project.clone(),
         from,

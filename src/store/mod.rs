@@ -466,6 +466,35 @@ pub fn now_ms() -> i64 {
         .unwrap_or(0)
 }
 
+/// A stored time as RFC 3339 in UTC, to the second (for people); before the epoch: the epoch.
+pub fn rfc3339_seconds(ms: i64) -> String {
+    humantime::format_rfc3339_seconds(as_system_time(ms)).to_string()
+}
+
+/// A stored time as RFC 3339 in UTC, to the millisecond (Asana's query times).
+pub fn rfc3339_millis(ms: i64) -> String {
+    humantime::format_rfc3339_millis(as_system_time(ms)).to_string()
+}
+
+fn as_system_time(ms: i64) -> SystemTime {
+    UNIX_EPOCH + Duration::from_millis(u64::try_from(ms).unwrap_or(0))
+}
+
 pub(crate) fn duration_ms(d: Duration) -> i64 {
     i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stored_times_are_rfc3339_in_utc() {
+        assert_eq!(rfc3339_seconds(1_700_000_000_123), "2023-11-14T22:13:20Z");
+        assert_eq!(
+            rfc3339_millis(1_700_000_000_123),
+            "2023-11-14T22:13:20.123Z"
+        );
+        assert_eq!(rfc3339_millis(-5), "1970-01-01T00:00:00.000Z");
+    }
 }

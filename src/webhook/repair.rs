@@ -9,7 +9,7 @@
 //! It never runs on the ingress path: Asana's create call blocks until our handshake answers.
 
 use std::sync::Arc;
-use std::time::{Duration, UNIX_EPOCH};
+use std::time::Duration;
 
 use anyhow::bail;
 use tokio::sync::Notify;
@@ -17,7 +17,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::domain::WebhookName;
 use crate::settings::env_var_name;
-use crate::store::{LeaseOwner, RepairClaim, Store, WebhookRepair};
+use crate::store::{LeaseOwner, RepairClaim, Store, WebhookRepair, rfc3339_seconds};
 use crate::telemetry::metrics;
 use crate::upstream::asana::Webhook;
 use crate::upstream::{AsanaClient, UpstreamError};
@@ -61,7 +61,7 @@ pub fn repair_status(repair: &WebhookRepair) -> String {
     match (&repair.last_error, repair.attempts) {
         (Some(error), attempts) if attempts > 0 => format!(
             "{doing}: attempt {attempts} failed ({error}), next at {}",
-            rfc3339(repair.next_attempt_at)
+            rfc3339_seconds(repair.next_attempt_at)
         ),
         _ => doing,
     }
@@ -75,11 +75,6 @@ pub fn repair_note(repair: &WebhookRepair) -> String {
         }
         _ => "re-registering".to_string(),
     }
-}
-
-fn rfc3339(ms: i64) -> String {
-    let ms = u64::try_from(ms).unwrap_or(0);
-    humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_millis(ms)).to_string()
 }
 
 /// What a claimed repair came to.
@@ -151,7 +146,7 @@ impl WebhookRepairer {
                     repair.old_name,
                     repair.resource,
                     repair.found,
-                    rfc3339(repair.since)
+                    rfc3339_seconds(repair.since)
                 );
                 metrics::webhook_recreated();
                 self.reconcile_wake.notify_one();
