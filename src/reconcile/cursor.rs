@@ -4,13 +4,16 @@
 use std::time::Duration;
 
 use crate::store::duration_ms;
+use crate::worker::backoff_delay;
 
 /// How far before the cursor a pass reads: clock skew between us and Asana, and Asana's delay
 /// in indexing a change.
 pub const CURSOR_MARGIN: Duration = Duration::from_secs(300);
 
-/// The first backoff of a failed pass; it doubles per failure, up to the interval.
+/// The first backoff of a failed pass; it doubles per failure, up to the interval (an hour with
+/// passes off).
 pub const FAILURE_BACKOFF: Duration = Duration::from_secs(300);
+const FAILURE_BACKOFF_MAX: Duration = Duration::from_secs(3600);
 
 /// Where a pass reads from (ms): the earlier of the cursor and an asked `since`, less the
 /// margin. `None`: a first pass, which reads every incomplete task.
@@ -28,11 +31,11 @@ pub fn next_due(ended: i64, interval: Option<Duration>) -> Option<i64> {
 }
 
 /// When a pass that failed at `now` (after `failures` earlier failures in a row) is due again:
-/// after `min(interval, 5 min × 2^failures)`.
+/// the worker's jittered doubling from 5 minutes, at most the interval, so replicas that failed
+/// together do not return together.
 pub fn failure_due(now: i64, interval: Option<Duration>, failures: i64) -> i64 {
-    let doublings = u32::try_from(failures.clamp(0, 16)).unwrap_or(16);
-    let backoff = FAILURE_BACKOFF.saturating_mul(1 << doublings);
-    let delay = interval.map_or(backoff, |interval| interval.min(backoff));
+    let max = interval.unwrap_or(FAILURE_BACKOFF_MAX);
+    let delay = backoff_delay(failures.saturating_add(1), FAILURE_BACKOFF.min(max), max);
     now.saturating_add(duration_ms(delay))
 }
 
@@ -78,13 +81,21 @@ mod tests {
 
     #[test]
     fn failures_back_off_doubling_up_to_the_interval() {
+        // Jittered: between half the ceiling and the ceiling.
+        let within = |due: i64, ceiling: i64| (ceiling / 2..=ceiling).contains(&due);
         let hour = Some(Duration::from_secs(3600));
-        assert_eq!(failure_due(0, hour, 0), 300_000);
-        assert_eq!(failure_due(0, hour, 1), 600_000);
-        assert_eq!(failure_due(0, hour, 4), 3_600_000);
-        assert_eq!(failure_due(0, hour, i64::MAX), 3_600_000);
-        assert_eq!(failure_due(0, None, 2), 1_200_000);
-        assert_eq!(failure_due(0, Some(Duration::from_secs(1)), 3), 1_000);
+        for _ in 0..50 {
+            assert!(within(failure_due(0, hour, 0), 300_000));
+            assert!(within(failure_due(0, hour, 1), 600_000));
+            assert!(within(failure_due(0, hour, 4), 3_600_000));
+            assert!(within(failure_due(0, hour, i64::MAX), 3_600_000));
+            assert!(within(failure_due(0, None, 2), 1_200_000));
+            assert!(within(failure_due(0, None, 30), 3_600_000));
+            assert!(within(
+                failure_due(0, Some(Duration::from_secs(1)), 3),
+                1_000
+            ));
+        }
     }
 
     #[test]
