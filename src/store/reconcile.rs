@@ -175,28 +175,25 @@ struct ClaimDueProject {
     passes_on: bool,
 }
 
-const CLAIM_DUE_SQLITE: &str = concat!(
-    "UPDATE projects SET reconcile_claim = $1, reconcile_claimed_until = $2 \
-     WHERE gid = (SELECT p.gid FROM projects p WHERE ",
-    watched!(),
-    " AND (p.reconcile_claimed_until IS NULL OR p.reconcile_claimed_until < $3) \
-       AND (p.reconcile_due_at <= $3 OR (p.reconcile_due_at IS NULL AND $4 = 1)) \
-       ORDER BY COALESCE(p.reconcile_due_at, 0), p.gid LIMIT 1) \
-     AND (reconcile_claimed_until IS NULL OR reconcile_claimed_until < $3) \
-     RETURNING gid, reconcile_cursor, reconcile_since, reconcile_failures"
-);
-
-/// As on SQLite, but passing by a project another replica is claiming.
-const CLAIM_DUE_POSTGRES: &str = concat!(
-    "UPDATE projects SET reconcile_claim = $1, reconcile_claimed_until = $2 \
-     WHERE gid = (SELECT p.gid FROM projects p WHERE ",
-    watched!(),
-    " AND (p.reconcile_claimed_until IS NULL OR p.reconcile_claimed_until < $3) \
-       AND (p.reconcile_due_at <= $3 OR (p.reconcile_due_at IS NULL AND $4 = 1)) \
-       ORDER BY COALESCE(p.reconcile_due_at, 0), p.gid LIMIT 1 FOR UPDATE SKIP LOCKED) \
-     AND (reconcile_claimed_until IS NULL OR reconcile_claimed_until < $3) \
-     RETURNING gid, reconcile_cursor, reconcile_since, reconcile_failures"
-);
+/// The claim of the due project; `$lock` is what PostgreSQL adds to pass by a project another
+/// replica is claiming (SQLite has one writer).
+macro_rules! claim_due_project {
+    ($lock:literal) => {
+        concat!(
+            "UPDATE projects SET reconcile_claim = $1, reconcile_claimed_until = $2 \
+             WHERE gid = (SELECT p.gid FROM projects p WHERE ",
+            watched!(),
+            " AND (p.reconcile_claimed_until IS NULL OR p.reconcile_claimed_until < $3) \
+               AND (p.reconcile_due_at <= $3 OR (p.reconcile_due_at IS NULL AND $4 = 1)) \
+               ORDER BY COALESCE(p.reconcile_due_at, 0), p.gid LIMIT 1",
+            $lock,
+            ") AND (reconcile_claimed_until IS NULL OR reconcile_claimed_until < $3) \
+             RETURNING gid, reconcile_cursor, reconcile_since, reconcile_failures"
+        )
+    };
+}
+const CLAIM_DUE_SQLITE: &str = claim_due_project!("");
+const CLAIM_DUE_POSTGRES: &str = claim_due_project!(" FOR UPDATE SKIP LOCKED");
 
 impl Write for ClaimDueProject {
     type Output = Option<ReconcileClaim>;

@@ -98,14 +98,12 @@ impl Write for RequestRepair {
                 Sql::new(
                     "INSERT INTO webhook_repairs (resource_gid, resource_type, old_name, \
                      old_webhook_gid, found, since, next_attempt_at, created_at, updated_at) \
-                     SELECT CASE w.resource_type WHEN 'workspace' THEN w.workspace_gid \
-                            ELSE w.project_gid END, \
-                        w.resource_type, w.name, w.webhook_gid, $2, $3, $4, $4, $4 \
+                     SELECT COALESCE(w.project_gid, w.workspace_gid), w.resource_type, w.name, \
+                        w.webhook_gid, $2, $3, $4, $4, $4 \
                      FROM webhooks w \
                      WHERE w.name = $1 AND w.webhook_gid IS NOT NULL \
                        AND w.unconfirmed_until IS NULL \
-                       AND CASE w.resource_type WHEN 'workspace' THEN w.workspace_gid \
-                           ELSE w.project_gid END IS NOT NULL \
+                       AND COALESCE(w.project_gid, w.workspace_gid) IS NOT NULL \
                      ON CONFLICT (resource_gid) DO NOTHING",
                 )
                 .bind(self.request.old_name.as_str())
@@ -133,22 +131,23 @@ struct ClaimDueRepair {
     now: i64,
 }
 
-const CLAIM_REPAIR_SQLITE: &str = "UPDATE webhook_repairs \
-     SET claim_token = $1, claimed_until = $2, updated_at = $3 \
-     WHERE resource_gid = (SELECT resource_gid FROM webhook_repairs \
-        WHERE next_attempt_at <= $3 AND (claimed_until IS NULL OR claimed_until < $3) \
-        ORDER BY next_attempt_at, resource_gid LIMIT 1) \
-     RETURNING resource_gid, resource_type, old_name, old_webhook_gid, found, since, attempts, \
-        next_attempt_at, last_error, created_at";
-
-/// As on SQLite, but passing by a row another replica is claiming.
-const CLAIM_REPAIR_POSTGRES: &str = "UPDATE webhook_repairs \
-     SET claim_token = $1, claimed_until = $2, updated_at = $3 \
-     WHERE resource_gid = (SELECT resource_gid FROM webhook_repairs \
-        WHERE next_attempt_at <= $3 AND (claimed_until IS NULL OR claimed_until < $3) \
-        ORDER BY next_attempt_at, resource_gid LIMIT 1 FOR UPDATE SKIP LOCKED) \
-     RETURNING resource_gid, resource_type, old_name, old_webhook_gid, found, since, attempts, \
-        next_attempt_at, last_error, created_at";
+/// The claim of the due repair; `$lock` is what PostgreSQL adds to pass by a row another replica
+/// is claiming (SQLite has one writer).
+macro_rules! claim_repair {
+    ($lock:literal) => {
+        concat!(
+            "UPDATE webhook_repairs SET claim_token = $1, claimed_until = $2, updated_at = $3 \
+             WHERE resource_gid = (SELECT resource_gid FROM webhook_repairs \
+                WHERE next_attempt_at <= $3 AND (claimed_until IS NULL OR claimed_until < $3) \
+                ORDER BY next_attempt_at, resource_gid LIMIT 1",
+            $lock,
+            ") RETURNING resource_gid, resource_type, old_name, old_webhook_gid, found, since, \
+                attempts, next_attempt_at, last_error, created_at"
+        )
+    };
+}
+const CLAIM_REPAIR_SQLITE: &str = claim_repair!("");
+const CLAIM_REPAIR_POSTGRES: &str = claim_repair!(" FOR UPDATE SKIP LOCKED");
 
 impl Write for ClaimDueRepair {
     type Output = Option<RepairRow>;
@@ -372,9 +371,7 @@ impl Store {
             .fetch_optional(
                 Sql::new(
                     "SELECT name FROM webhooks \
-                     WHERE resource_type = $1 \
-                       AND CASE resource_type WHEN 'workspace' THEN workspace_gid \
-                           ELSE project_gid END = $2 \
+                     WHERE resource_type = $1 AND COALESCE(project_gid, workspace_gid) = $2 \
                        AND name <> $3 AND unconfirmed_until IS NULL AND registered_at > $4 \
                      ORDER BY registered_at DESC LIMIT 1",
                 )
