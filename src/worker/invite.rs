@@ -17,7 +17,7 @@ use crate::upstream::docspace::DocSpaceUser;
 use crate::upstream::{AsanaClient, DocSpaceClient, UpstreamError, Upstreams};
 
 use super::project_scope::{MAX_PARENT_LEVELS, Placement, placement};
-use super::retry::{Decision, RetryPolicy, backoff_delay};
+use super::retry::{Decision, RetryPolicy};
 use super::room_provision::RoomProvisioner;
 use super::rooms::{Granting, LedgerView, Person, RoomWork, RoomsStop};
 
@@ -528,10 +528,8 @@ impl Inviter {
                     JobEnd::Failed(reason),
                 )
             }
-            Attempt::Wait { note, email } => {
-                let tried = u32::try_from(job.attempts).unwrap_or(u32::MAX);
-                if tried >= self.retry.max_attempts {
-                    let reason = format!("gave up after {tried} attempts: {note}");
+            Attempt::Wait { note, email } => match self.retry.decide_wait(job.attempts, &note) {
+                Decision::Fail(reason) => {
                     tracing::error!(error = %mask_emails_in(&reason), "job failed");
                     (
                         Some(email),
@@ -540,16 +538,12 @@ impl Inviter {
                         },
                         JobEnd::Failed(reason),
                     )
-                } else {
-                    let delay = backoff_delay(
-                        job.attempts,
-                        self.retry.backoff_base,
-                        self.retry.backoff_max,
-                    );
+                }
+                Decision::RetryIn(delay) => {
                     tracing::info!(note = %note, retry_in_ms = duration_ms(delay), "job waits");
                     (Some(email), retry_at(delay, note), JobEnd::RetryIn(delay))
                 }
-            }
+            },
             Attempt::LeaseLost => {
                 tracing::warn!(
                     "job lease was lost before DocSpace was asked to invite or share; its new holder finishes it"

@@ -47,6 +47,16 @@ impl RetryPolicy {
             None => backoff_delay(attempts, self.backoff_base, self.backoff_max),
         })
     }
+
+    /// The decision after attempt number `attempts` had to wait for something other than an
+    /// upstream answer (`why`): tried again with backoff until the attempts run out.
+    pub fn decide_wait(&self, attempts: i64, why: &str) -> Decision {
+        let tried = u32::try_from(attempts).unwrap_or(u32::MAX);
+        if tried >= self.max_attempts {
+            return Decision::Fail(format!("gave up after {tried} attempts: {why}"));
+        }
+        Decision::RetryIn(backoff_delay(attempts, self.backoff_base, self.backoff_max))
+    }
 }
 
 /// The wait before attempt `attempts + 1`, after `attempts` failed ones: `base * 2^(attempts-1)`
@@ -93,6 +103,23 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn a_wait_backs_off_until_the_attempts_run_out() {
+        let policy = RetryPolicy {
+            max_attempts: 3,
+            backoff_base: BASE,
+            backoff_max: MAX,
+        };
+        match policy.decide_wait(2, "the room is being created") {
+            Decision::RetryIn(delay) => assert!(delay >= BASE && delay <= BASE * 2, "{delay:?}"),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(
+            policy.decide_wait(3, "the room is being created"),
+            Decision::Fail("gave up after 3 attempts: the room is being created".into())
+        );
     }
 
     #[test]

@@ -25,7 +25,7 @@ use crate::upstream::{AsanaClient, UpstreamError, Upstreams};
 use crate::webhook::register::{CreateRefused, PublicUrlMissing, register_webhook};
 
 use super::JobEnd;
-use super::retry::{Decision, RetryPolicy, backoff_delay};
+use super::retry::{Decision, RetryPolicy};
 use super::room_provision::{Provision, RoomProvisioner};
 
 /// Runs `project_added` jobs.
@@ -204,20 +204,10 @@ impl ProjectWatcher {
                 }
                 Decision::Fail(_) => self.fail(job, owner, why).await?,
             },
-            Step::Retry(why) => {
-                let tried = u32::try_from(job.attempts).unwrap_or(u32::MAX);
-                if tried >= self.retry.max_attempts {
-                    let reason = format!("gave up after {tried} attempts: {why}");
-                    self.fail(job, owner, reason).await?
-                } else {
-                    let delay = backoff_delay(
-                        job.attempts,
-                        self.retry.backoff_base,
-                        self.retry.backoff_max,
-                    );
-                    self.retry_later(job, owner, delay, why).await?
-                }
-            }
+            Step::Retry(why) => match self.retry.decide_wait(job.attempts, &why) {
+                Decision::RetryIn(delay) => self.retry_later(job, owner, delay, why).await?,
+                Decision::Fail(reason) => self.fail(job, owner, reason).await?,
+            },
             Step::Fail(reason) => self.fail(job, owner, reason).await?,
         };
         end.record_metrics();
