@@ -95,11 +95,7 @@ impl WebhookHealth {
         let seen_here = self.last_deliveries();
         let now = now_ms();
         for hook in hooks {
-            let last = [hook.last_delivery_at, seen_here.get(&hook.name).copied()]
-                .into_iter()
-                .flatten()
-                .max()
-                .unwrap_or(hook.created_at);
+            let last = last_verified(&hook, &seen_here).unwrap_or(hook.created_at);
             let silent_for = Duration::from_millis(u64::try_from(now - last).unwrap_or(0));
             if silent_for > SILENCE_LIMIT && !problems.contains_key(hook.name.as_str()) {
                 problems.insert(
@@ -176,11 +172,7 @@ impl WebhookHealth {
     /// by any replica, or by this one and not written yet), else its registration. True when a
     /// repair of it is pending (asked now or before).
     async fn ask_repair(&self, store: &Store, hook: &WebhookRecord, found: &str) -> bool {
-        let seen_here = self.last_deliveries().get(&hook.name).copied();
-        let since = [hook.last_delivery_at, seen_here]
-            .into_iter()
-            .flatten()
-            .max()
+        let since = last_verified(hook, &self.last_deliveries())
             .or(hook.registered_at)
             .unwrap_or(hook.created_at);
         let request = RepairRequest {
@@ -250,4 +242,13 @@ fn finding(
         )),
         Err(_) => None,
     }
+}
+
+/// The last verified delivery to `hook`: the stored one, or a later one this process saw and has
+/// not written yet.
+fn last_verified(hook: &WebhookRecord, seen_here: &HashMap<WebhookName, i64>) -> Option<i64> {
+    [hook.last_delivery_at, seen_here.get(&hook.name).copied()]
+        .into_iter()
+        .flatten()
+        .max()
 }
