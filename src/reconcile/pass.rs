@@ -162,7 +162,8 @@ fn candidates(tasks: &[ModifiedTask]) -> Vec<ReconcileCandidate> {
                     task.modified_at.as_deref(),
                 ),
                 task_gid: task.gid.clone(),
-                assignee_gid: assignee.gid.clone(),
+                assignee_gid: Some(assignee.gid.clone()),
+                completed: false,
             })
         })
         .collect()
@@ -184,7 +185,7 @@ mod tests {
         let found = candidates(&tasks);
         assert_eq!(found.len(), 1);
         assert_eq!(found[0].task_gid.as_str(), "501");
-        assert_eq!(found[0].assignee_gid.as_str(), "7001");
+        assert_eq!(found[0].assignee_gid.as_ref().unwrap().as_str(), "7001");
         assert_eq!(
             found[0].dedupe_key,
             "reconcile:501:7001:2026-12-03T10:00:00.000Z"

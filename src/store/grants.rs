@@ -50,6 +50,9 @@ pub enum GrantReservation {
     Theirs { job_id: i64 },
     /// Settled: granted by job `job_id`, or found in the room already.
     AlreadyGranted { job_id: i64, state: GrantState },
+    /// Revoke job `job_id` is taking this access back (and may have asked DocSpace): a new grant
+    /// waits until it is settled (issue 13).
+    Revoking { job_id: i64 },
 }
 
 /// A (person, room) pair a job works on.
@@ -78,6 +81,8 @@ pub struct GrantRecord {
     pub task_gid: String,
     pub created_at: i64,
     pub granted_at: Option<i64>,
+    /// The revoke job taking this access back, while it may be asking DocSpace (issue 13).
+    pub revoking_job_id: Option<i64>,
 }
 
 /// `SELECT` of a live [`GrantRecord`], followed by the rest of the condition.
@@ -85,7 +90,8 @@ macro_rules! select_live_grants {
     ($rest:literal) => {
         concat!(
             "SELECT email, room_id, project_gid, docspace_user_id, access, state, job_id, \
-             task_gid, created_at, granted_at FROM room_grants WHERE ended_at IS NULL ",
+             task_gid, created_at, granted_at, revoking_job_id FROM room_grants \
+             WHERE ended_at IS NULL ",
             $rest
         )
     };

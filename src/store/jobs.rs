@@ -161,6 +161,21 @@ pub enum Outcome {
     AlreadyWatched,
     /// A new project Asana no longer knows (deleted since, or hidden from the token).
     ProjectGone,
+    /// Asana answered 404 for the job's own task (deleted, or hidden from the token).
+    TaskGone,
+    /// A revoke job removed the person's room access (issue 13).
+    Revoked,
+    /// A revoke job kept the access: changed by hand, not granted by the bridge, or the person
+    /// had left the room already (the revocation's state says which).
+    Kept,
+    /// The person needs the room again (a new open task): nothing was removed.
+    NeededAgain,
+    /// The revocation was settled already, its grant ended, or its room is no longer the project's.
+    NothingToRevoke,
+    /// `access.revoke` was turned off before the revocation was due: nothing was removed.
+    RevokeOff,
+    /// The project's room is gone from DocSpace: the grant ended with it.
+    RoomGone,
     Failed,
 }
 
@@ -383,6 +398,15 @@ pub struct Confirmations {
     pub project_names: Vec<(Gid, String)>,
     /// What the job did per room (JSON), for `jobs list`.
     pub room_results: Option<String>,
+    /// `Some(grace)` when `access.revoke` is on: the task read above (or `task_gone`) may end or
+    /// renew people's need of project rooms, and the settlement schedules or cancels their
+    /// revocations in the same transaction (issue 13).
+    pub lifecycle: Option<Duration>,
+    /// Asana answered 404 for the job's task: its row is marked deleted (it counts toward nobody's
+    /// need).
+    pub task_gone: Option<Gid>,
+    /// How a revoke job ended its revocation (id, end).
+    pub revocation: Option<(i64, super::RevocationEnd)>,
 }
 
 impl Confirmations {

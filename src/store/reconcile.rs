@@ -13,11 +13,14 @@ use super::conn::{Conn, Sql, Write};
 use super::{Durability, Store, StoreResult, duration_ms, now_ms};
 use crate::domain::{Gid, JobKind, JobSource};
 
-/// An assignment a pass read: the task, its assignee, and the job's dedupe key.
+/// A task a pass read: its assignee (`None`: unassigned), whether it is completed, and the job's
+/// dedupe key. Unassigned and completed tasks are candidates only while access revocation is on
+/// (issue 13): they end a need the stored task row still shows.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ReconcileCandidate {
     pub task_gid: Gid,
-    pub assignee_gid: Gid,
+    pub assignee_gid: Option<Gid>,
+    pub completed: bool,
     pub dedupe_key: String,
 }
 
@@ -126,7 +129,12 @@ impl Write for EnqueueReconcileJobs {
                 );
                 sqlx::query_scalar(sqlx::AssertSqlSafe(text))
                     .bind(column(|c| c.task_gid.as_str()))
-                    .bind(column(|c| c.assignee_gid.as_str()))
+                    .bind(
+                        self.candidates
+                            .iter()
+                            .map(|c| c.assignee_gid.as_ref().map(Gid::as_str))
+                            .collect::<Vec<Option<&str>>>(),
+                    )
                     .bind(column(|c| c.dedupe_key.as_str()))
                     .bind(&source)
                     .bind(kind)
@@ -139,7 +147,7 @@ impl Write for EnqueueReconcileJobs {
                 let mut insert = QueryBuilder::<Sqlite>::new("WITH c(task, assignee, key) AS (");
                 insert.push_values(&self.candidates, |mut row, c| {
                     row.push_bind(c.task_gid.as_str())
-                        .push_bind(c.assignee_gid.as_str())
+                        .push_bind(c.assignee_gid.as_ref().map(Gid::as_str))
                         .push_bind(c.dedupe_key.as_str());
                 });
                 insert

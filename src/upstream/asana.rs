@@ -179,12 +179,16 @@ pub struct CreatedWebhook {
     pub secret: Option<String>,
 }
 
-/// A task as a reconcile pass lists it: its assignee (gid only) and when it last changed.
+/// A task as a reconcile pass lists it: its assignee (gid only), whether it is completed, and
+/// when it last changed.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 pub struct ModifiedTask {
     pub gid: Gid,
     #[serde(default)]
     pub assignee: Option<ResourceRef>,
+    /// Asked for (`opt_fields=completed`); absent reads as incomplete.
+    #[serde(default)]
+    pub completed: bool,
     #[serde(default)]
     pub modified_at: Option<String>,
 }

@@ -392,6 +392,20 @@ impl DocSpaceClient {
         Ok(envelope.response.members.unwrap_or_default())
     }
 
+    /// `PUT /api/2.0/files/rooms/{id}/share` `{"invitations":[{"id":"<uuid>","access":0}],
+    /// "notify":false}`: removes one person's access to a room, by id (DocSpace ignores a removal
+    /// by email). A method of its own: [`RoomAccess`] has no 0, so no grant can remove anyone.
+    /// Returns the members DocSpace reports for the id sent.
+    #[tracing::instrument(name = "docspace.unshare_room", skip_all, fields(room = %room), err(level = "debug", Display))]
+    pub async fn unshare_room(
+        &self,
+        room: RoomId,
+        user: &DocSpaceUserId,
+    ) -> Result<Vec<Member>, UpstreamError> {
+        let _ = (room, user);
+        todo!("slice B")
+    }
+
     /// `POST /api/2.0/people/invite` for one email: a batch is not transactional, so one per request.
     #[tracing::instrument(name = "docspace.invite", skip_all, fields(invite_type = %invite_type), err(level = "debug", Display))]
     pub async fn invite(&self, email: &str, invite_type: InviteType) -> Result<(), UpstreamError> {

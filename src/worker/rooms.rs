@@ -500,6 +500,12 @@ impl Granting<'_> {
                     .push(result(&target.project, Some(target), None, "being_granted"));
                 return Ok(Step::Settled);
             }
+            Some(GrantReservation::Revoking { job_id }) => {
+                return Ok(Step::Stop(RoomsStop::Wait(format!(
+                    "access to room {} is being taken back by job {job_id}; granting it again once that is settled",
+                    target.room
+                ))));
+            }
             Some(GrantReservation::AlreadyGranted { .. }) => {
                 work.grant_metrics.push("already_in_room");
                 work.results.push(result(

@@ -17,7 +17,8 @@ const OTHER: &str = "1200000000000200";
 fn candidate(task: &str, assignee: &str, modified: &str) -> ReconcileCandidate {
     ReconcileCandidate {
         task_gid: gid(task),
-        assignee_gid: gid(assignee),
+        assignee_gid: Some(gid(assignee)),
+        completed: false,
         dedupe_key: format!("reconcile:{task}:{assignee}:{modified}"),
     }
 }
