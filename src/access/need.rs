@@ -79,7 +79,12 @@ mod tests {
         s.parse().unwrap()
     }
 
-    fn state(assignee: Option<&str>, completed: bool, deleted: bool, projects: &[&str]) -> TaskState {
+    fn state(
+        assignee: Option<&str>,
+        completed: bool,
+        deleted: bool,
+        projects: &[&str],
+    ) -> TaskState {
         TaskState {
             assignee: assignee.map(email),
             completed,
@@ -144,7 +149,12 @@ mod tests {
             ),
             (
                 "added to a third project",
-                state(Some("bob@example.com"), false, false, &["100", "200", "300"]),
+                state(
+                    Some("bob@example.com"),
+                    false,
+                    false,
+                    &["100", "200", "300"],
+                ),
                 &[],
             ),
         ];
@@ -162,7 +172,10 @@ mod tests {
         let after = state(None, true, false, &["100"]);
         assert!(ended(None, &after).is_empty(), "first read");
         let unassigned = state(None, false, false, &["100"]);
-        assert!(ended(Some(&unassigned), &after).is_empty(), "nobody needed it");
+        assert!(
+            ended(Some(&unassigned), &after).is_empty(),
+            "nobody needed it"
+        );
         let completed = state(Some("bob@example.com"), true, false, &["100"]);
         assert!(
             ended(Some(&completed), &after).is_empty(),
@@ -186,7 +199,12 @@ mod tests {
     #[test]
     fn needed_is_every_project_of_an_open_assigned_task() {
         assert_eq!(
-            needed(&state(Some("bob@example.com"), false, false, &["100", "200"])),
+            needed(&state(
+                Some("bob@example.com"),
+                false,
+                false,
+                &["100", "200"]
+            )),
             vec![
                 (email("bob@example.com"), gid("100")),
                 (email("bob@example.com"), gid("200"))
@@ -202,9 +220,6 @@ mod tests {
         let before = state(Some("bob@example.com"), true, false, &["100"]);
         let after = state(Some("bob@example.com"), false, false, &["100"]);
         assert!(ended(Some(&before), &after).is_empty());
-        assert_eq!(
-            needed(&after),
-            vec![(email("bob@example.com"), gid("100"))]
-        );
+        assert_eq!(needed(&after), vec![(email("bob@example.com"), gid("100"))]);
     }
 }

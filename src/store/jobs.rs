@@ -510,9 +510,13 @@ impl Write for SettleJob {
             insert_had_access(&mut tx.conn(), self.id, seen, now).await?;
         }
         // The task as stored before this read: whose need the read may end.
-        let lifecycle_task = found
-            .lifecycle
-            .and(found.task.as_ref().map(|t| &t.gid).or(found.task_gone.as_ref()));
+        let lifecycle_task = found.lifecycle.and(
+            found
+                .task
+                .as_ref()
+                .map(|t| &t.gid)
+                .or(found.task_gone.as_ref()),
+        );
         let before = match lifecycle_task {
             Some(gid) => task_state(&mut tx.conn(), gid).await?,
             None => None,

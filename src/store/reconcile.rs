@@ -161,7 +161,8 @@ impl Write for EnqueueReconcileJobs {
                     .await
             }
             Conn::Sqlite(conn) => {
-                let mut insert = QueryBuilder::<Sqlite>::new("WITH c(task, assignee, key, completed) AS (");
+                let mut insert =
+                    QueryBuilder::<Sqlite>::new("WITH c(task, assignee, key, completed) AS (");
                 insert.push_values(&self.candidates, |mut row, c| {
                     row.push_bind(c.task_gid.as_str())
                         .push_bind(c.assignee_gid.as_ref().map(Gid::as_str))

@@ -262,12 +262,8 @@ const SCHEDULE_ENDED: &str = schedule_revocations!(
 );
 
 /// Scheduled by a need sweep for grants nobody saw end: `$3` the sweep's source, `$4` project.
-const SCHEDULE_ORPHANS: &str = schedule_revocations!(
-    "g.task_gid",
-    "'no_open_task'",
-    "$3",
-    "g.project_gid = $4"
-);
+const SCHEDULE_ORPHANS: &str =
+    schedule_revocations!("g.task_gid", "'no_open_task'", "$3", "g.project_gid = $4");
 
 /// A revocation just scheduled.
 #[derive(sqlx::FromRow)]
@@ -287,7 +283,10 @@ async fn queue_revoke_jobs(
     now: i64,
 ) -> sqlx::Result<()> {
     let source = JobSource::Access.to_stored();
-    let keys: Vec<String> = scheduled.iter().map(|r| format!("revoke:{}", r.id)).collect();
+    let keys: Vec<String> = scheduled
+        .iter()
+        .map(|r| format!("revoke:{}", r.id))
+        .collect();
     let mut statements = Vec::with_capacity(scheduled.len() * 2);
     for (revocation, key) in scheduled.iter().zip(&keys) {
         statements.push(
@@ -537,9 +536,7 @@ impl Write for ReserveRemoval {
         };
         match row.state.parse::<RevocationState>() {
             Ok(RevocationState::NeededAgain) => return Ok(Some(RemovalReservation::NeededAgain)),
-            Ok(
-                RevocationState::Waiting | RevocationState::Removing | RevocationState::Failed,
-            ) => {}
+            Ok(RevocationState::Waiting | RevocationState::Removing | RevocationState::Failed) => {}
             _ => return Ok(Some(RemovalReservation::Gone)),
         }
         // The row first (its lock orders this against a settlement cancelling it), then the need.
@@ -809,7 +806,9 @@ struct LogRaw {
 impl TryFrom<LogRaw> for LogEntry {
     type Error = StoreError;
     fn try_from(row: LogRaw) -> StoreResult<LogEntry> {
-        let job = row.job_id.map_or_else(String::new, |id| format!("; job {id}"));
+        let job = row
+            .job_id
+            .map_or_else(String::new, |id| format!("; job {id}"));
         let (action, cause) = if row.entry == "grant" {
             let state = GrantState::try_from(row.state)?;
             match (state, row.cause) {
@@ -842,9 +841,9 @@ impl TryFrom<LogRaw> for LogEntry {
             };
             let why = row.cause.unwrap_or_default().replace('_', " ");
             let source = row.source.map_or_else(String::new, |s| format!(" ({s})"));
-            let since = row
-                .need_ended_at
-                .map_or_else(String::new, |t| format!(" at {}", super::rfc3339_seconds(t)));
+            let since = row.need_ended_at.map_or_else(String::new, |t| {
+                format!(" at {}", super::rfc3339_seconds(t))
+            });
             let cause = match (state, row.note) {
                 // What made the person need the room again.
                 (RevocationState::NeededAgain, Some(note)) => note,
@@ -1065,10 +1064,12 @@ impl Store {
         let project = filter.project.as_ref().map(Gid::as_str);
         let rows: Vec<LogRaw> = self
             .fetch_all(
-                Sql::new(access_log!("ORDER BY at DESC, entry DESC, seq DESC LIMIT $3"))
-                    .bind(email)
-                    .bind(project)
-                    .bind(limit),
+                Sql::new(access_log!(
+                    "ORDER BY at DESC, entry DESC, seq DESC LIMIT $3"
+                ))
+                .bind(email)
+                .bind(project)
+                .bind(limit),
             )
             .await?;
         let (total,): (i64,) = self

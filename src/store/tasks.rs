@@ -133,8 +133,10 @@ pub(crate) async fn task_state(conn: &mut Conn<'_>, gid: &Gid) -> sqlx::Result<O
     };
     let projects: Vec<(String,)> = conn
         .fetch_all(
-            Sql::new("SELECT project_gid FROM task_projects WHERE task_gid = $1 ORDER BY project_gid")
-                .bind(gid.as_str()),
+            Sql::new(
+                "SELECT project_gid FROM task_projects WHERE task_gid = $1 ORDER BY project_gid",
+            )
+            .bind(gid.as_str()),
         )
         .await?;
     let corrupt = |e: crate::domain::ParseError| sqlx::Error::Decode(Box::new(e));
@@ -161,7 +163,11 @@ impl TaskRead {
             assignee: self.assignee_email.clone(),
             completed: self.completed,
             deleted: false,
-            projects: self.projects.iter().map(|p| p.project_gid.clone()).collect(),
+            projects: self
+                .projects
+                .iter()
+                .map(|p| p.project_gid.clone())
+                .collect(),
         }
     }
 }

@@ -188,10 +188,22 @@ async fn a_revocation_is_scheduled_only_when_no_other_open_task_keeps_the_room(
 
     ledger.read("501", Some("carl@example.com"), false).await;
     assert!(ledger.revocations().await.is_empty(), "502 keeps the room");
-    assert!(ledger.store.needs_room(&email(BOB), &gid(PROJECT)).await.unwrap());
+    assert!(
+        ledger
+            .store
+            .needs_room(&email(BOB), &gid(PROJECT))
+            .await
+            .unwrap()
+    );
 
     let job = ledger.read("502", Some(BOB), true).await;
-    assert!(!ledger.store.needs_room(&email(BOB), &gid(PROJECT)).await.unwrap());
+    assert!(
+        !ledger
+            .store
+            .needs_room(&email(BOB), &gid(PROJECT))
+            .await
+            .unwrap()
+    );
     let revocations = ledger.revocations().await;
     assert_eq!(revocations.len(), 1, "{revocations:?}");
     let r = &revocations[0];
@@ -199,7 +211,10 @@ async fn a_revocation_is_scheduled_only_when_no_other_open_task_keeps_the_room(
         (r.email.as_str(), r.room_id, r.project_gid.as_str()),
         (BOB, ROOM, PROJECT)
     );
-    assert_eq!((r.why, r.why_task_gid.as_str()), (NeedEnd::Completed, "502"));
+    assert_eq!(
+        (r.why, r.why_task_gid.as_str()),
+        (NeedEnd::Completed, "502")
+    );
     assert_eq!(r.state, RevocationState::Waiting);
     assert_eq!(r.why_source.as_deref(), Some("webhook:proj"));
     assert_eq!(r.due_at - r.need_ended_at, 3_600_000);
@@ -252,7 +267,10 @@ async fn each_ending_names_its_reason_and_a_subtask_counts_toward_its_parents_pr
         .settle(sub, read("601", Some("501"), Some(BOB), false), Vec::new())
         .await;
     ledger.read("501", None, false).await;
-    assert!(ledger.revocations().await.is_empty(), "the subtask keeps it");
+    assert!(
+        ledger.revocations().await.is_empty(),
+        "the subtask keeps it"
+    );
     ledger.read("601", Some("dana@example.com"), false).await;
     let revocations = ledger.revocations().await;
     assert_eq!(
@@ -342,7 +360,11 @@ async fn a_grant_has_at_most_one_open_revocation(#[case] backend: Backend) {
         vec![RevocationState::Waiting]
     );
     assert_eq!(
-        ledger.store.orphan_grants(&gid(PROJECT), GRACE).await.unwrap(),
+        ledger
+            .store
+            .orphan_grants(&gid(PROJECT), GRACE)
+            .await
+            .unwrap(),
         0
     );
     assert_eq!(
@@ -546,7 +568,14 @@ async fn a_settled_revocation_ends_the_grant_and_a_new_grant_is_a_new_row(
         states(&ledger.revocations().await),
         vec![RevocationState::Revoked]
     );
-    assert!(ledger.store.live_grants_of(&email(BOB)).await.unwrap().is_empty());
+    assert!(
+        ledger
+            .store
+            .live_grants_of(&email(BOB))
+            .await
+            .unwrap()
+            .is_empty()
+    );
     assert_eq!(
         ledger
             .count(
@@ -562,10 +591,7 @@ async fn a_settled_revocation_ends_the_grant_and_a_new_grant_is_a_new_row(
     let live = ledger.store.live_grants_of(&email(BOB)).await.unwrap();
     assert_eq!(live.len(), 1);
     assert_eq!(live[0].job_id, regranted);
-    assert_eq!(
-        ledger.count("SELECT COUNT(*) FROM room_grants").await,
-        2
-    );
+    assert_eq!(ledger.count("SELECT COUNT(*) FROM room_grants").await, 2);
     let (log, total) = ledger
         .store
         .access_log(
@@ -753,19 +779,35 @@ async fn orphan_grants_schedules_each_grant_without_a_need_once(#[case] backend:
         .env
         .execute_sql("UPDATE tasks SET completed = 1 WHERE gid = '501'")
         .await;
-    let plan = ledger.store.revocation_plan(Some(&gid(PROJECT))).await.unwrap();
+    let plan = ledger
+        .store
+        .revocation_plan(Some(&gid(PROJECT)))
+        .await
+        .unwrap();
     assert_eq!(plan.len(), 1);
     assert_eq!(
-        (plan[0].email.as_str(), plan[0].revocation_id, plan[0].grant_job_id),
+        (
+            plan[0].email.as_str(),
+            plan[0].revocation_id,
+            plan[0].grant_job_id
+        ),
         (BOB, None, granted)
     );
 
     assert_eq!(
-        ledger.store.orphan_grants(&gid(PROJECT), GRACE).await.unwrap(),
+        ledger
+            .store
+            .orphan_grants(&gid(PROJECT), GRACE)
+            .await
+            .unwrap(),
         1
     );
     assert_eq!(
-        ledger.store.orphan_grants(&gid(PROJECT), GRACE).await.unwrap(),
+        ledger
+            .store
+            .orphan_grants(&gid(PROJECT), GRACE)
+            .await
+            .unwrap(),
         0
     );
     let revocations = ledger.revocations().await;
@@ -775,7 +817,11 @@ async fn orphan_grants_schedules_each_grant_without_a_need_once(#[case] backend:
         (r.email.as_str(), r.why, r.why_task_gid.as_str()),
         (BOB, NeedEnd::NoOpenTask, "501")
     );
-    assert_eq!(r.due_at - r.need_ended_at, 3_600_000, "a full grace from now");
+    assert_eq!(
+        r.due_at - r.need_ended_at,
+        3_600_000,
+        "a full grace from now"
+    );
     assert!(r.job_id.is_some());
     assert_eq!(
         ledger.store.revocation_plan(None).await.unwrap()[0].revocation_id,
@@ -846,13 +892,25 @@ async fn the_need_sweep_is_due_daily_and_finds_open_rows_a_listing_left_out(
     );
 
     let now = asana_docspace_bridge::store::now_ms();
-    assert!(ledger.store.need_sweep_due(&gid(PROJECT), now).await.unwrap());
+    assert!(
+        ledger
+            .store
+            .need_sweep_due(&gid(PROJECT), now)
+            .await
+            .unwrap()
+    );
     ledger
         .store
         .mark_need_swept(&gid(PROJECT), now)
         .await
         .unwrap();
-    assert!(!ledger.store.need_sweep_due(&gid(PROJECT), now + 1000).await.unwrap());
+    assert!(
+        !ledger
+            .store
+            .need_sweep_due(&gid(PROJECT), now + 1000)
+            .await
+            .unwrap()
+    );
     assert!(
         ledger
             .store
