@@ -93,10 +93,17 @@ mod tests {
         }
     }
 
+    /// A case of the table: its name, the task after, and the needs it ends.
+    type Case = (
+        &'static str,
+        TaskState,
+        &'static [(&'static str, &'static str, NeedEnd)],
+    );
+
     #[test]
     fn ended_names_each_reason_in_order_of_precedence() {
         let bob_open = state(Some("bob@example.com"), false, false, &["100", "200"]);
-        let table: &[(&str, TaskState, &[(&str, &str, NeedEnd)])] = &[
+        let table: &[Case] = &[
             (
                 "unassigned",
                 state(None, false, false, &["100", "200"]),

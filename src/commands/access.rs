@@ -16,9 +16,8 @@ pub async fn plan(ctx: &Context, project: Option<&Gid>) -> anyhow::Result<ExitCo
     let on = ctx.settings.access.lifecycle().is_some();
     if !on {
         println!(
-            "{} ({}) is off: nothing is taken back; with it on, this is what the first sweep \
-             would schedule (nothing goes before one grace period):",
-            "access.revoke",
+            "access.revoke ({}) is off: nothing is taken back; with it on, this is what the first \
+             sweep would schedule (nothing goes before one grace period):",
             env_var_name("access.revoke")
         );
         // Revocations left from when it was on are cancelled when due: only the sweep's rows.
