@@ -110,6 +110,7 @@ impl Application {
             worker: worker.status(),
             health: Arc::new(health),
             rooms_mode: settings.rooms.mode,
+            access_lifecycle: settings.access.lifecycle().is_some(),
             secrets: SecretCache::default(),
             store_gauges: Arc::default(),
             request_slots: Arc::new(Semaphore::new(
