@@ -81,7 +81,8 @@ impl Application {
             WebhookHealth::repairing(repairer_wake.clone())
         } else {
             WebhookHealth::default()
-        };
+        }
+        .with_lifecycle_filters(settings.access.lifecycle().is_some());
         let repairer = settings.webhooks.auto_recreate.then(|| WebhookRepairer {
             store: store.clone(),
             asana: upstreams.asana.clone(),

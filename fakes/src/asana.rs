@@ -414,6 +414,14 @@ impl AsanaFake {
         self.shared.world.lock().unwrap().webhooks.get(gid).cloned()
     }
 
+    /// Sets the webhook's filters, as if it had been created with them (a webhook registered by an
+    /// older release, with fewer filters).
+    pub fn set_webhook_filters(&self, gid: &str, filters: Value) {
+        if let Some(hook) = self.shared.world.lock().unwrap().webhooks.get_mut(gid) {
+            hook.filters = filters;
+        }
+    }
+
     /// Asana gave up on this webhook and deleted it.
     pub fn forget_webhook(&self, gid: &str) {
         self.shared.world.lock().unwrap().webhooks.remove(gid);
