@@ -134,9 +134,17 @@ pub struct Webhook {
     pub last_failure_content: Option<String>,
     #[serde(default)]
     pub delivery_retry_count: Option<i64>,
-    /// The filters Asana applies (`None` when it did not say).
-    #[serde(default)]
+    /// The filters Asana applies (`None` when it did not say, or said it in a shape not
+    /// understood: the rest of the webhook is still read, and its filters are left alone).
+    #[serde(default, deserialize_with = "lenient_filters")]
     pub filters: Option<Vec<WebhookFilter>>,
+}
+
+fn lenient_filters<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Option<Vec<WebhookFilter>>, D::Error> {
+    let value = Option::<serde_json::Value>::deserialize(d)?;
+    Ok(value.and_then(|filters| serde_json::from_value(filters).ok()))
 }
 
 /// One of a webhook's filters, as Asana reports it (`WebhookFilter`).
@@ -740,6 +748,21 @@ mod tests {
         assert!(missing_filters(&workspace, &theirs).is_empty());
         let absent: Webhook = serde_json::from_value(serde_json::json!({"gid": "902"})).unwrap();
         assert_eq!(absent.filters, None);
+        for odd in [
+            serde_json::json!({"resource_type": "task"}),
+            serde_json::json!([{"resource_type": 5}]),
+            serde_json::json!([{"action": "changed", "fields": "completed"}]),
+        ] {
+            let webhook: Webhook = serde_json::from_value(
+                serde_json::json!({"gid": "903", "active": true, "filters": odd}),
+            )
+            .unwrap();
+            assert_eq!(
+                (webhook.filters, webhook.active),
+                (None, Some(true)),
+                "odd filters are not understood, and the webhook is still read"
+            );
+        }
     }
 
     #[test]
