@@ -120,6 +120,7 @@ impl Application {
                     .max_concurrent_requests
                     .min(Semaphore::MAX_PERMITS),
             )),
+            admin: None,
         };
 
         let address = format!("{}:{}", settings.server.host, settings.server.port);

@@ -1,5 +1,6 @@
 //! HTTP ingress: the router, its shared state, and the layers every request goes through.
 
+pub mod admin;
 pub mod error;
 mod health;
 mod ingress_error;
@@ -53,6 +54,8 @@ pub struct AppState {
     pub store_gauges: Arc<StoreGauges>,
     /// Webhook and `/metrics` requests handled at once (`server.max_concurrent_requests`).
     pub request_slots: Arc<Semaphore>,
+    /// The status page (`admin.token` set), with what its routes share.
+    pub admin: Option<Arc<admin::AdminState>>,
 }
 
 /// Where `/metrics` is served.

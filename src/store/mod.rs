@@ -16,6 +16,7 @@
 //! Opening a store does not change it: only [`Store::open_for_service`] (`serve`) and
 //! [`Store::open_and_migrate`] (`migrate`) create a missing SQLite file or apply migrations.
 
+mod admin_sessions;
 mod conn;
 mod grants;
 mod invitations;
@@ -44,6 +45,7 @@ use sqlx::sqlite::{
 };
 use sqlx::{Postgres, Sqlite};
 
+pub use admin_sessions::AdminSession;
 pub use grants::{GrantRecord, GrantRequest, GrantReservation, GrantState};
 pub use invitations::{InvitationState, Reservation};
 pub use jobs::{
