@@ -626,3 +626,84 @@ pub fn sample(
         .get(&(name.to_string(), labels.clone()))
         .unwrap_or_else(|| panic!("no sample {name}{labels:?}"))
 }
+
+/// A Collaboration room "Website" in the fake, linked to [`PROJECT`] with `access` through the
+/// store (as `rooms link` does, without its checks).
+pub async fn link_room(env: &Env, store: &Store, access: i64) -> i64 {
+    const COLLABORATION: i64 = 2;
+    let room = env.docspace.create_room("Website", COLLABORATION, &[]);
+    store
+        .link_project_room(
+            asana_docspace_bridge::store::NewProjectRoom {
+                project_gid: gid(PROJECT),
+                room_id: room,
+                room_title: "Website".into(),
+                room_type: COLLABORATION,
+                access,
+            },
+            Some("Website"),
+        )
+        .await
+        .expect("link the room");
+    room
+}
+
+/// The body of a delivery that may end a need of task `task_gid`'s rooms (issue 13): `unassigned`
+/// (an assignee change without `new_value`), `completed` (a change of `completed`), `removed`
+/// (from [`PROJECT`], with the section event Asana sends beside it) or `deleted`.
+pub fn lifecycle_delivery(task_gid: &str, ending: &str) -> Value {
+    let task = serde_json::json!({"gid": task_gid, "resource_type": "task", "resource_subtype": "default_task"});
+    let user = serde_json::json!({"gid": "1111", "resource_type": "user"});
+    let created_at = humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string();
+    let events = match ending {
+        "unassigned" => serde_json::json!([{"user": user, "created_at": created_at,
+            "action": "changed", "resource": task, "parent": null,
+            "change": {"field": "assignee", "action": "changed", "new_value": null}}]),
+        "completed" => serde_json::json!([{"user": user, "created_at": created_at,
+            "action": "changed", "resource": task, "parent": null,
+            "change": {"field": "completed", "action": "changed"}}]),
+        "removed" => serde_json::json!([
+            {"user": user, "created_at": created_at, "action": "removed", "resource": task,
+             "parent": {"gid": PROJECT, "resource_type": "project"}},
+            {"user": user, "created_at": created_at, "action": "removed", "resource": task,
+             "parent": {"gid": "777", "resource_type": "section"}}]),
+        "deleted" => serde_json::json!([{"user": user, "created_at": created_at,
+            "action": "deleted", "resource": task, "parent": null}]),
+        other => panic!("no lifecycle delivery {other:?}"),
+    };
+    serde_json::json!({ "events": events })
+}
+
+/// Every `PUT …/rooms/{id}/share` that removes someone (an invitation with access 0).
+pub fn removal_puts(docspace: &DocSpaceFake) -> Vec<Value> {
+    docspace
+        .share_requests()
+        .iter()
+        .map(|r| r.json())
+        .filter(|body| body["invitations"][0]["access"] == 0)
+        .collect()
+}
+
+/// Waits until `count` jobs of `kind` have finished (done or failed) and returns those.
+pub async fn finished_jobs_of(
+    store: &Store,
+    kind: asana_docspace_bridge::domain::JobKind,
+    count: usize,
+) -> Vec<JobRecord> {
+    eventually(
+        &format!("{count} {kind:?} jobs to finish"),
+        WAIT,
+        || async {
+            let jobs: Vec<JobRecord> = store
+                .list_jobs(None, 100_000)
+                .await
+                .expect("list jobs")
+                .into_iter()
+                .filter(|j| j.event_kind == kind)
+                .filter(|j| j.status == JobStatus::Done || j.status == JobStatus::Failed)
+                .collect();
+            (jobs.len() >= count).then_some(jobs)
+        },
+    )
+    .await
+}
