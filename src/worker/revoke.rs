@@ -22,9 +22,9 @@ use crate::upstream::{DocSpaceClient, UpstreamError, Upstreams};
 use super::JobEnd;
 use super::retry::{Decision, RetryPolicy};
 
-/// Why a removal DocSpace answered with success did not happen (docspace-api.md: shares of
-/// disabled users, and of users the key cannot see, are dropped silently).
-pub const KEPT_BY_DOCSPACE: &str = "DocSpace kept the access of a disabled or hidden user (it drops their shares silently); remove it by hand";
+/// Why a removal DocSpace answered with success did not happen: it drops changes for users the
+/// key's account cannot see, and skips the room's owner, silently (docspace-api.md).
+pub const KEPT_BY_DOCSPACE: &str = "DocSpace answered the removal but the room still lists the access (a user the key's account cannot see, or the room's owner); remove it by hand";
 
 /// What an attempt found, before it is recorded.
 #[derive(Debug)]
@@ -239,7 +239,7 @@ impl Revoker {
         if let Err(error) = self.docspace.unshare_room(room, &user).await {
             return Ok(Attempt::Upstream(error));
         }
-        // 8. Verify: DocSpace answers a removal it dropped with success.
+        // 8. Verify: DocSpace answers a removal it skipped with success.
         let after = match self.members(room, work).await {
             Ok(members) => members,
             Err(error) => return Ok(Attempt::Upstream(error)),
