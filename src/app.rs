@@ -92,7 +92,8 @@ impl Application {
             WebhookHealth::repairing(repairer_wake.clone())
         } else {
             WebhookHealth::default()
-        };
+        }
+        .with_lifecycle_filters(settings.access.lifecycle().is_some());
         let repairer = settings.webhooks.auto_recreate.then(|| WebhookRepairer {
             store: store.clone(),
             asana: upstreams.asana.clone(),
@@ -122,6 +123,7 @@ impl Application {
             worker: worker.status(),
             health: Arc::new(health),
             rooms_mode: settings.rooms.mode,
+            access_lifecycle: settings.access.lifecycle().is_some(),
             secrets: SecretCache::default(),
             store_gauges: Arc::default(),
             request_slots: Arc::new(Semaphore::new(

@@ -53,8 +53,8 @@ pub use jobs::{
 pub use reconcile::{ClaimOutcome, ReconcileCandidate, ReconcileClaim, ReconcileState};
 pub use repairs::{RepairClaim, RepairRequest, WebhookRepair};
 pub use revocations::{
-    LogEntry, LogFilter, NeedEnd, PlanRow, RemovalReservation, RevocationEnd, RevocationState,
-    RevocationWork,
+    LogEntry, LogFilter, NEED_SWEEP_EVERY, NeedEnd, PlanRow, RemovalReservation, RevocationEnd,
+    RevocationRecord, RevocationState, RevocationWork,
 };
 pub use rooms::{
     Claimant, CreationClaim, CreationState, KnownProject, LinkOutcome, NewProjectRoom, ProjectRoom,

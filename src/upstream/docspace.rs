@@ -402,8 +402,17 @@ impl DocSpaceClient {
         room: RoomId,
         user: &DocSpaceUserId,
     ) -> Result<Vec<Member>, UpstreamError> {
-        let _ = (room, user);
-        todo!("slice B")
+        let url = self
+            .api
+            .url(&["api", "2.0", "files", "rooms", &room.to_string(), "share"]);
+        let envelope: ShareEnvelope = self
+            .api
+            .json("unshare_room", self.api.put(url).json(&unshare_body(user)))
+            .await?;
+        if let Some(warning) = envelope.response.warning.filter(|w| !w.trim().is_empty()) {
+            tracing::warn!(room = %room, warning = %mask_emails_in(&warning), "DocSpace answered a room removal with a warning");
+        }
+        Ok(envelope.response.members.unwrap_or_default())
     }
 
     /// `POST /api/2.0/people/invite` for one email: a batch is not transactional, so one per request.
@@ -429,6 +438,18 @@ fn share_body(user: &DocSpaceUserId, access: RoomAccess, notify: bool) -> ShareR
             access: access.as_int(),
         }],
         notify,
+    }
+}
+
+/// The removal: access 0 (None) by id, mailing nobody. Never by email (DocSpace does nothing
+/// with an email and access 0).
+fn unshare_body(user: &DocSpaceUserId) -> ShareRequest<'_> {
+    ShareRequest {
+        invitations: [ShareInvitation {
+            id: user.as_str(),
+            access: 0,
+        }],
+        notify: false,
     }
 }
 
@@ -501,6 +522,17 @@ mod tests {
         );
         let body = serde_json::to_value(share_body(&id, RoomAccess::Read, false)).unwrap();
         assert_eq!(body["invitations"][0]["access"], 2);
+        assert!(body["invitations"][0].get("email").is_none());
+    }
+
+    #[test]
+    fn unshare_body_is_by_id_with_access_zero_and_no_notification() {
+        let id: DocSpaceUserId = USER.parse().unwrap();
+        let body = serde_json::to_value(unshare_body(&id)).unwrap();
+        assert_eq!(
+            body,
+            serde_json::json!({"invitations":[{"id": USER, "access": 0}],"notify":false})
+        );
         assert!(body["invitations"][0].get("email").is_none());
     }
 

@@ -19,6 +19,7 @@ mod repairs_store;
 mod replicas;
 mod retention;
 mod revocation;
+mod revocations_store;
 mod rooms;
 mod rooms_commands;
 mod rooms_store;
