@@ -648,39 +648,24 @@ pub async fn link_room(env: &Env, store: &Store, access: i64) -> i64 {
     room
 }
 
-/// The body of a delivery that may end a need of task `task_gid`'s rooms (issue 13): `unassigned`
-/// (an assignee change without `new_value`), `completed` (a change of `completed`), `removed`
-/// (from [`PROJECT`], with the section event Asana sends beside it) or `deleted`.
+/// The body of a delivery that may end a need of task `task_gid`'s rooms (issue 13), as the
+/// Asana fake builds it: `unassigned`, `completed`, `removed` (from [`PROJECT`]) or `deleted`.
 pub fn lifecycle_delivery(task_gid: &str, ending: &str) -> Value {
-    let task = serde_json::json!({"gid": task_gid, "resource_type": "task", "resource_subtype": "default_task"});
-    let user = serde_json::json!({"gid": "1111", "resource_type": "user"});
-    let created_at = humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string();
-    let events = match ending {
-        "unassigned" => serde_json::json!([{"user": user, "created_at": created_at,
-            "action": "changed", "resource": task, "parent": null,
-            "change": {"field": "assignee", "action": "changed", "new_value": null}}]),
-        "completed" => serde_json::json!([{"user": user, "created_at": created_at,
-            "action": "changed", "resource": task, "parent": null,
-            "change": {"field": "completed", "action": "changed"}}]),
-        "removed" => serde_json::json!([
-            {"user": user, "created_at": created_at, "action": "removed", "resource": task,
-             "parent": {"gid": PROJECT, "resource_type": "project"}},
-            {"user": user, "created_at": created_at, "action": "removed", "resource": task,
-             "parent": {"gid": "777", "resource_type": "section"}}]),
-        "deleted" => serde_json::json!([{"user": user, "created_at": created_at,
-            "action": "deleted", "resource": task, "parent": null}]),
+    match ending {
+        "unassigned" => asana_docspace_fakes::unassignment_delivery(task_gid),
+        "completed" => asana_docspace_fakes::completion_delivery(task_gid),
+        "removed" => asana_docspace_fakes::removed_delivery(task_gid, PROJECT),
+        "deleted" => asana_docspace_fakes::deleted_delivery(task_gid),
         other => panic!("no lifecycle delivery {other:?}"),
-    };
-    serde_json::json!({ "events": events })
+    }
 }
 
 /// Every `PUT …/rooms/{id}/share` that removes someone (an invitation with access 0).
 pub fn removal_puts(docspace: &DocSpaceFake) -> Vec<Value> {
     docspace
-        .share_requests()
+        .unshare_requests()
         .iter()
         .map(|r| r.json())
-        .filter(|body| body["invitations"][0]["access"] == 0)
         .collect()
 }
 

@@ -6,13 +6,13 @@
 
 use asana_docspace_bridge::domain::JobKind;
 use asana_docspace_bridge::store::{GrantState, JobRecord, JobStatus, Store};
-use asana_docspace_fakes::{FakeTask, FakeUser, Fault};
+use asana_docspace_fakes::{FakeUser, Fault};
 use rstest::rstest;
 use serde_json::json;
 
 use crate::helpers::{
-    Backend, Env, PROJECT, TestApp, WAIT, email, eventually, finished_jobs_of, lifecycle_delivery,
-    link_room, removal_puts, sample,
+    Backend, BridgeProcess, Env, PROJECT, TestApp, WAIT, email, eventually, finished_jobs_of,
+    lifecycle_delivery, link_room, removal_puts, sample,
 };
 
 const BOB: &str = "bob@example.com";
@@ -108,15 +108,15 @@ impl Granted {
                     .await;
             }
             Ending::Completed => {
-                asana.put_task(task_501(Some(BOB), true, vec![PROJECT]));
+                asana.complete_task("501", true);
                 self.deliver(&lifecycle_delivery("501", "completed")).await;
             }
             Ending::Removed => {
-                asana.put_task(task_501(Some(BOB), false, Vec::new()));
+                asana.remove_from_project("501", PROJECT);
                 self.deliver(&lifecycle_delivery("501", "removed")).await;
             }
             Ending::Deleted => {
-                asana.remove_task("501");
+                asana.delete_task("501");
                 self.deliver(&lifecycle_delivery("501", "deleted")).await;
             }
         }
@@ -150,18 +150,6 @@ impl Granted {
         let output = self.env.run(&["access", "log"]).await;
         output.expect_code(0);
         output.stdout.clone()
-    }
-}
-
-/// Task 501 in Asana with these fields.
-fn task_501(assignee: Option<&str>, completed: bool, projects: Vec<&str>) -> FakeTask {
-    FakeTask {
-        gid: "501".into(),
-        name: "Task 501".into(),
-        assignee: assignee.map(|e| FakeUser::new("601", e)),
-        completed,
-        projects: projects.into_iter().map(String::from).collect(),
-        parent: None,
     }
 }
 
@@ -248,15 +236,6 @@ async fn each_ending_takes_the_access_back_once_by_id_after_the_grace(
         log.lines()
             .any(|l| l.contains("revoked") && l.contains(BOB) && l.contains(ending.why())),
         "{log}"
-    );
-    let metrics = granted.app.bridge.metrics().await;
-    assert_eq!(
-        sample(
-            &metrics,
-            "bridge_room_revocations_total",
-            &[("result", "revoked")]
-        ),
-        1.0
     );
     let grants = granted.store.live_grants_of(&email(BOB)).await.unwrap();
     assert!(grants.is_empty(), "Bob's grant ended: {grants:?}");
@@ -437,15 +416,6 @@ async fn access_found_in_the_room_is_never_the_bridges_to_take(#[case] backend: 
     assert_eq!(jobs[0].outcome.as_deref(), Some("kept"), "{jobs:?}");
     assert!(env.docspace.share_requests().is_empty(), "no PUT at all");
     assert!(env.docspace.members(room).contains(&(DANA.into(), READ)));
-    let metrics = app.bridge.metrics().await;
-    assert_eq!(
-        sample(
-            &metrics,
-            "bridge_room_revocations_total",
-            &[("result", "kept_not_granted")]
-        ),
-        1.0
-    );
 }
 
 #[rstest]
@@ -480,14 +450,35 @@ async fn access_changed_by_hand_is_kept(
     );
     let log = granted.access_log().await;
     assert!(log.contains("kept: changed by hand"), "{log}");
-    let metrics = granted.app.bridge.metrics().await;
+}
+
+#[rstest]
+#[case::sqlite(Backend::Sqlite)]
+#[case::postgres(Backend::Postgres)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_rooms_owner_is_kept(#[case] backend: Backend) {
+    let Some(granted) = Granted::start(backend, "1", EDITING, |env| {
+        env.docspace.add_member_as(BOB, "RoomAdmin");
+    })
+    .await
+    else {
+        return;
+    };
+    // The room is handed over to Bob after the bridge granted him Editing.
+    granted.env.docspace.set_room_owner(granted.room, BOB);
+    granted.end(Ending::Unassigned).await;
+    let jobs = granted.revoke_jobs(1).await;
+    assert_eq!(jobs[0].outcome.as_deref(), Some("kept"), "{jobs:?}");
+    assert!(removal_puts(&granted.env.docspace).is_empty(), "no removal");
     assert_eq!(
-        sample(
-            &metrics,
-            "bridge_room_revocations_total",
-            &[("result", "kept_changed_by_hand")]
-        ),
-        1.0
+        granted.env.docspace.member_access(granted.room, BOB),
+        Some(ROOM_MANAGER)
+    );
+    let log = granted.access_log().await;
+    assert!(
+        log.lines()
+            .any(|l| l.contains(BOB) && l.contains("kept: changed by hand")),
+        "{log}"
     );
 }
 
@@ -540,31 +531,33 @@ async fn someone_who_left_the_room_is_not_removed_again(#[case] backend: Backend
 #[case::sqlite(Backend::Sqlite)]
 #[case::postgres(Backend::Postgres)]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_removal_docspace_drops_silently_fails_with_the_reason(#[case] backend: Backend) {
+async fn a_removal_docspace_answers_without_doing_fails_with_the_reason(#[case] backend: Backend) {
     let Some(granted) = Granted::start(backend, "1", EDITING, |_| {}).await else {
         return;
     };
-    granted.env.docspace.disable(BOB);
+    // DocSpace answers 200 and changes nothing (as for a user the key cannot see).
+    granted.env.docspace.push_fault(
+        "unshare_room",
+        Fault::json(
+            200,
+            json!({"response": {"members": [], "warning": null, "error": 0}}),
+        ),
+    );
     granted.end(Ending::Unassigned).await;
     let jobs = granted.revoke_jobs(1).await;
     assert_eq!(jobs[0].status, JobStatus::Failed, "{jobs:?}");
     let error = jobs[0].last_error.as_deref().unwrap_or_default();
-    assert!(error.contains("disabled or hidden user"), "{error}");
+    assert!(error.contains("still lists the access"), "{error}");
     assert_eq!(removal_puts(&granted.env.docspace).len(), 1);
+    assert_eq!(
+        granted.env.docspace.member_access(granted.room, BOB),
+        Some(EDITING)
+    );
     let live = granted.store.live_grants_of(&email(BOB)).await.unwrap();
     assert_eq!(
         live.len(),
         1,
         "the grant stays live: the access is still there"
-    );
-    let metrics = granted.app.bridge.metrics().await;
-    assert_eq!(
-        sample(
-            &metrics,
-            "bridge_room_revocations_total",
-            &[("result", "failed")]
-        ),
-        1.0
     );
 }
 
@@ -572,18 +565,46 @@ async fn a_removal_docspace_drops_silently_fails_with_the_reason(#[case] backend
 #[case::sqlite(Backend::Sqlite)]
 #[case::postgres(Backend::Postgres)]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn transient_failures_are_retried_into_one_removal(#[case] backend: Backend) {
+async fn a_disabled_accounts_access_is_removed_and_the_account_left_alone(
+    #[case] backend: Backend,
+) {
     let Some(granted) = Granted::start(backend, "1", EDITING, |_| {}).await else {
         return;
     };
+    granted.env.docspace.disable(BOB);
+    granted.end(Ending::Unassigned).await;
+    let jobs = granted.revoke_jobs(1).await;
+    assert_eq!(jobs[0].outcome.as_deref(), Some("revoked"), "{jobs:?}");
+    granted.assert_one_removal_of_bob();
+    assert!(granted.env.docspace.knows(BOB), "the account stays");
+}
+
+#[rstest]
+#[case::sqlite(Backend::Sqlite)]
+#[case::postgres(Backend::Postgres)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn transient_failures_are_retried_into_one_removal(#[case] backend: Backend) {
+    let Some(granted) = Granted::start(backend, "1", EDITING, |env| {
+        // Backoff may wait as long as DocSpace asks.
+        env.set("BRIDGE__WORKER__BACKOFF_MAX_MS", "5000");
+    })
+    .await
+    else {
+        return;
+    };
     let docspace = &granted.env.docspace;
-    docspace.push_fault("share_room", Fault::status(500));
-    docspace.push_fault("share_room", Fault::status(503));
+    docspace.push_fault("unshare_room", Fault::status(500));
+    docspace.push_fault("unshare_room", Fault::rate_limited(Some("1")));
     granted.end(Ending::Unassigned).await;
     let jobs = granted.revoke_jobs(1).await;
     assert_eq!(jobs[0].outcome.as_deref(), Some("revoked"), "{jobs:?}");
     assert_eq!(jobs[0].attempts, 3);
-    assert_eq!(removal_puts(docspace).len(), 3, "two refused, one applied");
+    let puts = docspace.unshare_requests();
+    assert_eq!(puts.len(), 3, "two refused, one applied");
+    assert!(
+        puts[2].at.duration_since(puts[1].at) >= std::time::Duration::from_secs(1),
+        "Retry-After honoured"
+    );
     assert!(!docspace.members(granted.room).iter().any(|(w, _)| w == BOB));
 }
 
@@ -600,7 +621,7 @@ async fn a_removal_never_answered_is_confirmed_without_a_second_put(#[case] back
     granted
         .env
         .docspace
-        .push_fault("share_room", Fault::HangAfterWork);
+        .push_fault("unshare_room", Fault::HangAfterWork);
     granted.end(Ending::Unassigned).await;
     let jobs = granted.revoke_jobs(1).await;
     assert_eq!(jobs[0].outcome.as_deref(), Some("revoked"), "{jobs:?}");
@@ -617,7 +638,7 @@ async fn a_refused_removal_fails_naming_the_rights_it_needs(#[case] backend: Bac
         return;
     };
     granted.env.docspace.push_fault(
-        "share_room",
+        "unshare_room",
         Fault::json(403, json!({"error": {"message": "Access denied"}})),
     );
     granted.end(Ending::Unassigned).await;
@@ -693,11 +714,243 @@ async fn a_completion_never_delivered_is_found_by_a_pass(#[case] backend: Backen
         return;
     };
     // Completed in Asana, and the event lost.
-    granted
-        .env
-        .asana
-        .put_task(task_501(Some(BOB), true, vec![PROJECT]));
+    granted.env.asana.complete_task("501", true);
     let jobs = granted.revoke_jobs(1).await;
     assert_eq!(jobs[0].outcome.as_deref(), Some("revoked"), "{jobs:?}");
     granted.assert_one_removal_of_bob();
+}
+
+#[rstest]
+#[case::sqlite(Backend::Sqlite)]
+#[case::postgres(Backend::Postgres)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_decision_is_counted_once_under_its_result(#[case] backend: Backend) {
+    let Some(mut env) = Env::on(backend).await else {
+        return;
+    };
+    revoke_env(&mut env, "3");
+    env.docspace.add_member(BOB);
+    env.docspace.add_member(CARL);
+    env.assign("501", "601", BOB);
+    env.assign("502", "602", CARL);
+    env.assign("503", "603", DANA);
+    let store = env.store().await;
+    env.database
+        .add_known_project("proj", PROJECT, "Website")
+        .await;
+    let room = link_room(&env, &store, EDITING).await;
+    // Dana is in the room by hand before her task: her ledger row is `had_access`.
+    env.docspace.share_by_hand(room, DANA, READ);
+    // A process of its own: counters are per process.
+    let process = BridgeProcess::start(&env).await;
+    for (task, user) in [("501", "601"), ("502", "602"), ("503", "603")] {
+        process
+            .bridge
+            .deliver_assignment("proj", "secret", task, user)
+            .await;
+    }
+    finished_jobs_of(&store, JobKind::AssigneeChanged, 3).await;
+    // Carl's access is lowered by hand after the bridge granted it.
+    env.docspace.share_by_hand(room, CARL, READ);
+    for task in ["501", "502", "503"] {
+        env.asana.assign(task, PROJECT, None);
+        let response = process
+            .bridge
+            .deliver("proj", "secret", &lifecycle_delivery(task, "unassigned"))
+            .await;
+        assert_eq!(response.status(), 200);
+    }
+    finished_jobs_of(&store, JobKind::TaskUnassigned, 3).await;
+    let waiting = process.bridge.metrics().await;
+    assert_eq!(
+        sample(&waiting, "bridge_room_revocations_open", &[]),
+        3.0,
+        "three revocations inside the grace period"
+    );
+
+    let jobs = finished_jobs_of(&store, JobKind::Revoke, 3).await;
+    assert!(jobs.iter().all(|j| j.status == JobStatus::Done), "{jobs:?}");
+    let m = process.bridge.metrics().await;
+    for (result, count) in [
+        ("revoked", 1.0),
+        ("kept_changed_by_hand", 1.0),
+        ("kept_not_granted", 1.0),
+    ] {
+        assert_eq!(
+            sample(&m, "bridge_room_revocations_total", &[("result", result)]),
+            count,
+            "{result}"
+        );
+    }
+    assert!(
+        !m.keys()
+            .any(|(name, labels)| name == "bridge_room_revocations_total"
+                && labels.get("result").map(String::as_str) == Some("failed")),
+        "nothing failed"
+    );
+    assert_eq!(
+        sample(&m, "bridge_jobs_total", &[("outcome", "revoked")]),
+        1.0
+    );
+    assert_eq!(sample(&m, "bridge_jobs_total", &[("outcome", "kept")]), 2.0);
+    assert_eq!(removal_puts(&env.docspace).len(), 1, "only Bob's");
+    process.terminate().await;
+}
+
+#[rstest]
+#[case::sqlite(Backend::Sqlite)]
+#[case::postgres(Backend::Postgres)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_removal_never_delivered_is_found_by_the_daily_sweep(#[case] backend: Backend) {
+    let Some(granted) = Granted::start(backend, "1", EDITING, |env| {
+        env.set("BRIDGE__RECONCILE__INTERVAL_SECS", "1");
+        env.set("BRIDGE__ASANA__REQUESTS_PER_MINUTE", "1000000");
+    })
+    .await
+    else {
+        return;
+    };
+    // The first pass was the project's sweep of the day.
+    eventually("the first sweep", WAIT, || async {
+        let swept = granted
+            .env
+            .database
+            .fetch_i64(&format!(
+                "SELECT COUNT(*) FROM projects WHERE gid = '{PROJECT}' AND need_swept_at IS NOT NULL"
+            ))
+            .await;
+        (swept == 1).then_some(())
+    })
+    .await;
+    // Removed from the project, and the event lost: no delta pass lists a task that left.
+    granted.env.asana.remove_from_project("501", PROJECT);
+    // A day later, the next sweep.
+    granted
+        .env
+        .execute_sql(&format!(
+            "UPDATE projects SET need_swept_at = need_swept_at - 86400001 WHERE gid = '{PROJECT}'"
+        ))
+        .await;
+    let jobs = granted.revoke_jobs(1).await;
+    assert_eq!(jobs[0].outcome.as_deref(), Some("revoked"), "{jobs:?}");
+    granted.assert_one_removal_of_bob();
+    assert!(granted.access_log().await.contains("removed"));
+}
+
+#[rstest]
+#[case::sqlite(Backend::Sqlite)]
+#[case::postgres(Backend::Postgres)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn turning_revocation_on_schedules_stale_grants_a_full_grace_ahead(#[case] backend: Backend) {
+    let Some(mut env) = Env::on(backend).await else {
+        return;
+    };
+    // Revocation off: Bob is granted, then his task goes to Carl; nothing is taken back.
+    env.set("BRIDGE__ROOMS__MODE", "linked");
+    env.docspace.add_member(BOB);
+    env.docspace.add_member(CARL);
+    env.assign("501", "601", BOB);
+    let store = env.store().await;
+    env.database
+        .add_known_project("proj", PROJECT, "Website")
+        .await;
+    let room = link_room(&env, &store, EDITING).await;
+    let app = TestApp::spawn(&env).await;
+    app.bridge
+        .deliver_assignment("proj", "secret", "501", "601")
+        .await;
+    finished_jobs_of(&store, JobKind::AssigneeChanged, 1).await;
+    env.asana
+        .assign("501", PROJECT, Some(FakeUser::new("602", CARL)));
+    app.bridge
+        .deliver_assignment("proj", "secret", "501", "602")
+        .await;
+    finished_jobs_of(&store, JobKind::AssigneeChanged, 2).await;
+    app.stop().await.unwrap();
+    assert!(env.docspace.members(room).contains(&(BOB.into(), EDITING)));
+
+    // Turned on: the first sweep finds Bob's grant without an open task behind it.
+    revoke_env(&mut env, "2");
+    env.set("BRIDGE__RECONCILE__INTERVAL_SECS", "1");
+    env.set("BRIDGE__ASANA__REQUESTS_PER_MINUTE", "1000000");
+    let app = TestApp::spawn(&env).await;
+    let scheduled = eventually("the sweep to schedule Bob's revocation", WAIT, || async {
+        store
+            .list_jobs(None, 100)
+            .await
+            .unwrap()
+            .into_iter()
+            .find(|j| j.event_kind == JobKind::Revoke)
+    })
+    .await;
+    assert!(
+        scheduled.run_at >= scheduled.created_at + 2_000,
+        "a full grace from when it was found: {scheduled:?}"
+    );
+    let jobs = finished_jobs_of(&store, JobKind::Revoke, 1).await;
+    assert_eq!(jobs[0].outcome.as_deref(), Some("revoked"), "{jobs:?}");
+    assert!(
+        !env.docspace.members(room).iter().any(|(w, _)| w == BOB),
+        "Bob's stale access is gone"
+    );
+    assert!(env.docspace.members(room).contains(&(CARL.into(), EDITING)));
+    app.stop().await.unwrap();
+}
+
+#[rstest]
+#[case::sqlite(Backend::Sqlite)]
+#[case::postgres(Backend::Postgres)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_open_subtask_keeps_its_parents_project_needed(#[case] backend: Backend) {
+    let Some(granted) = Granted::start(backend, "1", EDITING, |env| {
+        // Task 500 in the project, its subtask 510, and 510's subtask 511 assigned to Bob.
+        env.asana.assign("500", PROJECT, None);
+        env.asana.assign_subtask("510", "500", None);
+        env.asana
+            .assign_subtask("511", "510", Some(FakeUser::new("601", BOB)));
+    })
+    .await
+    else {
+        return;
+    };
+    granted
+        .app
+        .bridge
+        .deliver_assignment("proj", &granted.secret, "511", "601")
+        .await;
+    finished_jobs_of(&granted.store, JobKind::AssigneeChanged, 2).await;
+
+    granted.end(Ending::Completed).await;
+    finished_jobs_of(&granted.store, JobKind::CompletionChanged, 1).await;
+    let plan = granted.env.run(&["access", "plan"]).await;
+    plan.expect_code(0);
+    assert!(!plan.stdout.contains(BOB), "{}", plan.stdout);
+
+    granted.env.asana.complete_task("511", true);
+    granted
+        .deliver(&lifecycle_delivery("511", "completed"))
+        .await;
+    let jobs = granted.revoke_jobs(1).await;
+    assert_eq!(jobs[0].outcome.as_deref(), Some("revoked"), "{jobs:?}");
+    assert_eq!(jobs[0].task_gid.as_str(), "511");
+    granted.assert_one_removal_of_bob();
+}
+
+#[rstest]
+#[case::sqlite(Backend::Sqlite)]
+#[case::postgres(Backend::Postgres)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_room_deleted_in_docspace_ends_the_grant_without_a_removal(#[case] backend: Backend) {
+    let Some(granted) = Granted::start(backend, "1", EDITING, |_| {}).await else {
+        return;
+    };
+    granted.env.docspace.delete_room(granted.room);
+    granted.end(Ending::Unassigned).await;
+    let jobs = granted.revoke_jobs(1).await;
+    assert_eq!(jobs[0].outcome.as_deref(), Some("room_gone"), "{jobs:?}");
+    assert!(removal_puts(&granted.env.docspace).is_empty(), "no removal");
+    let live = granted.store.live_grants_of(&email(BOB)).await.unwrap();
+    assert!(live.is_empty(), "the grant ended with its room: {live:?}");
+    let log = granted.access_log().await;
+    assert!(log.contains("room gone"), "{log}");
 }

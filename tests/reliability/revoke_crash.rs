@@ -100,7 +100,7 @@ impl Crashed {
             Kill::AfterReserving => Fault::Hold(gate.clone()),
             Kill::AfterDocSpaceApplied => Fault::HangAfterWork,
         };
-        self.env.docspace.push_fault("share_room", fault);
+        self.env.docspace.push_fault("unshare_room", fault);
         self.env.asana.assign("501", PROJECT, None);
         let response = process
             .bridge
