@@ -155,17 +155,19 @@ impl LedgerView {
 
     /// Whether the ledger shows the person settled (granted or found there) in the active room of
     /// every known project, at least one: then the person is known to DocSpace and the job needs
-    /// no DocSpace call at all.
+    /// no DocSpace call at all. A grant a revoke job is taking back settles nothing: the job must
+    /// wait for it, then grant again.
     pub fn settles_every_room(&self) -> bool {
         !self.known.is_empty()
             && self
                 .known
                 .iter()
                 .all(|(_, known)| match (known.room_id, known.state.as_deref()) {
-                    (Some(room), Some("active")) => self
-                        .grants
-                        .iter()
-                        .any(|g| g.room_id == room && g.state != GrantState::Sending),
+                    (Some(room), Some("active")) => self.grants.iter().any(|g| {
+                        g.room_id == room
+                            && g.state != GrantState::Sending
+                            && g.revoking_job_id.is_none()
+                    }),
                     // No room, or a gone one: the job has something to report.
                     _ => false,
                 })
@@ -273,7 +275,7 @@ impl Granting<'_> {
         let mut open = VecDeque::new();
         for target in targets {
             match ledger.get(&target.room.get()) {
-                Some(row) if row.state != GrantState::Sending => {
+                Some(row) if row.state != GrantState::Sending && row.revoking_job_id.is_none() => {
                     let ours = row.job_id == self.job.id;
                     let what = if ours && row.state == GrantState::Granted {
                         "granted"
@@ -453,6 +455,18 @@ impl Granting<'_> {
         own_sending: bool,
         work: &mut RoomWork,
     ) -> Result<Step, StoreError> {
+        // A removal in flight must settle first: read now, the person may be in the room only
+        // until the revoke job's call lands, and a grant recorded meanwhile would be lost.
+        if let Some(job_id) = self
+            .store
+            .live_grants_of(email)
+            .await?
+            .iter()
+            .find(|g| g.room_id == target.room.get())
+            .and_then(|g| g.revoking_job_id)
+        {
+            return Ok(Step::Stop(revoking(target, job_id)));
+        }
         let present = match self.find_member(target.room, email, &user.id).await {
             Ok(present) => present,
             Err(error) => return self.refused(target, error).await,
@@ -501,10 +515,7 @@ impl Granting<'_> {
                 return Ok(Step::Settled);
             }
             Some(GrantReservation::Revoking { job_id }) => {
-                return Ok(Step::Stop(RoomsStop::Wait(format!(
-                    "access to room {} is being taken back by job {job_id}; granting it again once that is settled",
-                    target.room
-                ))));
+                return Ok(Step::Stop(revoking(target, job_id)));
             }
             Some(GrantReservation::AlreadyGranted { .. }) => {
                 work.grant_metrics.push("already_in_room");
@@ -604,6 +615,14 @@ impl Granting<'_> {
         }
         Ok(Step::Gone(reason))
     }
+}
+
+/// The job waits for revoke job `job_id`, which is taking the person's access to the room back.
+fn revoking(target: &Target, job_id: i64) -> RoomsStop {
+    RoomsStop::Wait(format!(
+        "access to room {} is being taken back by job {job_id}; granting it again once that is settled",
+        target.room
+    ))
 }
 
 fn result(
