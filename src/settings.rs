@@ -753,6 +753,66 @@ mod tests {
         assert!(s.webhooks.auto_recreate);
     }
 
+    fn problems(pairs: &[(&str, &str)]) -> Vec<String> {
+        match load(pairs) {
+            Err(SettingsError::Invalid(problems)) => problems,
+            other => panic!("expected invalid settings, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn the_status_page_is_off_without_a_token_and_needs_a_long_one() {
+        let s = load(&complete()).unwrap();
+        assert!(s.admin.token().is_none());
+        assert_eq!(s.server.admin_port, 0);
+        assert_eq!(s.admin_cookie_warning(), None);
+
+        let mut short = complete();
+        short.push(("BRIDGE__ADMIN__TOKEN", "too-short"));
+        assert_eq!(
+            problems(&short),
+            vec![
+                "admin.token (BRIDGE__ADMIN__TOKEN) must be at least 32 characters (e.g. the output of `openssl rand -hex 32`); it signs operators in and retries jobs"
+            ]
+        );
+
+        let token = "0123456789abcdef0123456789abcdef";
+        let mut on = complete();
+        on.push(("BRIDGE__ADMIN__TOKEN", token));
+        let s = load(&on).unwrap();
+        assert!(s.admin.token().is_some());
+        assert!(
+            !format!("{s:?}").contains(token),
+            "Debug shows the admin token"
+        );
+        let warning = s.admin_cookie_warning().expect("public_url is not https");
+        assert!(warning.contains("BRIDGE__SERVER__PUBLIC_URL"), "{warning}");
+        on.push(("BRIDGE__SERVER__PUBLIC_URL", "https://bridge.example.com"));
+        assert_eq!(load(&on).unwrap().admin_cookie_warning(), None);
+    }
+
+    #[test]
+    fn the_admin_port_needs_the_page_and_a_port_of_its_own() {
+        let mut without_token = complete();
+        without_token.push(("BRIDGE__SERVER__ADMIN_PORT", "9091"));
+        assert_eq!(
+            problems(&without_token),
+            vec![
+                "server.admin_port (BRIDGE__SERVER__ADMIN_PORT) is set but admin.token (BRIDGE__ADMIN__TOKEN) is empty: there is no status page to serve"
+            ]
+        );
+        let mut clash = complete();
+        clash.push(("BRIDGE__ADMIN__TOKEN", "0123456789abcdef0123456789abcdef"));
+        clash.push(("BRIDGE__SERVER__ADMIN_PORT", "9090"));
+        clash.push(("BRIDGE__SERVER__METRICS_PORT", "9090"));
+        assert_eq!(
+            problems(&clash),
+            vec![
+                "server.admin_port (BRIDGE__SERVER__ADMIN_PORT) must differ from server.port and server.metrics_port"
+            ]
+        );
+    }
+
     #[test]
     fn reconcile_settings_are_checked() {
         let mut off = complete();

@@ -28,7 +28,11 @@ impl Store {
     }
 
     /// The session `id_hash` names, unless it expired by `now`.
-    pub async fn admin_session(&self, id_hash: &str, now: i64) -> StoreResult<Option<AdminSession>> {
+    pub async fn admin_session(
+        &self,
+        id_hash: &str,
+        now: i64,
+    ) -> StoreResult<Option<AdminSession>> {
         let _ = (id_hash, now);
         todo!("slice A")
     }
