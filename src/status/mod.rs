@@ -212,87 +212,25 @@ pub struct AccessEvent {
 }
 
 impl StatusReport {
-    /// Reads everything the page shows: a few indexed reads of the store and the watcher's
-    /// memory, nothing from Asana or DocSpace.
+    /// Reads everything the page shows: a few indexed reads of the store, run side by side, and
+    /// the watcher's memory; nothing from Asana or DocSpace.
     pub async fn gather(sources: &StatusSources<'_>) -> StoreResult<StatusReport> {
         let store = sources.store;
         let now = sources.now;
-        let mut problems = BTreeMap::new();
-        let degraded = sources.health.degraded(store).await?;
-        if !degraded.is_empty() {
-            problems.insert("webhooks".to_string(), degraded);
-        }
-        if sources.rooms_mode == RoomsMode::Linked {
-            let gone: BTreeMap<String, String> = store
-                .gone_rooms()
-                .await?
-                .into_iter()
-                .map(|room| {
-                    let reason = linked_gone_message(
-                        &room.project_gid,
-                        room.project_name.as_deref(),
-                        room.room_id,
-                        room.gone_reason.as_deref().unwrap_or("deleted"),
-                    );
-                    (room.project_gid.to_string(), reason)
-                })
-                .collect();
-            if !gone.is_empty() {
-                problems.insert("rooms".to_string(), gone);
-            }
-        }
-        let queue = queue_summary(store.queue_overview(now, now - DONE_WINDOW_MS).await?, now);
-        let webhooks = webhook_rows(
-            store.webhook_overview().await?,
-            &WebhookExtras {
-                seen_here: sources
-                    .health
-                    .last_deliveries()
-                    .into_iter()
-                    .map(|(name, at)| (name.to_string(), at))
-                    .collect(),
-                asana: sources.health.asana_views(),
-                repairs: store
-                    .webhook_repairs()
-                    .await?
-                    .iter()
-                    .map(|repair| (repair.old_name.to_string(), repair_note(repair)))
-                    .collect(),
-                reconcile: store
-                    .reconcile_states()
-                    .await?
-                    .into_iter()
-                    .map(|state| (state.gid.to_string(), state))
-                    .collect(),
+        let (problems, queue, webhooks, jobs, rooms, access) = tokio::try_join!(
+            problems(sources),
+            async {
+                let overview = store.queue_overview(now, now - DONE_WINDOW_MS).await?;
+                Ok(queue_summary(overview, now))
             },
-            now,
-        );
-        let jobs = store
-            .recent_jobs(sources.job_filter, RECENT_JOBS)
-            .await?
-            .into_iter()
-            .map(job_row)
-            .collect();
-        let rooms = match sources.rooms_mode {
-            RoomsMode::Off => None,
-            mode => Some(rooms_section(
-                mode,
-                store.known_projects().await?,
-                store.room_people(PEOPLE_PER_ROOM).await?,
-            )),
-        };
-        let access = if sources.revoke_on {
-            let plan = store.revocation_plan(None).await?;
-            let (latest, _) = store
-                .access_log(&LogFilter::default(), ACCESS_EVENTS)
-                .await?;
-            Some(AccessSection {
-                pending: access::pending_revocations(plan, now, PENDING_REVOCATIONS),
-                latest: latest.into_iter().map(access::access_event).collect(),
-            })
-        } else {
-            None
-        };
+            webhooks(sources),
+            async {
+                let jobs = store.recent_jobs(sources.job_filter, RECENT_JOBS).await?;
+                Ok(jobs.into_iter().map(job_row).collect())
+            },
+            rooms(sources),
+            access_section(sources),
+        )?;
         Ok(StatusReport {
             api_version: 1,
             generated_at: rfc3339_seconds(now),
@@ -305,6 +243,91 @@ impl StatusReport {
             access,
         })
     }
+}
+
+/// What `/readyz` reports as degraded: webhooks, and in `linked` mode the rooms found gone.
+async fn problems(
+    sources: &StatusSources<'_>,
+) -> StoreResult<BTreeMap<String, BTreeMap<String, String>>> {
+    let mut problems = BTreeMap::new();
+    let degraded = sources.health.degraded(sources.store).await?;
+    if !degraded.is_empty() {
+        problems.insert("webhooks".to_string(), degraded);
+    }
+    if sources.rooms_mode == RoomsMode::Linked {
+        let gone: BTreeMap<String, String> = sources
+            .store
+            .gone_rooms()
+            .await?
+            .into_iter()
+            .map(|room| {
+                let reason = linked_gone_message(
+                    &room.project_gid,
+                    room.project_name.as_deref(),
+                    room.room_id,
+                    room.gone_reason.as_deref().unwrap_or("deleted"),
+                );
+                (room.project_gid.to_string(), reason)
+            })
+            .collect();
+        if !gone.is_empty() {
+            problems.insert("rooms".to_string(), gone);
+        }
+    }
+    Ok(problems)
+}
+
+async fn webhooks(sources: &StatusSources<'_>) -> StoreResult<Vec<WebhookRow>> {
+    let store = sources.store;
+    let (hooks, repairs, reconcile) = tokio::try_join!(
+        store.webhook_overview(),
+        store.webhook_repairs(),
+        store.reconcile_states()
+    )?;
+    let extras = WebhookExtras {
+        seen_here: sources
+            .health
+            .last_deliveries()
+            .into_iter()
+            .map(|(name, at)| (name.to_string(), at))
+            .collect(),
+        asana: sources.health.asana_views(),
+        repairs: repairs
+            .iter()
+            .map(|repair| (repair.old_name.to_string(), repair_note(repair)))
+            .collect(),
+        reconcile: reconcile
+            .into_iter()
+            .map(|state| (state.gid.to_string(), state))
+            .collect(),
+    };
+    Ok(webhook_rows(hooks, &extras, sources.now))
+}
+
+async fn rooms(sources: &StatusSources<'_>) -> StoreResult<Option<RoomsSection>> {
+    if sources.rooms_mode == RoomsMode::Off {
+        return Ok(None);
+    }
+    let (projects, people) = tokio::try_join!(
+        sources.store.known_projects(),
+        sources.store.room_people(PEOPLE_PER_ROOM)
+    )?;
+    Ok(Some(rooms_section(sources.rooms_mode, projects, people)))
+}
+
+async fn access_section(sources: &StatusSources<'_>) -> StoreResult<Option<AccessSection>> {
+    if !sources.revoke_on {
+        return Ok(None);
+    }
+    let everyone = LogFilter::default();
+    let (plan, (latest, _)) = tokio::try_join!(
+        sources.store.revocation_plan(None),
+        sources.store.access_log(&everyone, ACCESS_EVENTS)
+    )?;
+    Ok(Some(AccessSection {
+        pending: access::pending_revocations(plan, sources.now, PENDING_REVOCATIONS),
+        latest: latest.into_iter().map(access::access_event).collect(),
+    }))
 }
 
 /// The queue's counts, with the oldest pending job's age at `now`.
