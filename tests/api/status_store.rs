@@ -6,10 +6,12 @@
 use asana_docspace_bridge::rooms::RoomsMode;
 use asana_docspace_bridge::status::{DONE_WINDOW_MS, StatusReport, StatusSources};
 use asana_docspace_bridge::store::{JobStatus, QUEUE_SUBSELECTS, Store, now_ms};
+use asana_docspace_bridge::upstream::AsanaClient;
 use asana_docspace_bridge::webhook::watch::WebhookHealth;
 use rstest::rstest;
+use secrecy::SecretString;
 
-use crate::helpers::{Backend, Env, PROJECT};
+use crate::helpers::{ASANA_TOKEN, Backend, Env, PROJECT};
 
 const HOUR_MS: i64 = 3_600_000;
 const ROOM: i64 = 45;
@@ -344,6 +346,59 @@ async fn the_webhook_overview_names_projects_and_never_carries_a_secret(#[case] 
     // Never delivered to and created in 1970: silent for over 24 hours, as /readyz says.
     assert!(report.problems["webhooks"]["wh-ws"].contains("no verified delivery"));
     assert!(!report.problems["webhooks"].contains_key("wh-new"));
+}
+
+fn asana_at(url: &str) -> AsanaClient {
+    AsanaClient::new(
+        url,
+        SecretString::from(ASANA_TOKEN),
+        std::time::Duration::from_secs(2),
+    )
+    .expect("an Asana client")
+}
+
+#[rstest]
+#[case::sqlite(Backend::Sqlite)]
+#[case::postgres(Backend::Postgres)]
+#[tokio::test]
+async fn asanas_view_is_what_the_watchers_last_check_read_and_survives_an_unreachable_asana(
+    #[case] backend: Backend,
+) {
+    let Some(env) = Env::on(backend).await else {
+        return;
+    };
+    let store = env.store().await;
+    let now = now_ms();
+    // Registered here, unknown to Asana: Asana answers 404 (it deleted the webhook).
+    env.execute_sql(&format!(
+        "INSERT INTO webhooks (name, secret, created_at, project_gid, webhook_gid, registered_at, \
+         last_delivery_at) VALUES ('wh-gone', 'secret', 1, '{PROJECT}', '1200000000000999', 1, {now})"
+    ))
+    .await;
+    let health = WebhookHealth::default();
+    let before = StatusReport::gather(&sources(&store, &health, now))
+        .await
+        .expect("gather");
+    assert!(before.webhooks[0].asana.is_none(), "not checked yet");
+
+    health
+        .check_at_asana(&store, &asana_at(&env.asana.url()))
+        .await;
+    let checked = StatusReport::gather(&sources(&store, &health, now_ms()))
+        .await
+        .expect("gather");
+    let view = checked.webhooks[0].asana.clone().expect("checked");
+    assert!(view.deleted && !view.active, "{view:?}");
+    assert!(checked.problems["webhooks"]["wh-gone"].contains("Asana has deleted webhook"));
+
+    // Nothing listens on port 9 of loopback: the check cannot reach Asana; the view stays.
+    health
+        .check_at_asana(&store, &asana_at("http://127.0.0.1:9"))
+        .await;
+    let unreachable = StatusReport::gather(&sources(&store, &health, now_ms()))
+        .await
+        .expect("gather");
+    assert_eq!(unreachable.webhooks[0].asana.as_ref(), Some(&view));
 }
 
 /// `n` live grants of `room` (project `project`), granted a minute apart from `since`.
