@@ -24,6 +24,7 @@ mod revocations_store;
 mod rooms;
 mod rooms_commands;
 mod rooms_store;
+mod status_store;
 mod webhook_repair;
 mod webhooks;
 mod worker;
