@@ -512,8 +512,16 @@ async fn a_session_ends_when_tampered_expired_signed_out_or_the_token_changes(
             .contains(r#"id="sign-in""#)
     );
 
-    // A restart with the same token keeps the session; a new token ends it.
+    // Another replica on the same store knows the session; a restart with the same token keeps
+    // it; a new token ends it.
     let kept = signed_in(&app.bridge).await;
+    let replica = TestApp::spawn(&env).await;
+    assert!(
+        page(&replica.bridge, &kept, "")
+            .await
+            .contains(r#"id="status""#)
+    );
+    replica.stop().await.unwrap();
     app.stop().await.unwrap();
     let app = TestApp::spawn(&env).await;
     assert!(
@@ -847,5 +855,69 @@ async fn the_admin_port_moves_the_page_off_the_main_port() {
     );
     let secret = app.bridge.register("proj").await;
     assert!(!secret.is_empty(), "webhooks still answer on the main port");
+    app.stop().await.unwrap();
+}
+
+#[rstest]
+#[case::sqlite(Backend::Sqlite)]
+#[case::postgres(Backend::Postgres)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_page_shows_failed_jobs_first_with_their_error_and_a_retry_button(
+    #[case] backend: Backend,
+) {
+    let Some(mut env) = admin_env(backend).await else {
+        return;
+    };
+    // The worker runs what deliveries wake it for, and takes over no lapsed lease meanwhile.
+    env.set("BRIDGE__WORKER__POLL_INTERVAL_MS", "60000");
+    let app = TestApp::spawn(&env).await;
+    let (failed, secret) = failed_job(&env, &app).await;
+    env.assign("502", "602", "bob@example.com");
+    app.bridge
+        .deliver_assignment("proj", &secret, "502", "602")
+        .await;
+    let store = env.store().await;
+    let done = job_with_status(&store, failed + 1, JobStatus::Done).await;
+    store.close().await;
+    let session = signed_in(&app.bridge).await;
+
+    let html = page(&app.bridge, &session, "").await;
+    let failed_row = html
+        .find(&format!(r#"<tr id="job-{failed}""#))
+        .expect("the failed job listed");
+    let done_row = html
+        .find(&format!(r#"<tr id="job-{}""#, done.id))
+        .expect("the done job listed");
+    assert!(failed_row < done_row, "failed first, though older");
+    let failed_html = &html[failed_row..done_row];
+    for needle in [
+        r#"<td class="status"><span class="badge badge-failed">failed</span></td>"#,
+        "jane@example.com",
+        "admins exceeds the limit",
+        &format!(r#"<form class="retry" method="post" action="/admin/jobs/{failed}/retry">"#),
+        r#"<button type="submit">Retry</button>"#,
+    ] {
+        assert!(failed_html.contains(needle), "{needle} in {failed_html}");
+    }
+    let done_html = &html[done_row..];
+    assert!(done_html.contains(r#"<td class="outcome">invited</td>"#));
+    assert!(!done_html[..done_html.find("</tr>").unwrap()].contains("Retry"));
+    assert!(html.contains(r#"<tr id="webhook-proj">"#), "the webhook");
+    assert!(html.contains(r#"<main id="status" data-refresh-secs="15">"#));
+
+    // The filter, the refresh period, and a running job whose lease lapsed.
+    let only_done = page(&app.bridge, &session, "?status=done&refresh=1").await;
+    assert!(!only_done.contains(&format!(r#"<tr id="job-{failed}""#)));
+    assert!(only_done.contains(r#"data-refresh-secs="1""#));
+    env.execute_sql(&format!(
+        "UPDATE jobs SET status = 'running', lease_until = 1 WHERE id = {}",
+        done.id
+    ))
+    .await;
+    let lapsed = page(&app.bridge, &session, "").await;
+    assert!(
+        lapsed.contains("1 with a lapsed lease: taken over soon"),
+        "{lapsed}"
+    );
     app.stop().await.unwrap();
 }
