@@ -3,6 +3,7 @@
 
 mod helpers;
 
+mod admin;
 mod commands;
 mod demo;
 mod docspace_client;
