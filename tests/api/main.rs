@@ -3,6 +3,7 @@
 
 mod helpers;
 
+mod admin_browser;
 mod commands;
 mod demo;
 mod docspace_client;
