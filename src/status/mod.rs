@@ -4,13 +4,23 @@
 //! JSON (`http::admin::api`) from the same struct, so the two cannot disagree. No upstream call:
 //! opening the page costs Asana and DocSpace nothing.
 
-use std::collections::BTreeMap;
+pub mod access;
+mod jobs_text;
+
+use std::collections::{BTreeMap, HashMap};
 
 use serde::Serialize;
 
+pub use jobs_text::room_results_text;
+
 use crate::rooms::RoomsMode;
-use crate::store::{JobStatus, Store, StoreResult};
-use crate::webhook::watch::WebhookHealth;
+use crate::store::{
+    JobRecord, JobStatus, KnownProject, LogFilter, ReconcileState, RoomPerson, Store, StoreResult,
+    WebhookOverview, rfc3339_seconds,
+};
+use crate::webhook::repair::repair_note;
+use crate::webhook::watch::{self, WebhookHealth};
+use crate::worker::linked_gone_message;
 
 /// Recent jobs shown: failed ones first (newest first), then the newest others.
 pub const RECENT_JOBS: i64 = 50;
@@ -19,6 +29,8 @@ pub const PEOPLE_PER_ROOM: i64 = 25;
 /// Pending revocations and latest access events shown.
 pub const PENDING_REVOCATIONS: usize = 50;
 pub const ACCESS_EVENTS: i64 = 20;
+/// The window of the queue's "done" count: the count of every done job would read them all.
+pub const DONE_WINDOW_MS: i64 = 24 * 3600 * 1000;
 
 /// Where the report's data comes from, and the page's filter.
 pub struct StatusSources<'a> {
@@ -200,9 +212,242 @@ pub struct AccessEvent {
 }
 
 impl StatusReport {
-    /// Reads everything the page shows.
+    /// Reads everything the page shows: a few indexed reads of the store and the watcher's
+    /// memory, nothing from Asana or DocSpace.
     pub async fn gather(sources: &StatusSources<'_>) -> StoreResult<StatusReport> {
-        let _ = sources;
-        todo!("slice A")
+        let store = sources.store;
+        let now = sources.now;
+        let mut problems = BTreeMap::new();
+        let degraded = sources.health.degraded(store).await?;
+        if !degraded.is_empty() {
+            problems.insert("webhooks".to_string(), degraded);
+        }
+        if sources.rooms_mode == RoomsMode::Linked {
+            let gone: BTreeMap<String, String> = store
+                .gone_rooms()
+                .await?
+                .into_iter()
+                .map(|room| {
+                    let reason = linked_gone_message(
+                        &room.project_gid,
+                        room.project_name.as_deref(),
+                        room.room_id,
+                        room.gone_reason.as_deref().unwrap_or("deleted"),
+                    );
+                    (room.project_gid.to_string(), reason)
+                })
+                .collect();
+            if !gone.is_empty() {
+                problems.insert("rooms".to_string(), gone);
+            }
+        }
+        let queue = queue_summary(store.queue_overview(now, now - DONE_WINDOW_MS).await?, now);
+        let webhooks = webhook_rows(
+            store.webhook_overview().await?,
+            &WebhookExtras {
+                seen_here: sources
+                    .health
+                    .last_deliveries()
+                    .into_iter()
+                    .map(|(name, at)| (name.to_string(), at))
+                    .collect(),
+                asana: sources.health.asana_views(),
+                repairs: store
+                    .webhook_repairs()
+                    .await?
+                    .iter()
+                    .map(|repair| (repair.old_name.to_string(), repair_note(repair)))
+                    .collect(),
+                reconcile: store
+                    .reconcile_states()
+                    .await?
+                    .into_iter()
+                    .map(|state| (state.gid.to_string(), state))
+                    .collect(),
+            },
+            now,
+        );
+        let jobs = store
+            .recent_jobs(sources.job_filter, RECENT_JOBS)
+            .await?
+            .into_iter()
+            .map(job_row)
+            .collect();
+        let rooms = match sources.rooms_mode {
+            RoomsMode::Off => None,
+            mode => Some(rooms_section(
+                mode,
+                store.known_projects().await?,
+                store.room_people(PEOPLE_PER_ROOM).await?,
+            )),
+        };
+        let access = if sources.revoke_on {
+            let plan = store.revocation_plan(None).await?;
+            let (latest, _) = store
+                .access_log(&LogFilter::default(), ACCESS_EVENTS)
+                .await?;
+            Some(AccessSection {
+                pending: access::pending_revocations(plan, now, PENDING_REVOCATIONS),
+                latest: latest.into_iter().map(access::access_event).collect(),
+            })
+        } else {
+            None
+        };
+        Ok(StatusReport {
+            api_version: 1,
+            generated_at: rfc3339_seconds(now),
+            problems,
+            queue,
+            webhooks,
+            jobs,
+            job_filter: sources.job_filter.map(|status| status.to_string()),
+            rooms,
+            access,
+        })
+    }
+}
+
+/// The queue's counts, with the oldest pending job's age at `now`.
+fn queue_summary(overview: crate::store::QueueOverview, now: i64) -> QueueSummary {
+    QueueSummary {
+        pending: overview.pending,
+        running: overview.running,
+        running_lease_lapsed: overview.running_lease_lapsed,
+        failed: overview.failed,
+        done_last_24h: overview.done_recent,
+        oldest_pending_age_secs: overview
+            .oldest_pending_created_at
+            .map(|created| (now - created).max(0) / 1000),
+    }
+}
+
+/// What the page adds to the stored webhooks, by webhook name (project gid for `reconcile`).
+#[derive(Default)]
+struct WebhookExtras {
+    /// Verified deliveries this process saw and may not have written yet.
+    seen_here: HashMap<String, i64>,
+    asana: BTreeMap<String, watch::AsanaView>,
+    /// Pending repairs, in words, by the name of the webhook they replace.
+    repairs: HashMap<String, String>,
+    reconcile: HashMap<String, ReconcileState>,
+}
+
+fn webhook_rows(hooks: Vec<WebhookOverview>, extras: &WebhookExtras, now: i64) -> Vec<WebhookRow> {
+    hooks
+        .into_iter()
+        .map(|hook| {
+            let name = hook.name.to_string();
+            let last_delivery = [hook.last_delivery_at, extras.seen_here.get(&name).copied()]
+                .into_iter()
+                .flatten()
+                .max();
+            let reconcile = hook
+                .project_gid
+                .as_ref()
+                .and_then(|gid| extras.reconcile.get(gid.as_str()))
+                .map(|state| reconcile_view(state, now));
+            WebhookRow {
+                resource_type: hook.resource_type,
+                project: hook.project_gid.map(|gid| ProjectRef {
+                    gid: gid.to_string(),
+                    name: hook.project_name,
+                }),
+                workspace_gid: hook.workspace_gid.map(|gid| gid.to_string()),
+                webhook_gid: hook.webhook_gid.map(|gid| gid.to_string()),
+                last_delivery_at: last_delivery.map(rfc3339_seconds),
+                replaces: hook.replaced_name,
+                asana: extras.asana.get(&name).map(asana_view),
+                repair: extras.repairs.get(&name).cloned(),
+                reconcile,
+                name,
+            }
+        })
+        .collect()
+}
+
+fn asana_view(view: &watch::AsanaView) -> AsanaView {
+    AsanaView {
+        checked_at: rfc3339_seconds(view.checked_at),
+        active: view.active,
+        last_failure_at: view.last_failure_at.clone(),
+        last_failure: view.last_failure_content.clone(),
+        deleted: view.deleted,
+    }
+}
+
+fn reconcile_view(state: &ReconcileState, now: i64) -> ReconcileView {
+    ReconcileView {
+        last_pass_at: state.reconcile_passed_at.map(rfc3339_seconds),
+        failures: state.reconcile_failures,
+        last_error: state.reconcile_last_error.clone(),
+        lag_secs: state
+            .reconcile_cursor
+            .map(|cursor| (now - cursor).max(0) / 1000),
+    }
+}
+
+fn job_row(job: JobRecord) -> JobRow {
+    JobRow {
+        id: job.id,
+        status: job.status.to_string(),
+        updated_at: rfc3339_seconds(job.updated_at),
+        kind: job.event_kind.to_string(),
+        source: job.source.to_string(),
+        task_gid: job.task_gid.to_string(),
+        email: job.email,
+        outcome: job.outcome,
+        attempts: job.attempts,
+        rooms: room_results_text(job.room_results.as_deref()),
+        last_error: job.last_error,
+        next_attempt_at: (job.status == JobStatus::Pending).then(|| rfc3339_seconds(job.run_at)),
+    }
+}
+
+/// Each known project with its room and the newest people granted it.
+fn rooms_section(
+    mode: RoomsMode,
+    projects: Vec<KnownProject>,
+    people: Vec<RoomPerson>,
+) -> RoomsSection {
+    let mut by_room: HashMap<i64, Vec<RoomPerson>> = HashMap::new();
+    for person in people {
+        by_room.entry(person.room_id).or_default().push(person);
+    }
+    let projects = projects
+        .into_iter()
+        .map(|project| {
+            let people = project
+                .room_id
+                .and_then(|id| by_room.remove(&id))
+                .unwrap_or_default();
+            let live = people.first().map_or(0, |p| p.live_in_room);
+            let more = live - i64::try_from(people.len()).unwrap_or(0);
+            ProjectRooms {
+                gid: project.project_gid.to_string(),
+                name: project.project_name,
+                room: project.room_id.map(|id| RoomView {
+                    id,
+                    title: project.room_title,
+                    state: project.state,
+                    how: project.how,
+                }),
+                granted: people
+                    .into_iter()
+                    .map(|person| PersonGrant {
+                        email: person.email,
+                        access: access::access_name(person.access),
+                        state: person.state,
+                        task_gid: person.task_gid,
+                        job_id: person.job_id,
+                        granted_at: person.granted_at.map(rfc3339_seconds),
+                    })
+                    .collect(),
+                more: more.max(0),
+            }
+        })
+        .collect();
+    RoomsSection {
+        mode: mode.to_string(),
+        projects,
     }
 }
