@@ -7,16 +7,17 @@ use std::future::Future;
 use std::time::Duration;
 
 use asana_docspace_bridge::store::JobStatus;
-use asana_docspace_fakes::{Fault, Gate};
+use asana_docspace_fakes::{Fault, Gate, assignment_delivery};
 use fantoccini::{Client, Locator};
 use serde_json::json;
 
 use crate::helpers::{
-    ADMIN_TOKEN, Backend, ChromeDriver, Env, TestApp, WAIT, job_with_status, screenshots_dir,
-    settled_jobs, sign_in, submit_token,
+    ADMIN_TOKEN, Backend, ChromeDriver, Env, PROJECT, TestApp, WAIT, job_with_status,
+    screenshots_dir, settled_jobs, sign_in, submit_token,
 };
 
 const WEBHOOK: &str = "website";
+const PROJECT_NAME: &str = "Website relaunch";
 const TASK: &str = "501";
 const USER: &str = "601";
 const EMAIL: &str = "jane@example.com";
@@ -82,7 +83,9 @@ async fn an_operator_signs_in_sees_a_failed_job_and_retries_it() {
             .await
             .expect("open /admin?refresh=1");
         let webhooks = text(&browser, "table#webhooks").await;
-        assert!(webhooks.contains(WEBHOOK), "{webhooks}");
+        for shown in [WEBHOOK, PROJECT, PROJECT_NAME] {
+            assert!(webhooks.contains(shown), "{shown} in {webhooks}");
+        }
         let row = format!("table#jobs tr#job-{job}");
         assert_eq!(text(&browser, &format!("{row} .status")).await, "failed");
         assert_eq!(text(&browser, &format!("{row} .outcome")).await, "failed");
@@ -192,7 +195,7 @@ async fn the_page_works_without_javascript() {
     .await;
 }
 
-/// The bridge with the status page on, a confirmed webhook, and one delivery whose job failed for
+/// The bridge with the status page on, a webhook registered for [`PROJECT`], and one delivery whose job failed for
 /// good (DocSpace refused the invitation as a bad request); returns the job's id.
 async fn one_failed_job() -> (Env, TestApp, i64) {
     let mut env = Env::on(Backend::Sqlite)
@@ -211,11 +214,26 @@ async fn one_failed_job() -> (Env, TestApp, i64) {
             json!({"error": {"message": "Incorrect email"}, "status": 1, "statusCode": 400}),
         ),
     );
+    // Registered as an operator does it (`webhooks create`), so the page knows its project.
+    env.set("BRIDGE__WEBHOOKS__HANDSHAKE", "registration");
+    env.asana.put_project(PROJECT, PROJECT_NAME);
     let app = TestApp::spawn(&env).await;
-    let secret = app.bridge.register(WEBHOOK).await;
-    app.bridge
-        .deliver_assignment(WEBHOOK, &secret, TASK, USER)
+    env.set("BRIDGE__SERVER__PUBLIC_URL", &app.bridge.address);
+    env.run(&[
+        "webhooks",
+        "create",
+        "--project",
+        PROJECT,
+        "--name",
+        WEBHOOK,
+    ])
+    .await
+    .expect_code(0);
+    let delivered = env
+        .asana
+        .deliver_to_project(PROJECT, &assignment_delivery(TASK, USER))
         .await;
+    assert_eq!(delivered, 1, "the assignment is delivered");
     let jobs = settled_jobs(&env.store().await).await;
     assert_eq!(jobs.len(), 1, "{jobs:?}");
     assert_eq!(jobs[0].status, JobStatus::Failed, "{jobs:?}");
