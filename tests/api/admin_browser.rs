@@ -253,9 +253,12 @@ where
         return;
     };
     let browser = driver.browser(javascript).await;
+    let failure = format!("{test}-failure");
+    for stale in ["png", "html"] {
+        let _ = std::fs::remove_file(screenshots_dir().join(format!("{failure}.{stale}")));
+    }
     let outcome = tokio::spawn(scenario(browser.clone())).await;
     if outcome.is_err() {
-        let failure = format!("{test}-failure");
         shoot(&browser, &failure).await;
         if let Ok(source) = browser.source().await {
             let path = screenshots_dir().join(format!("{failure}.html"));
