@@ -451,3 +451,112 @@ fn rooms_section(
         projects,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn overview(
+        name: &str,
+        project: Option<&str>,
+        last_delivery_at: Option<i64>,
+    ) -> WebhookOverview {
+        WebhookOverview {
+            name: name.parse().unwrap(),
+            resource_type: "project".into(),
+            project_gid: project.map(|gid| gid.parse().unwrap()),
+            project_name: project.map(|_| "Website".into()),
+            workspace_gid: None,
+            webhook_gid: Some("1200000000000123".parse().unwrap()),
+            last_delivery_at,
+            registered_at: Some(1),
+            created_at: 1,
+            replaced_name: None,
+        }
+    }
+
+    #[test]
+    fn a_webhook_row_joins_the_watchers_memory_repairs_and_reconcile_passes() {
+        let now = 1_700_000_000_000;
+        let project = "1200000000000100";
+        let extras = WebhookExtras {
+            seen_here: HashMap::from([("wh-a".to_string(), now - 1_000)]),
+            asana: BTreeMap::from([(
+                "wh-a".to_string(),
+                watch::AsanaView {
+                    checked_at: now - 60_000,
+                    active: false,
+                    last_failure_at: Some("2023-11-14T20:00:00.000Z".into()),
+                    last_failure_content: Some("<script>502</script>".into()),
+                    deleted: false,
+                },
+            )]),
+            repairs: HashMap::from([("wh-a".to_string(), "re-registering".to_string())]),
+            reconcile: HashMap::from([(
+                project.to_string(),
+                ReconcileState {
+                    gid: project.parse().unwrap(),
+                    name: None,
+                    created_at: 1,
+                    reconcile_cursor: Some(now - 310_000),
+                    reconcile_since: None,
+                    reconcile_due_at: None,
+                    reconcile_claimed_until: None,
+                    reconcile_passed_at: Some(now - 300_000),
+                    reconcile_failures: 2,
+                    reconcile_last_error: Some("Asana 503".into()),
+                },
+            )]),
+        };
+        let rows = webhook_rows(
+            vec![
+                overview("wh-a", Some(project), Some(now - 5_000)),
+                overview("wh-b", None, Some(now - 5_000)),
+            ],
+            &extras,
+            now,
+        );
+        let a = &rows[0];
+        assert_eq!(
+            a.last_delivery_at,
+            Some(rfc3339_seconds(now - 1_000)),
+            "the later one"
+        );
+        let asana = a.asana.as_ref().expect("checked");
+        assert!(!asana.active);
+        assert_eq!(asana.checked_at, rfc3339_seconds(now - 60_000));
+        assert_eq!(asana.last_failure.as_deref(), Some("<script>502</script>"));
+        assert_eq!(a.repair.as_deref(), Some("re-registering"));
+        let reconcile = a.reconcile.as_ref().expect("a project webhook");
+        assert_eq!(reconcile.lag_secs, Some(310));
+        assert_eq!(reconcile.failures, 2);
+        assert_eq!(reconcile.last_pass_at, Some(rfc3339_seconds(now - 300_000)));
+
+        let b = &rows[1];
+        assert_eq!(b.last_delivery_at, Some(rfc3339_seconds(now - 5_000)));
+        assert!(
+            b.asana.is_none() && b.repair.is_none() && b.reconcile.is_none() && b.project.is_none()
+        );
+    }
+
+    #[test]
+    fn the_oldest_pending_age_is_in_whole_seconds_and_never_negative() {
+        let queue = queue_summary(
+            crate::store::QueueOverview {
+                pending: 1,
+                oldest_pending_created_at: Some(10_000),
+                ..Default::default()
+            },
+            52_999,
+        );
+        assert_eq!(queue.oldest_pending_age_secs, Some(42));
+        let clock_behind = queue_summary(
+            crate::store::QueueOverview {
+                oldest_pending_created_at: Some(60_000),
+                ..Default::default()
+            },
+            1_000,
+        );
+        assert_eq!(clock_behind.oldest_pending_age_secs, Some(0));
+    }
+}
