@@ -148,6 +148,15 @@ async fn failed_job(env: &Env, app: &TestApp) -> (i64, String) {
     (job.id, secret)
 }
 
+/// A retry that must not happen: what, Origin, Cookie, form, and the answer expected.
+type Refusal<'a> = (
+    &'a str,
+    Option<&'a str>,
+    Option<&'a str>,
+    Vec<(&'a str, &'a str)>,
+    StatusCode,
+);
+
 fn assert_admin_headers(response: &reqwest::Response, what: &str) {
     let header = |name: reqwest::header::HeaderName| {
         response
@@ -164,12 +173,19 @@ fn assert_admin_headers(response: &reqwest::Response, what: &str) {
         "form-action 'self'",
         "frame-ancestors 'none'",
     ] {
-        assert!(policy.contains(directive), "{what}: {directive} in {policy}");
+        assert!(
+            policy.contains(directive),
+            "{what}: {directive} in {policy}"
+        );
     }
     assert!(!policy.contains("unsafe-inline"), "{what}: {policy}");
     assert_eq!(header(CACHE_CONTROL), "no-store", "{what}");
     assert_eq!(header(X_CONTENT_TYPE_OPTIONS), "nosniff", "{what}");
-    assert_eq!(header(reqwest::header::REFERRER_POLICY), "same-origin", "{what}");
+    assert_eq!(
+        header(reqwest::header::REFERRER_POLICY),
+        "same-origin",
+        "{what}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -189,7 +205,11 @@ async fn without_a_token_there_is_no_status_page() {
     ] {
         let response = get(&app.bridge, path, None).await;
         assert_eq!(response.status(), StatusCode::NOT_FOUND, "GET {path}");
-        assert_eq!(response.json::<Value>().await.unwrap(), unknown, "GET {path}");
+        assert_eq!(
+            response.json::<Value>().await.unwrap(),
+            unknown,
+            "GET {path}"
+        );
     }
     for path in ["/admin/sign-in", "/admin/sign-out", "/admin/jobs/1/retry"] {
         let response = post(
@@ -201,7 +221,11 @@ async fn without_a_token_there_is_no_status_page() {
         )
         .await;
         assert_eq!(response.status(), StatusCode::NOT_FOUND, "POST {path}");
-        assert_eq!(response.json::<Value>().await.unwrap(), unknown, "POST {path}");
+        assert_eq!(
+            response.json::<Value>().await.unwrap(),
+            unknown,
+            "POST {path}"
+        );
     }
     let api = client()
         .get(app.bridge.url("/admin/api/status"))
@@ -275,8 +299,15 @@ async fn a_wrong_token_shows_the_form_again_and_five_of_them_lock_the_door() {
     let session = signed_in(&app.bridge).await;
     for attempt in 1..=4 {
         let wrong = sign_in_with(&app.bridge, "not-the-token-not-the-token-not-the").await;
-        assert_eq!(wrong.status(), StatusCode::UNAUTHORIZED, "attempt {attempt}");
-        assert!(set_cookies(&wrong).is_empty(), "no session for a wrong token");
+        assert_eq!(
+            wrong.status(),
+            StatusCode::UNAUTHORIZED,
+            "attempt {attempt}"
+        );
+        assert!(
+            set_cookies(&wrong).is_empty(),
+            "no session for a wrong token"
+        );
         assert_admin_headers(&wrong, "the wrong-token form");
         let html = wrong.text().await.unwrap();
         assert!(html.contains("That token is not right."), "{html}");
@@ -304,7 +335,13 @@ async fn a_wrong_token_shows_the_form_again_and_five_of_them_lock_the_door() {
         .parse()
         .unwrap();
     assert!((1..=12).contains(&wait), "Retry-After {wait}");
-    assert!(right.text().await.unwrap().contains("Too many wrong tokens"));
+    assert!(
+        right
+            .text()
+            .await
+            .unwrap()
+            .contains("Too many wrong tokens")
+    );
     let api = client()
         .get(app.bridge.url("/admin/api/status"))
         .header(AUTHORIZATION, format!("Bearer {ADMIN_TOKEN}"))
@@ -315,7 +352,11 @@ async fn a_wrong_token_shows_the_form_again_and_five_of_them_lock_the_door() {
     assert!(api.headers().contains_key(RETRY_AFTER));
 
     // The operator already signed in keeps working.
-    assert!(page(&app.bridge, &session, "").await.contains(r#"id="status""#));
+    assert!(
+        page(&app.bridge, &session, "")
+            .await
+            .contains(r#"id="status""#)
+    );
     let metrics = app.bridge.metrics().await;
     let sign_ins = |result: &str| {
         metrics
@@ -355,7 +396,10 @@ async fn the_right_token_starts_a_session_in_a_strict_http_only_cookie(#[case] b
     for attribute in ["HttpOnly", "SameSite=Strict", "Path=/", "Max-Age=28800"] {
         assert!(cookie.contains(attribute), "{attribute} in {cookie}");
     }
-    assert!(!cookie.contains("Secure"), "public_url is not https: {cookie}");
+    assert!(
+        !cookie.contains("Secure"),
+        "public_url is not https: {cookie}"
+    );
 
     // The id itself is not what the store keeps.
     let store = env.store().await;
@@ -378,7 +422,13 @@ async fn the_right_token_starts_a_session_in_a_strict_http_only_cookie(#[case] b
     assert_eq!(response.status(), StatusCode::SEE_OTHER);
     let cookie = &set_cookies(&response)[0];
     assert!(cookie.starts_with("__Host-bridge-admin="), "{cookie}");
-    for attribute in ["Secure", "HttpOnly", "SameSite=Strict", "Path=/", "Max-Age=28800"] {
+    for attribute in [
+        "Secure",
+        "HttpOnly",
+        "SameSite=Strict",
+        "Path=/",
+        "Max-Age=28800",
+    ] {
         assert!(cookie.contains(attribute), "{attribute} in {cookie}");
     }
     assert!(!cookie.contains("Domain"), "{cookie}");
@@ -407,12 +457,21 @@ async fn a_session_ends_when_tampered_expired_signed_out_or_the_token_changes(
     };
     let app = TestApp::spawn(&env).await;
     let session = signed_in(&app.bridge).await;
-    assert!(page(&app.bridge, &session, "").await.contains(r#"id="status""#));
+    assert!(
+        page(&app.bridge, &session, "")
+            .await
+            .contains(r#"id="status""#)
+    );
 
     let mut tampered = session.clone();
     let last = tampered.pop().unwrap();
     tampered.push(if last == '0' { '1' } else { '0' });
-    for cookie in [tampered.as_str(), "bridge-admin=", "bridge-admin=zz", "other=1"] {
+    for cookie in [
+        tampered.as_str(),
+        "bridge-admin=",
+        "bridge-admin=zz",
+        "other=1",
+    ] {
         let html = page(&app.bridge, cookie, "").await;
         assert!(html.contains(r#"id="sign-in""#), "{cookie}: the form");
         assert!(!html.contains(r#"id="status""#), "{cookie}");
@@ -432,26 +491,55 @@ async fn a_session_ends_when_tampered_expired_signed_out_or_the_token_changes(
     assert_eq!(location(&out), "/admin");
     let expired = &set_cookies(&out)[0];
     assert!(expired.contains("Max-Age=0"), "{expired}");
-    assert!(page(&app.bridge, &session, "").await.contains(r#"id="sign-in""#));
+    assert!(
+        page(&app.bridge, &session, "")
+            .await
+            .contains(r#"id="sign-in""#)
+    );
 
     // Expired in the store.
     let aged = signed_in(&app.bridge).await;
-    assert!(page(&app.bridge, &aged, "").await.contains(r#"id="status""#));
-    env.execute_sql("UPDATE admin_sessions SET expires_at = 1").await;
-    assert!(page(&app.bridge, &aged, "").await.contains(r#"id="sign-in""#));
+    assert!(
+        page(&app.bridge, &aged, "")
+            .await
+            .contains(r#"id="status""#)
+    );
+    env.execute_sql("UPDATE admin_sessions SET expires_at = 1")
+        .await;
+    assert!(
+        page(&app.bridge, &aged, "")
+            .await
+            .contains(r#"id="sign-in""#)
+    );
 
-    // A restart with the same token keeps the session; a new token ends it.
+    // Another replica on the same store knows the session; a restart with the same token keeps
+    // it; a new token ends it.
     let kept = signed_in(&app.bridge).await;
+    let replica = TestApp::spawn(&env).await;
+    assert!(
+        page(&replica.bridge, &kept, "")
+            .await
+            .contains(r#"id="status""#)
+    );
+    replica.stop().await.unwrap();
     app.stop().await.unwrap();
     let app = TestApp::spawn(&env).await;
-    assert!(page(&app.bridge, &kept, "").await.contains(r#"id="status""#));
+    assert!(
+        page(&app.bridge, &kept, "")
+            .await
+            .contains(r#"id="status""#)
+    );
     app.stop().await.unwrap();
     env.set(
         "BRIDGE__ADMIN__TOKEN",
         "adm-0000000000000000000000000000000000000000",
     );
     let app = TestApp::spawn(&env).await;
-    assert!(page(&app.bridge, &kept, "").await.contains(r#"id="sign-in""#));
+    assert!(
+        page(&app.bridge, &kept, "")
+            .await
+            .contains(r#"id="sign-in""#)
+    );
     app.stop().await.unwrap();
 }
 
@@ -481,8 +569,14 @@ async fn retry_needs_the_origin_the_session_and_its_csrf_token_then_runs_at_once
     let path = format!("/admin/jobs/{job}/retry");
     let own = Some(bridge.address.as_str());
     let wrong = "0".repeat(64);
-    let refusals: [(&str, Option<&str>, Option<&str>, Vec<(&str, &str)>, StatusCode); 6] = [
-        ("no csrf", own, Some(&session), vec![], StatusCode::FORBIDDEN),
+    let refusals: [Refusal<'_>; 6] = [
+        (
+            "no csrf",
+            own,
+            Some(&session),
+            vec![],
+            StatusCode::FORBIDDEN,
+        ),
         (
             "a wrong csrf",
             own,
@@ -631,7 +725,9 @@ async fn the_api_answers_the_bearer_token_only(#[case] backend: Backend) {
         let body: Value = response.json().await.unwrap();
         assert!(body["error"].is_string(), "{what}: {body}");
     }
-    let response = api(Some(format!("Bearer {ADMIN_TOKEN}")), None).await.unwrap();
+    let response = api(Some(format!("Bearer {ADMIN_TOKEN}")), None)
+        .await
+        .unwrap();
     assert_eq!(response.status(), StatusCode::OK);
     assert_admin_headers(&response, "the API");
     let body: Value = response.json().await.unwrap();
@@ -759,5 +855,69 @@ async fn the_admin_port_moves_the_page_off_the_main_port() {
     );
     let secret = app.bridge.register("proj").await;
     assert!(!secret.is_empty(), "webhooks still answer on the main port");
+    app.stop().await.unwrap();
+}
+
+#[rstest]
+#[case::sqlite(Backend::Sqlite)]
+#[case::postgres(Backend::Postgres)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_page_shows_failed_jobs_first_with_their_error_and_a_retry_button(
+    #[case] backend: Backend,
+) {
+    let Some(mut env) = admin_env(backend).await else {
+        return;
+    };
+    // The worker runs what deliveries wake it for, and takes over no lapsed lease meanwhile.
+    env.set("BRIDGE__WORKER__POLL_INTERVAL_MS", "60000");
+    let app = TestApp::spawn(&env).await;
+    let (failed, secret) = failed_job(&env, &app).await;
+    env.assign("502", "602", "bob@example.com");
+    app.bridge
+        .deliver_assignment("proj", &secret, "502", "602")
+        .await;
+    let store = env.store().await;
+    let done = job_with_status(&store, failed + 1, JobStatus::Done).await;
+    store.close().await;
+    let session = signed_in(&app.bridge).await;
+
+    let html = page(&app.bridge, &session, "").await;
+    let failed_row = html
+        .find(&format!(r#"<tr id="job-{failed}""#))
+        .expect("the failed job listed");
+    let done_row = html
+        .find(&format!(r#"<tr id="job-{}""#, done.id))
+        .expect("the done job listed");
+    assert!(failed_row < done_row, "failed first, though older");
+    let failed_html = &html[failed_row..done_row];
+    for needle in [
+        r#"<td class="status"><span class="badge badge-failed">failed</span></td>"#,
+        "jane@example.com",
+        "admins exceeds the limit",
+        &format!(r#"<form class="retry" method="post" action="/admin/jobs/{failed}/retry">"#),
+        r#"<button type="submit">Retry</button>"#,
+    ] {
+        assert!(failed_html.contains(needle), "{needle} in {failed_html}");
+    }
+    let done_html = &html[done_row..];
+    assert!(done_html.contains(r#"<td class="outcome">invited</td>"#));
+    assert!(!done_html[..done_html.find("</tr>").unwrap()].contains("Retry"));
+    assert!(html.contains(r#"<tr id="webhook-proj">"#), "the webhook");
+    assert!(html.contains(r#"<main id="status" data-refresh-secs="15">"#));
+
+    // The filter, the refresh period, and a running job whose lease lapsed.
+    let only_done = page(&app.bridge, &session, "?status=done&refresh=1").await;
+    assert!(!only_done.contains(&format!(r#"<tr id="job-{failed}""#)));
+    assert!(only_done.contains(r#"data-refresh-secs="1""#));
+    env.execute_sql(&format!(
+        "UPDATE jobs SET status = 'running', lease_until = 1 WHERE id = {}",
+        done.id
+    ))
+    .await;
+    let lapsed = page(&app.bridge, &session, "").await;
+    assert!(
+        lapsed.contains("1 with a lapsed lease: taken over soon"),
+        "{lapsed}"
+    );
     app.stop().await.unwrap();
 }

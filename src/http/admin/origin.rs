@@ -76,7 +76,15 @@ mod tests {
     #[test]
     fn only_the_own_origin_or_the_requested_host_may_post() {
         let own = Some("https://bridge.example.com");
-        let cases: &[(Option<&str>, Option<&str>, Option<&str>, bool, &str)] = &[
+        // Origin, Host, public_url's origin, allowed, why.
+        type Case<'a> = (
+            Option<&'a str>,
+            Option<&'a str>,
+            Option<&'a str>,
+            bool,
+            &'a str,
+        );
+        let cases: &[Case<'_>] = &[
             (
                 Some("https://bridge.example.com"),
                 Some("internal:8080"),
