@@ -4,6 +4,7 @@
 mod helpers;
 
 mod admin;
+mod admin_browser;
 mod commands;
 mod demo;
 mod docspace_client;
