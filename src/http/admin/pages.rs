@@ -253,6 +253,8 @@ pub fn webhooks_table(webhooks: &[WebhookRow], now: Option<SystemTime>) -> Marku
                                                 @if let Some(error) = &pass.last_error { br; (error) }
                                             } @else if pass.last_pass_at.is_some() {
                                                 span .badge.badge-done { "ok" }
+                                            } @else {
+                                                span .muted { "no pass yet" }
                                             }
                                             @if let Some(at) = &pass.last_pass_at {
                                                 br; "last pass " (moment(Some(at), now, ""))
@@ -735,6 +737,22 @@ mod tests {
         let Html(on) = status(&report(), &view("c"));
         assert!(on.contains("rooms-section") && on.contains("access-section"));
         assert!(!on.contains("All webhooks healthy"));
+    }
+
+    #[test]
+    fn a_webhook_without_a_reconcile_pass_says_so() {
+        let mut fresh = report();
+        fresh.webhooks[0].reconcile = Some(ReconcileView {
+            last_pass_at: None,
+            failures: 0,
+            last_error: None,
+            lag_secs: None,
+        });
+        let Html(page) = status(&fresh, &view("c"));
+        assert!(page.contains("no pass yet"), "{page}");
+        fresh.webhooks[0].reconcile = None;
+        let Html(page) = status(&fresh, &view("c"));
+        assert!(page.contains("not watched"), "{page}");
     }
 
     #[test]
