@@ -19,7 +19,7 @@ use crate::upstream::{AsanaClient, Upstreams};
 use crate::webhook::register::first_use_warning;
 use crate::webhook::repair::WebhookRepairer;
 use crate::webhook::watch::WebhookHealth;
-use crate::worker::{Inviter, ProjectWatcher, Worker, lease_owner_id};
+use crate::worker::{Inviter, ProjectWatcher, Revoker, Worker, lease_owner_id};
 
 /// The service, bound and ready to run.
 pub struct Application {
@@ -66,11 +66,22 @@ impl Application {
         let upstreams = Upstreams::from_settings(&settings)?;
         let inviter = Inviter::from_settings(&settings, store.clone(), &upstreams);
         let watcher = ProjectWatcher::from_settings(&settings, store.clone(), &upstreams);
+        let revoker = Revoker::from_settings(&settings, store.clone(), &upstreams);
+        if let Some(grace) = settings.access.lifecycle() {
+            // A changed `access.revoke_grace_secs` applies to the revocations still waiting.
+            let moved = store.reschedule_waiting(grace).await?;
+            tracing::info!(
+                waiting = moved,
+                grace_secs = grace.as_secs(),
+                "access revocation is on"
+            );
+        }
         let wake = Arc::new(Notify::new());
         let worker = Worker::new(
             store.clone(),
             inviter,
             watcher,
+            revoker,
             settings.worker.clone(),
             wake.clone(),
         );
@@ -81,7 +92,8 @@ impl Application {
             WebhookHealth::repairing(repairer_wake.clone())
         } else {
             WebhookHealth::default()
-        };
+        }
+        .with_lifecycle_filters(settings.access.lifecycle().is_some());
         let repairer = settings.webhooks.auto_recreate.then(|| WebhookRepairer {
             store: store.clone(),
             asana: upstreams.asana.clone(),
@@ -96,6 +108,7 @@ impl Application {
             PassSettings {
                 hold: Duration::from_millis(settings.worker.lease_ms),
                 interval: settings.reconcile.interval(),
+                lifecycle: settings.access.lifecycle(),
             },
             &LeaseOwner::new(lease_owner_id()),
             reconcile_wake,
@@ -110,6 +123,7 @@ impl Application {
             worker: worker.status(),
             health: Arc::new(health),
             rooms_mode: settings.rooms.mode,
+            access_lifecycle: settings.access.lifecycle().is_some(),
             secrets: SecretCache::default(),
             store_gauges: Arc::default(),
             request_slots: Arc::new(Semaphore::new(

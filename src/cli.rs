@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use crate::domain::{Gid, RoomId, WebhookName};
+use crate::domain::{Email, Gid, RoomId, WebhookName};
 use crate::rooms::RoomAccess;
 
 #[derive(Debug, Parser)]
@@ -46,6 +46,9 @@ pub enum Command {
     /// Reconcile passes: read what changed at Asana and queue the assignments no delivery brought.
     #[command(subcommand)]
     Reconcile(ReconcileCommand),
+    /// Room access over time: who would lose which room, and every grant and revocation.
+    #[command(subcommand)]
+    Access(AccessCommand),
     /// Validate the settings and check the Asana token, the DocSpace key and the database.
     CheckConfig,
     /// Write a consistent copy of the SQLite store to PATH while the service runs.
@@ -101,6 +104,29 @@ pub enum ReconcileCommand {
         /// The Asana project gid; default: every watched project.
         #[arg(long)]
         project: Option<Gid>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AccessCommand {
+    /// Who would lose which room now, who is inside the grace period and until when, and why.
+    /// Reads the store only; changes nothing.
+    Plan {
+        /// Only this Asana project's room.
+        #[arg(long)]
+        project: Option<Gid>,
+    },
+    /// Every grant and revocation, newest first, with the task or event that caused it.
+    Log {
+        /// Only this person.
+        #[arg(long)]
+        email: Option<Email>,
+        /// Only this Asana project's room.
+        #[arg(long)]
+        project: Option<Gid>,
+        /// At most this many entries (1 to 10000).
+        #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(i64).range(1..=10_000))]
+        limit: i64,
     },
 }
 

@@ -143,9 +143,26 @@ pub enum JobKind {
     /// A workspace webhook reported a new project (`project_added:<project>`; the job's
     /// `task_gid` holds the project's gid): the job registers the project's own webhook.
     ProjectAdded,
+    /// `changed` on `assignee` without a new value: Asana does not say who was unassigned, the
+    /// stored task row does (issue 13; with `access.revoke` on).
+    TaskUnassigned,
+    /// `changed` on `completed` (completed or re-opened).
+    CompletionChanged,
+    /// A task `removed` from a project (events whose parent is a section are ignored).
+    TaskRemoved,
+    /// A task `deleted`: the job's read answers 404 (`task_gone`).
+    TaskDeleted,
+    /// Take back one grant whose need ended (`revoke:<revocation id>`; `source` is `access`, the
+    /// job's `task_gid` the task that ended the need, `project_gid` the room's project).
+    Revoke,
 }
 
 impl JobKind {
+    /// Kinds that read their task from Asana (every kind but `project_added` and `revoke`).
+    pub fn reads_task(self) -> bool {
+        !matches!(self, JobKind::ProjectAdded | JobKind::Revoke)
+    }
+
     pub fn as_str(self) -> &'static str {
         self.into()
     }
@@ -178,6 +195,8 @@ pub enum JobSource {
     Command(Command),
     /// A reconcile pass (the service's own, or `reconcile run`). Stored as `reconcile`.
     Reconcile,
+    /// The access lifecycle: a revocation scheduled when a need ended. Stored as `access`.
+    Access,
 }
 
 impl JobSource {
@@ -193,6 +212,7 @@ impl fmt::Display for JobSource {
             JobSource::Webhook(name) => write!(f, "webhook:{}", name.as_str()),
             JobSource::Command(command) => write!(f, "command:{command}"),
             JobSource::Reconcile => f.write_str("reconcile"),
+            JobSource::Access => f.write_str("access"),
         }
     }
 }
@@ -201,8 +221,10 @@ impl FromStr for JobSource {
     type Err = ParseError;
     fn from_str(value: &str) -> Result<JobSource, ParseError> {
         let unknown = || ParseError(format!("unknown job source {:?}", shorten(value)));
-        if value == "reconcile" {
-            return Ok(JobSource::Reconcile);
+        match value {
+            "reconcile" => return Ok(JobSource::Reconcile),
+            "access" => return Ok(JobSource::Access),
+            _ => {}
         }
         match value.split_once(':') {
             Some(("webhook", name)) => Ok(JobSource::Webhook(name.parse()?)),

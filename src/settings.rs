@@ -35,7 +35,66 @@ pub struct Settings {
     /// Parsed from `[rooms]` by validation (`off` and the defaults before it).
     #[serde(skip)]
     pub rooms: RoomsSettings,
+    /// `[access]` as written; [`Settings::access`] is what it means, once validated.
+    #[serde(rename = "access")]
+    access_raw: RawAccess,
+    /// Parsed from `[access]` by validation (revocation off before it).
+    #[serde(skip)]
+    pub access: AccessSettings,
 }
+
+/// `[access]` as written: `revoke` as a string, so a bad value is reported naming its variable.
+#[derive(Debug, Clone, Deserialize)]
+struct RawAccess {
+    revoke: String,
+    revoke_grace_secs: u64,
+}
+
+/// Taking back room access nobody needs any more (issue 13).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AccessSettings {
+    pub revoke: RevokeMode,
+    /// How long a person must have had no open task in a project before its room access goes.
+    pub revoke_grace: Duration,
+}
+
+impl Default for AccessSettings {
+    fn default() -> AccessSettings {
+        AccessSettings {
+            revoke: RevokeMode::Off,
+            revoke_grace: Duration::from_secs(86_400),
+        }
+    }
+}
+
+impl AccessSettings {
+    /// The grace period when revocation is on; `None` when it is off.
+    pub fn lifecycle(&self) -> Option<Duration> {
+        (self.revoke == RevokeMode::On).then_some(self.revoke_grace)
+    }
+}
+
+/// `access.revoke`: `on` or `off` (`true` and `false` are read too, like the other switches).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, strum::Display, strum::IntoStaticStr)]
+#[strum(serialize_all = "lowercase")]
+pub enum RevokeMode {
+    Off,
+    On,
+}
+
+impl std::str::FromStr for RevokeMode {
+    type Err = ();
+    fn from_str(value: &str) -> Result<RevokeMode, ()> {
+        match value.trim().to_ascii_lowercase().as_str() {
+            "off" | "false" => Ok(RevokeMode::Off),
+            "on" | "true" => Ok(RevokeMode::On),
+            _ => Err(()),
+        }
+    }
+}
+
+/// The longest `access.revoke_grace_secs` accepted: a year.
+pub const MAX_REVOKE_GRACE_SECS: u64 = 31_536_000;
 
 /// `[rooms]` as strings, so that a bad value is reported naming its variable.
 #[derive(Debug, Clone, Deserialize)]
@@ -408,6 +467,10 @@ impl Settings {
             Ok(rooms) => self.rooms = rooms,
             Err(mut rooms_problems) => problems.append(&mut rooms_problems),
         }
+        match parse_access(&self.access_raw, self.rooms.mode) {
+            Ok(access) => self.access = access,
+            Err(mut access_problems) => problems.append(&mut access_problems),
+        }
 
         if problems.is_empty() {
             Ok(self)
@@ -519,6 +582,40 @@ fn parse_rooms(raw: &RawRooms, invite_type: InviteType) -> Result<RoomsSettings,
                 title,
             })
         }
+        _ => Err(problems),
+    }
+}
+
+/// `[access]` parsed, or every problem with it, each naming its variables. `rooms_mode` is the
+/// parsed `rooms.mode` (`off` when it was itself invalid, which is reported already).
+fn parse_access(raw: &RawAccess, rooms_mode: RoomsMode) -> Result<AccessSettings, Vec<String>> {
+    let mut problems = Vec::new();
+    let revoke = raw.revoke.parse::<RevokeMode>().ok();
+    match revoke {
+        None => problems.push(format!(
+            "access.revoke ({}): unknown value {:?}; expected on or off",
+            env_var_name("access.revoke"),
+            raw.revoke
+        )),
+        Some(RevokeMode::On) if rooms_mode == RoomsMode::Off => problems.push(format!(
+            "access.revoke ({}) is on but rooms.mode ({}) is off: the bridge grants no room access to take back; set rooms.mode to linked or auto, or access.revoke to off",
+            env_var_name("access.revoke"),
+            env_var_name("rooms.mode"),
+        )),
+        Some(_) => {}
+    }
+    if raw.revoke_grace_secs > MAX_REVOKE_GRACE_SECS {
+        problems.push(format!(
+            "access.revoke_grace_secs ({}) must be at most {MAX_REVOKE_GRACE_SECS} (a year), not {}",
+            env_var_name("access.revoke_grace_secs"),
+            raw.revoke_grace_secs
+        ));
+    }
+    match revoke {
+        Some(revoke) if problems.is_empty() => Ok(AccessSettings {
+            revoke,
+            revoke_grace: Duration::from_secs(raw.revoke_grace_secs),
+        }),
         _ => Err(problems),
     }
 }

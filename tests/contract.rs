@@ -26,7 +26,9 @@ use asana_docspace_bridge::domain::{DocSpaceUserId, Gid, RoomId, RoomTag, Watche
 use asana_docspace_bridge::rooms::{RoomAccess, RoomType};
 use asana_docspace_bridge::settings::{InviteType, Settings, Sources};
 use asana_docspace_bridge::store::{Store, StoreOptions};
-use asana_docspace_bridge::upstream::asana::{AssigneeEmail, webhook_filters};
+use asana_docspace_bridge::upstream::asana::{
+    AssigneeEmail, WebhookFilter, filters_with, missing_filters, webhook_filters,
+};
 use asana_docspace_bridge::upstream::docspace::{NewRoom, RoomLookup};
 use asana_docspace_bridge::upstream::{AsanaClient, DocSpaceClient, UpstreamError};
 use asana_docspace_fakes::{AsanaFake, FakeUser};
@@ -418,6 +420,41 @@ async fn asana_tasks_modified_page_passes_the_spec() {
             && exchanges[0].query_param("limit").as_deref() == Some("100"),
         "the window is sent, and left out on a first pass",
     );
+    c.ensure(
+        exchanges.iter().all(|e| {
+            e.query_param("opt_fields").as_deref() == Some("assignee,completed,modified_at")
+        }),
+        "a pass reads each task's assignee, completion and modified_at (completions end needs)",
+    );
+}
+
+/// A completion window: `completed_since` a date-time in the past lists the tasks completed since.
+#[tokio::test]
+async fn asana_tasks_modified_page_with_a_completion_window_passes_the_spec() {
+    let Some(c) =
+        Contract::start("asana_tasks_modified_page_with_a_completion_window_passes_the_spec").await
+    else {
+        return;
+    };
+    let client = c.asana_client();
+    let project = PROJECT.parse().expect("a gid");
+    let window_start = "2026-12-03T09:55:00.000Z";
+    let page = client
+        .tasks_modified_page(&project, Some(window_start), window_start, None)
+        .await;
+    c.assert_all_accepted();
+    c.assert_requests(&[(Method::GET, "/tasks")], &[]);
+    c.ensure(
+        page.is_ok(),
+        format!("the page decodes, `completed` included: {page:?}"),
+    );
+    c.ensure(
+        c.asana.exchanges()[0]
+            .query_param("completed_since")
+            .as_deref()
+            == Some(window_start),
+        "completed_since is the window's start",
+    );
 }
 
 #[tokio::test]
@@ -458,6 +495,36 @@ async fn asana_webhook_calls_pass_the_spec() {
         format!("list_webhooks, one webhook on each of two pages: {listed:?}"),
     );
     c.ensure(deleted.is_ok(), format!("delete_webhook: {deleted:?}"));
+}
+
+/// Adding the lifecycle filters to an older project webhook: `updateWebhook` with the filters it
+/// has and the missing ones, read back with the same fields as `getWebhook`.
+#[tokio::test]
+async fn asana_update_webhook_passes_the_spec() {
+    let Some(c) = Contract::start("asana_update_webhook_passes_the_spec").await else {
+        return;
+    };
+    let client = c.asana_client();
+    let old: Vec<WebhookFilter> = serde_json::from_value(json!([
+        {"resource_type": "task", "action": "changed", "fields": ["assignee"]},
+        {"resource_type": "task", "action": "added"}
+    ]))
+    .unwrap();
+    let missing = missing_filters(&project_resource(), &old);
+    let filters = filters_with(&old, &missing);
+    let updated = client.update_webhook(WEBHOOK, &filters).await;
+    c.assert_all_accepted();
+    let one = format!("/webhooks/{WEBHOOK}");
+    c.assert_requests(&[(Method::PUT, &one)], &[]);
+    c.ensure(
+        updated.is_ok(),
+        format!("update_webhook decodes the webhook: {updated:?}"),
+    );
+    c.ensure(
+        c.asana.exchanges()[0].request_json()
+            == json!({"data": {"filters": webhook_filters(&project_resource())}}),
+        "the update body: the two old filters and the three lifecycle ones",
+    );
 }
 
 /// A workspace's webhook: `project` `added` only, no `fields` (a `WebhookRequest` the spec takes).
@@ -695,6 +762,30 @@ async fn docspace_room_calls_pass_the_spec() {
         exchanges[6].request_json()
             == json!({"invitations": [{"id": user.as_str(), "access": 10}], "notify": true}),
         "the share body: by id, the integer access",
+    );
+}
+
+/// Taking back one person's access: `setRoomSecurity` by id with access 0 (`FileShare` None),
+/// mailing nobody; never by email (DocSpace ignores a removal by email).
+#[tokio::test]
+async fn docspace_unshare_room_passes_the_spec() {
+    let Some(c) = Contract::start("docspace_unshare_room_passes_the_spec").await else {
+        return;
+    };
+    let client = c.docspace_client();
+    let room = RoomId::try_from(1).unwrap();
+    let user: DocSpaceUserId = "0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0".parse().unwrap();
+    let removed = client.unshare_room(room, &user).await;
+    c.assert_all_accepted();
+    c.assert_requests(&[], &[(Method::PUT, "/api/2.0/files/rooms/1/share")]);
+    c.ensure(
+        removed.is_ok(),
+        format!("unshare_room decodes the members: {removed:?}"),
+    );
+    c.ensure(
+        c.docspace.exchanges()[0].request_json()
+            == json!({"invitations": [{"id": user.as_str(), "access": 0}], "notify": false}),
+        "the removal body: by id, the integer 0, no notification, no email",
     );
 }
 

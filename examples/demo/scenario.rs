@@ -262,6 +262,7 @@ async fn reconcile_now(
     let settings = PassSettings {
         hold: Duration::from_millis(settings.worker.lease_ms),
         interval: settings.reconcile.interval(),
+        lifecycle: settings.access.lifecycle(),
     };
     match store
         .claim_project_reconcile(&PROJECT.parse()?, "command:demo", settings.hold)

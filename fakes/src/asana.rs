@@ -1,6 +1,9 @@
 //! An Asana API (`/api/1.0`) that behaves like Asana where the bridge depends on it: tasks with
-//! `opt_fields`, paged project tasks, projects by gid, the token's user, and webhooks whose creation performs the
-//! handshake against the target before answering 201 with the secret in the body.
+//! `opt_fields`, paged project tasks (`completed_since`, `modified_since`), projects by gid, the
+//! token's user, and webhooks whose creation performs the handshake against the target before
+//! answering 201 with the secret in the body. A task's life (assigned, completed, removed from a
+//! project, deleted) changes its `modified_at`; the `*_delivery` functions build the events Asana
+//! sends for each, for a test to deliver.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
@@ -78,6 +81,8 @@ struct World {
     heartbeat_after_create: bool,
     /// Each task's last change, strictly increasing (reconcile passes read `modified_since`).
     modified: BTreeMap<String, SystemTime>,
+    /// When each completed task was completed (`completed_since` lists those completed since).
+    completed_at: BTreeMap<String, SystemTime>,
     last_modified: SystemTime,
     /// Deliveries of [`AsanaFake::assign_and_deliver`] never sent: the share, and the generator.
     drop_rate: f64,
@@ -93,11 +98,19 @@ pub struct DroppedDelivery {
 }
 
 impl World {
-    /// Records a change of `task_gid` now, strictly after every earlier one.
-    fn touch(&mut self, task_gid: &str) {
+    /// Records a change of `task_gid` now, strictly after every earlier one; returns its time.
+    fn touch(&mut self, task_gid: &str) -> SystemTime {
         let at = SystemTime::now().max(self.last_modified + Duration::from_millis(1));
         self.last_modified = at;
         self.modified.insert(task_gid.to_string(), at);
+        at
+    }
+
+    /// The stored task `gid`; a test naming a task the fake does not have is a broken test.
+    fn task_mut(&mut self, gid: &str) -> &mut FakeTask {
+        self.tasks
+            .get_mut(gid)
+            .unwrap_or_else(|| panic!("no task {gid} at the Asana fake"))
     }
 
     /// Whether the next delivery is dropped (splitmix64 over the seed: the same seed drops the
@@ -143,6 +156,7 @@ impl AsanaFake {
                 secret_in_body_override: None,
                 heartbeat_after_create: true,
                 modified: BTreeMap::new(),
+                completed_at: BTreeMap::new(),
                 last_modified: SystemTime::UNIX_EPOCH,
                 drop_rate: 0.0,
                 drop_state: 0,
@@ -164,7 +178,7 @@ impl AsanaFake {
             .route("/api/1.0/webhooks", get(list_webhooks).post(create_webhook))
             .route(
                 "/api/1.0/webhooks/{gid}",
-                get(get_webhook).delete(delete_webhook),
+                get(get_webhook).put(update_webhook).delete(delete_webhook),
             )
             .with_state(shared.clone());
         let server = serve(router, shared.common.clone()).await;
@@ -176,11 +190,60 @@ impl AsanaFake {
         format!("{}/api/1.0", self.server.url)
     }
 
-    /// Creates or replaces a task; it counts as modified now.
+    /// Creates or replaces a task; it counts as modified now (and, if `completed`, as completed
+    /// now unless it already was).
     pub fn put_task(&self, task: FakeTask) {
         let mut world = self.shared.world.lock().unwrap();
-        world.touch(&task.gid);
+        let at = world.touch(&task.gid);
+        if task.completed {
+            world.completed_at.entry(task.gid.clone()).or_insert(at);
+        } else {
+            world.completed_at.remove(&task.gid);
+        }
         world.tasks.insert(task.gid.clone(), task);
+    }
+
+    /// Marks `task_gid` completed (now) or re-opens it, as a person does in Asana: `modified_at`
+    /// moves, and a completed task is listed only by a `completed_since` at or before now.
+    pub fn complete_task(&self, task_gid: &str, completed: bool) {
+        let mut world = self.shared.world.lock().unwrap();
+        world.task_mut(task_gid).completed = completed;
+        let at = world.touch(task_gid);
+        if completed {
+            world.completed_at.insert(task_gid.to_string(), at);
+        } else {
+            world.completed_at.remove(task_gid);
+        }
+    }
+
+    /// Takes `task_gid` out of `project_gid` (it stays in its other projects); `modified_at` moves.
+    pub fn remove_from_project(&self, task_gid: &str, project_gid: &str) {
+        let mut world = self.shared.world.lock().unwrap();
+        world
+            .task_mut(task_gid)
+            .projects
+            .retain(|p| p != project_gid);
+        world.touch(task_gid);
+    }
+
+    /// Deletes `task_gid`: `GET /tasks/{gid}` answers 404 (Asana's "Unknown object") and no list
+    /// has it any more.
+    pub fn delete_task(&self, task_gid: &str) {
+        let mut world = self.shared.world.lock().unwrap();
+        world.tasks.remove(task_gid);
+        world.modified.remove(task_gid);
+        world.completed_at.remove(task_gid);
+    }
+
+    /// The task as the fake holds it now (`None` once deleted).
+    pub fn task(&self, task_gid: &str) -> Option<FakeTask> {
+        self.shared
+            .world
+            .lock()
+            .unwrap()
+            .tasks
+            .get(task_gid)
+            .cloned()
     }
 
     /// Sets when task `gid` last changed, as `modified_at` shows and `modified_since` filters.
@@ -246,6 +309,28 @@ impl AsanaFake {
         hooks.len()
     }
 
+    /// Sends `body` (one of the `*_delivery` functions' bodies) to every active webhook on
+    /// `project`, as Asana does; returns how many deliveries were answered 2xx.
+    pub async fn deliver_to_project(&self, project: &str, body: &Value) -> usize {
+        let hooks: Vec<FakeWebhook> = self
+            .webhooks()
+            .into_iter()
+            .filter(|h| h.active && h.resource_type == "project" && h.resource == project)
+            .collect();
+        let mut answered = 0;
+        for hook in hooks {
+            // A failed delivery is recorded on the webhook, as Asana does; the caller reads it there.
+            if deliver(&self.shared, &hook, body.to_string())
+                .await
+                .is_ok_and(|r| r.status().is_success())
+            {
+                answered += 1;
+            }
+        }
+        self.shared.common.notify();
+        answered
+    }
+
     /// A task in `project` assigned to `assignee` (or nobody).
     pub fn assign(&self, task_gid: &str, project: &str, assignee: Option<FakeUser>) {
         self.put_task(FakeTask {
@@ -300,10 +385,6 @@ impl AsanaFake {
         body
     }
 
-    pub fn remove_task(&self, task_gid: &str) {
-        self.shared.world.lock().unwrap().tasks.remove(task_gid);
-    }
-
     pub fn workspace_gid(&self) -> String {
         self.shared.world.lock().unwrap().workspaces[0].0.clone()
     }
@@ -331,6 +412,14 @@ impl AsanaFake {
 
     pub fn webhook(&self, gid: &str) -> Option<FakeWebhook> {
         self.shared.world.lock().unwrap().webhooks.get(gid).cloned()
+    }
+
+    /// Sets the webhook's filters, as if it had been created with them (a webhook registered by an
+    /// older release, with fewer filters).
+    pub fn set_webhook_filters(&self, gid: &str, filters: Value) {
+        if let Some(hook) = self.shared.world.lock().unwrap().webhooks.get_mut(gid) {
+            hook.filters = filters;
+        }
     }
 
     /// Asana gave up on this webhook and deleted it.
@@ -408,7 +497,8 @@ impl AsanaFake {
     }
 
     /// The next request to `route` (`"get_task"`, `"list_tasks"`, `"get_project"`, `"users_me"`,
-    /// `"create_webhook"`, `"get_webhook"`, `"list_webhooks"`, `"delete_webhook"`) gets `fault`.
+    /// `"create_webhook"`, `"get_webhook"`, `"list_webhooks"`, `"update_webhook"`,
+    /// `"delete_webhook"`) gets `fault`.
     pub fn push_fault(&self, route: &'static str, fault: Fault) {
         self.shared.common.push_fault(route, fault);
     }
@@ -449,6 +539,65 @@ pub fn assignment_delivery(task_gid: &str, assignee_gid: &str) -> Value {
         "parent": null,
         "change": {"field": "assignee", "action": "changed", "new_value": {"gid": assignee_gid, "resource_type": "user"}}
     }]})
+}
+
+/// One task event as a project's webhook delivers it: `parent` set for `added`/`removed` only,
+/// `change` for `changed` only (Asana's `EventResponse`).
+fn task_event(
+    task_gid: &str,
+    action: &str,
+    parent: Option<(&str, &str)>,
+    change: Option<Value>,
+) -> Value {
+    let mut event = json!({
+        "user": {"gid": "1111", "resource_type": "user"},
+        "created_at": now_rfc3339(),
+        "action": action,
+        "resource": {"gid": task_gid, "resource_type": "task", "resource_subtype": "default_task"},
+        "parent": parent.map(|(gid, resource_type)| json!({"gid": gid, "resource_type": resource_type})),
+    });
+    if let Some(change) = change {
+        event["change"] = change;
+    }
+    json!({ "events": [event] })
+}
+
+/// The body of a delivery in which `task_gid` was unassigned: `changed` on `assignee` with no
+/// `new_value` (Asana does not say who was unassigned).
+pub fn unassignment_delivery(task_gid: &str) -> Value {
+    task_event(
+        task_gid,
+        "changed",
+        None,
+        Some(json!({"field": "assignee", "action": "changed"})),
+    )
+}
+
+/// The body of a delivery in which `task_gid` was completed or re-opened: `changed` on
+/// `completed`, with no `new_value` (Asana sends one only when the value is a resource).
+pub fn completion_delivery(task_gid: &str) -> Value {
+    task_event(
+        task_gid,
+        "changed",
+        None,
+        Some(json!({"field": "completed", "action": "changed"})),
+    )
+}
+
+/// The body of a delivery in which `task_gid` was removed from `project_gid` (the parent).
+pub fn removed_delivery(task_gid: &str, project_gid: &str) -> Value {
+    task_event(task_gid, "removed", Some((project_gid, "project")), None)
+}
+
+/// The body of a delivery in which `task_gid` left section `section_gid` (moved to another
+/// section, or removed with its project): a section parent, which says nothing about projects.
+pub fn removed_from_section_delivery(task_gid: &str, section_gid: &str) -> Value {
+    task_event(task_gid, "removed", Some((section_gid, "section")), None)
+}
+
+/// The body of a delivery in which `task_gid` was deleted: `deleted`, no parent, no change.
+pub fn deleted_delivery(task_gid: &str) -> Value {
+    task_event(task_gid, "deleted", None, None)
 }
 
 /// The body of a delivery in which `task_gid` was added to `project_gid` (and a section of it).
@@ -621,6 +770,15 @@ fn render_task(world: &World, task: &FakeTask, fields: &[String]) -> Value {
     if wants("completed") {
         out["completed"] = json!(task.completed);
     }
+    if wants("completed_at") {
+        out["completed_at"] = json!(
+            world
+                .completed_at
+                .get(&task.gid)
+                .filter(|_| task.completed)
+                .map(|at| humantime::format_rfc3339_millis(*at).to_string())
+        );
+    }
     if wants("modified_at") {
         out["modified_at"] = json!(
             world
@@ -749,13 +907,22 @@ async fn page_of_tasks(
                 Some(Ok(l)) if (1..=100).contains(&l) => l,
                 _ => return errors(StatusCode::BAD_REQUEST, "limit: Must be between 1 and 100"),
             };
-            let incomplete_only = query.contains_key("completed_since");
-            if let Some(since) = query.get("completed_since")
-                && since != "now"
-                && humantime::parse_rfc3339_weak(since).is_err()
-            {
-                return errors(StatusCode::BAD_REQUEST, "completed_since: Invalid date");
-            }
+            // `completed_since`: incomplete tasks, and those completed at or after that time
+            // (`now`: incomplete ones only); absent: every task.
+            let completed_since = match query.get("completed_since").map(String::as_str) {
+                None => None,
+                Some("now") => Some(None),
+                Some(since) => match humantime::parse_rfc3339_weak(since) {
+                    Ok(at) => Some(Some(at)),
+                    Err(_) => return errors(StatusCode::BAD_REQUEST, "completed_since: Invalid date"),
+                },
+            };
+            let listed_by_completion = |t: &FakeTask| match completed_since {
+                None => true,
+                Some(_) if !t.completed => true,
+                Some(None) => false,
+                Some(Some(since)) => world.completed_at.get(&t.gid).is_some_and(|at| *at >= since),
+            };
             // Only `GET /tasks` takes `modified_since`; `/projects/{gid}/tasks` ignores it.
             let modified_since = match query.get("modified_since").filter(|_| path == "/tasks") {
                 None => None,
@@ -768,7 +935,7 @@ async fn page_of_tasks(
                 .tasks
                 .values()
                 .filter(|t| t.projects.contains(&project))
-                .filter(|t| !(incomplete_only && t.completed))
+                .filter(|t| listed_by_completion(t))
                 .filter(|t| modified_since.is_none_or(|since| world.modified.get(&t.gid).is_some_and(|at| *at >= since)))
                 .collect();
             let start = match query.get("offset") {
@@ -1048,6 +1215,51 @@ async fn get_webhook(
         .await
 }
 
+/// `PUT /webhooks/{gid}` `{"data":{"filters":[...]}}`: replaces the webhook's filters (Asana's
+/// `updateWebhook`; the only field it changes).
+async fn update_webhook(
+    State(shared): State<Shared>,
+    Extension(connection): Extension<Connection>,
+    headers: HeaderMap,
+    Path(gid): Path<String>,
+    body: axum::body::Bytes,
+) -> Response {
+    let common = shared.common.clone();
+    common
+        .respond("update_webhook", &connection, async move {
+            let mut world = shared.world.lock().unwrap();
+            if !authorized(&world, &headers) {
+                return unauthorized();
+            }
+            let Ok(request) = serde_json::from_slice::<Value>(&body) else {
+                return errors(
+                    StatusCode::BAD_REQUEST,
+                    "Could not parse request data, invalid JSON",
+                );
+            };
+            let filters = request["data"]["filters"].clone();
+            if !filters.is_array() {
+                return errors(StatusCode::BAD_REQUEST, "filters: Missing input");
+            }
+            let Some(hook) = world.webhooks.get(&gid) else {
+                return errors(
+                    StatusCode::NOT_FOUND,
+                    &format!("webhook: Unknown object: {gid}"),
+                );
+            };
+            if hook.resource_type == "workspace"
+                && let Some(refusal) = workspace_filters_refusal(&filters)
+            {
+                return refusal;
+            }
+            let hook = world.webhooks.get_mut(&gid).expect("checked above");
+            hook.filters = filters;
+            let hook = hook.clone();
+            Json(json!({"data": render_webhook(&world, &hook)})).into_response()
+        })
+        .await
+}
+
 async fn delete_webhook(
     State(shared): State<Shared>,
     Extension(connection): Extension<Connection>,
@@ -1070,4 +1282,253 @@ async fn delete_webhook(
             }
         })
         .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const TOKEN: &str = "1/fake";
+    const PROJECT: &str = "1200000000000100";
+    const OTHER_PROJECT: &str = "1200000000000200";
+
+    struct Client {
+        fake: AsanaFake,
+        http: reqwest::Client,
+    }
+
+    impl Client {
+        async fn start() -> Client {
+            Client {
+                fake: AsanaFake::start(TOKEN).await,
+                http: reqwest::Client::new(),
+            }
+        }
+
+        async fn send(
+            &self,
+            method: reqwest::Method,
+            path: &str,
+            body: Option<Value>,
+        ) -> (u16, Value) {
+            let mut request = self
+                .http
+                .request(method, format!("{}{path}", self.fake.url()))
+                .bearer_auth(TOKEN);
+            if let Some(body) = body {
+                request = request.json(&body);
+            }
+            let response = request.send().await.unwrap();
+            let status = response.status().as_u16();
+            (
+                status,
+                response.json::<Value>().await.unwrap_or(Value::Null),
+            )
+        }
+
+        async fn get(&self, path: &str) -> (u16, Value) {
+            self.send(reqwest::Method::GET, path, None).await
+        }
+
+        /// The gids `GET /tasks?project=` lists with this `completed_since` (URL-encoded).
+        async fn listed(&self, project: &str, completed_since: &str) -> Vec<String> {
+            let (status, body) = self
+                .get(&format!(
+                    "/tasks?project={project}&completed_since={completed_since}&opt_fields=completed,modified_at"
+                ))
+                .await;
+            assert_eq!(status, 200, "{body}");
+            body["data"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|t| t["gid"].as_str().unwrap().to_string())
+                .collect()
+        }
+
+        async fn modified_at(&self, task: &str) -> String {
+            let (_, body) = self
+                .get(&format!("/tasks/{task}?opt_fields=modified_at"))
+                .await;
+            body["data"]["modified_at"].as_str().unwrap().to_string()
+        }
+    }
+
+    fn rfc3339(at: SystemTime) -> String {
+        humantime::format_rfc3339_millis(at).to_string()
+    }
+
+    #[tokio::test]
+    async fn a_completed_task_is_listed_only_by_a_completed_since_before_its_completion() {
+        let c = Client::start().await;
+        let ann = FakeUser::new("7001", "ann@example.com");
+        c.fake.assign("501", PROJECT, Some(ann.clone()));
+        c.fake.assign("502", PROJECT, Some(ann));
+        let before = rfc3339(SystemTime::now() - Duration::from_secs(60));
+        let modified = c.modified_at("501").await;
+        c.fake.complete_task("501", true);
+        assert!(
+            c.modified_at("501").await > modified,
+            "completing moves modified_at"
+        );
+
+        let (_, task) = c.get("/tasks/501?opt_fields=completed,completed_at").await;
+        assert_eq!(task["data"]["completed"], true);
+        assert!(task["data"]["completed_at"].is_string(), "{task}");
+        assert_eq!(c.listed(PROJECT, "now").await, ["502"]);
+        assert_eq!(c.listed(PROJECT, &before).await, ["501", "502"]);
+        let later = rfc3339(SystemTime::now() + Duration::from_secs(60));
+        assert_eq!(c.listed(PROJECT, &later).await, ["502"]);
+        let (_, all) = c
+            .get(&format!("/tasks?project={PROJECT}&opt_fields=completed"))
+            .await;
+        assert_eq!(
+            all["data"][0]["completed"], true,
+            "no completed_since lists every task"
+        );
+
+        c.fake.complete_task("501", false);
+        assert_eq!(c.listed(PROJECT, "now").await, ["501", "502"]);
+        let (_, task) = c.get("/tasks/501?opt_fields=completed,completed_at").await;
+        assert_eq!(
+            (
+                task["data"]["completed"].clone(),
+                task["data"]["completed_at"].clone()
+            ),
+            (json!(false), Value::Null)
+        );
+        let (status, _) = c
+            .get(&format!(
+                "/tasks?project={PROJECT}&completed_since=yesterday"
+            ))
+            .await;
+        assert_eq!(status, 400);
+    }
+
+    #[tokio::test]
+    async fn a_task_removed_from_a_project_stays_in_its_others_and_a_deleted_one_is_404() {
+        let c = Client::start().await;
+        c.fake.put_task(FakeTask {
+            gid: "501".into(),
+            name: "Both".into(),
+            assignee: Some(FakeUser::new("7001", "ann@example.com")),
+            completed: false,
+            projects: vec![PROJECT.into(), OTHER_PROJECT.into()],
+            parent: None,
+        });
+        let modified = c.modified_at("501").await;
+        c.fake.remove_from_project("501", PROJECT);
+        assert!(c.modified_at("501").await > modified);
+        assert!(c.listed(PROJECT, "now").await.is_empty());
+        assert_eq!(c.listed(OTHER_PROJECT, "now").await, ["501"]);
+        let (_, task) = c.get("/tasks/501?opt_fields=projects").await;
+        assert_eq!(task["data"]["projects"].as_array().unwrap().len(), 1);
+
+        c.fake.delete_task("501");
+        assert_eq!(c.fake.task("501"), None);
+        let (status, body) = c.get("/tasks/501?opt_fields=assignee").await;
+        assert_eq!(status, 404);
+        assert_eq!(body["errors"][0]["message"], "task: Unknown object: 501");
+        assert!(c.listed(OTHER_PROJECT, "now").await.is_empty());
+    }
+
+    #[test]
+    fn lifecycle_deliveries_have_asanas_event_shapes() {
+        let event = |body: Value| body["events"][0].clone();
+        let unassigned = event(unassignment_delivery("501"));
+        assert_eq!(
+            (
+                unassigned["action"].clone(),
+                unassigned["change"].clone(),
+                unassigned["parent"].clone()
+            ),
+            (
+                json!("changed"),
+                json!({"field": "assignee", "action": "changed"}),
+                Value::Null
+            )
+        );
+        assert!(unassigned["change"].get("new_value").is_none());
+        let completed = event(completion_delivery("501"));
+        assert_eq!(
+            completed["change"],
+            json!({"field": "completed", "action": "changed"})
+        );
+        let removed = event(removed_delivery("501", PROJECT));
+        assert_eq!(
+            (removed["action"].clone(), removed["parent"].clone()),
+            (
+                json!("removed"),
+                json!({"gid": PROJECT, "resource_type": "project"})
+            )
+        );
+        assert!(removed.get("change").is_none());
+        let section = event(removed_from_section_delivery("501", "777"));
+        assert_eq!(section["parent"]["resource_type"], "section");
+        let deleted = event(deleted_delivery("501"));
+        assert_eq!(
+            (deleted["action"].clone(), deleted["parent"].clone()),
+            (json!("deleted"), Value::Null)
+        );
+        for body in [unassigned, completed, removed, section, deleted] {
+            assert_eq!(body["resource"]["gid"], "501");
+            assert_eq!(body["resource"]["resource_type"], "task");
+            assert!(humantime::parse_rfc3339(body["created_at"].as_str().unwrap()).is_ok());
+        }
+    }
+
+    #[tokio::test]
+    async fn updating_a_webhook_replaces_its_filters() {
+        let c = Client::start().await;
+        let two = json!([
+            {"resource_type": "task", "action": "changed", "fields": ["assignee"]},
+            {"resource_type": "task", "action": "added"}
+        ]);
+        {
+            let mut world = c.fake.shared.world.lock().unwrap();
+            world.webhooks.insert(
+                "901".into(),
+                FakeWebhook {
+                    gid: "901".into(),
+                    resource: PROJECT.into(),
+                    resource_type: "project".into(),
+                    target: "https://bridge.example.com/webhooks/asana".into(),
+                    secret: "s".into(),
+                    filters: two,
+                    active: true,
+                    created_at: now_rfc3339(),
+                    last_success_at: None,
+                    last_failure_at: None,
+                    last_failure_content: None,
+                    delivery_retry_count: 0,
+                },
+            );
+        }
+        let five = json!([
+            {"resource_type": "task", "action": "changed", "fields": ["assignee"]},
+            {"resource_type": "task", "action": "added"},
+            {"resource_type": "task", "action": "changed", "fields": ["completed"]},
+            {"resource_type": "task", "action": "removed"},
+            {"resource_type": "task", "action": "deleted"}
+        ]);
+        let (status, body) = c
+            .send(
+                reqwest::Method::PUT,
+                "/webhooks/901",
+                Some(json!({"data": {"filters": five}})),
+            )
+            .await;
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(body["data"]["filters"], five);
+        assert_eq!(c.fake.webhook("901").unwrap().filters, five);
+        let (status, _) = c
+            .send(
+                reqwest::Method::PUT,
+                "/webhooks/902",
+                Some(json!({"data": {"filters": five}})),
+            )
+            .await;
+        assert_eq!(status, 404);
+        assert_eq!(c.fake.calls_by_route().get("update_webhook"), Some(&2));
+    }
 }

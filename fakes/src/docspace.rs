@@ -1,6 +1,11 @@
 //! A DocSpace portal (API v2.0, server 3.7.x behaviour): people look-up by email, invitations,
-//! the caller's own profile, and rooms (create, find by tag, read, members, share), behind
-//! `Authorization: Bearer <api key>`.
+//! the caller's own profile, and rooms (create, find by tag, read, members, share and remove),
+//! behind `Authorization: Bearer <api key>`.
+//!
+//! Removals follow the server's `FileSharingAceHelper.SetAceObjectAsync`: `access` 0 by id removes
+//! the member, a disabled (terminated) one included (the server skips terminated users only when
+//! the access is not None); by email it never resolves anyone and does nothing; the room's owner
+//! is skipped silently (200, no member in the answer).
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
@@ -357,6 +362,40 @@ impl DocSpaceFake {
         self.shared.portal.lock().unwrap().cannot_create_rooms = !can;
     }
 
+    /// Makes `email` (an active `RoomAdmin` if unknown) the room's owner, as a transfer of
+    /// ownership does: a RoomManager member listed with `isOwner: true` and `canRevoke: false`, whom
+    /// no share request can change. The previous owner stays a RoomManager.
+    pub fn set_room_owner(&self, room: i64, email: &str) {
+        let mut portal = self.shared.portal.lock().unwrap();
+        let user = match portal.people.get(&email.to_lowercase()) {
+            Some(person) => person.id.clone(),
+            None => portal.put_person(email, 1, "RoomAdmin"),
+        };
+        let room = portal
+            .rooms
+            .get_mut(&room)
+            .unwrap_or_else(|| panic!("no room {room} at the DocSpace fake"));
+        room.owner = user.clone();
+        room.members.insert(user, 9);
+    }
+
+    /// The FileShare integer `email` has in the room now; `None` when they are no member (or the
+    /// room is unknown).
+    pub fn member_access(&self, room: i64, email: &str) -> Option<i64> {
+        let portal = self.shared.portal.lock().unwrap();
+        let id = &portal.people.get(&email.to_lowercase())?.id;
+        portal.rooms.get(&room)?.members.get(id).copied()
+    }
+
+    /// Every share `PUT` with an invitation DocSpace reads as access 0 (a removal: the integer 0,
+    /// or anything that is not a FileShare integer), by id or by email, including refused ones.
+    pub fn unshare_requests(&self) -> Vec<RecordedRequest> {
+        self.share_requests()
+            .into_iter()
+            .filter(|r| removes_anyone(&r.body))
+            .collect()
+    }
+
     /// Every `PUT /api/2.0/files/rooms/{id}/share` received, including refused ones.
     pub fn share_requests(&self) -> Vec<RecordedRequest> {
         self.requests()
@@ -438,7 +477,9 @@ impl DocSpaceFake {
     }
 
     /// The next request to `route` (`"find_user"`, `"invite"`, `"self"`, `"create_room"`,
-    /// `"find_rooms"`, `"get_room"`, `"room_members"`, `"share_room"`) gets `fault`.
+    /// `"find_rooms"`, `"get_room"`, `"room_members"`, `"share_room"`, `"unshare_room"`) gets
+    /// `fault`. A share `PUT` whose every invitation reads as access 0 is `"unshare_room"` (a
+    /// removal), any other `"share_room"`.
     pub fn push_fault(&self, route: &'static str, fault: Fault) {
         self.shared.common.push_fault(route, fault);
     }
@@ -963,6 +1004,32 @@ async fn room_members(
         .await
 }
 
+/// The access DocSpace reads from an invitation's `access`: the FileShare integer, or 0 (None,
+/// which removes) for a name or anything else.
+fn read_access(item: &Value) -> i64 {
+    item.get("access")
+        .and_then(Value::as_i64)
+        .filter(|a| (0..=11).contains(a))
+        .unwrap_or(0)
+}
+
+/// Whether a share request body has an invitation DocSpace reads as a removal (access 0).
+fn removes_anyone(body: &[u8]) -> bool {
+    invitations_of(body).is_some_and(|list| list.iter().any(|item| read_access(item) == 0))
+}
+
+/// Whether every invitation of a share request body is a removal (and there is one): the
+/// request's route is then `unshare_room`.
+fn removes_only(body: &[u8]) -> bool {
+    invitations_of(body)
+        .is_some_and(|list| !list.is_empty() && list.iter().all(|item| read_access(item) == 0))
+}
+
+fn invitations_of(body: &[u8]) -> Option<Vec<Value>> {
+    let value: Value = serde_json::from_slice(body).ok()?;
+    value.get("invitations")?.as_array().cloned()
+}
+
 /// One entry of a share request: by id or by email, with the access as DocSpace reads it (a
 /// name, or anything but an integer, reads as 0: None, which removes).
 enum ShareTarget {
@@ -983,11 +1050,7 @@ fn parse_share(body: &[u8]) -> Result<(Vec<(ShareTarget, i64)>, bool), Refusal> 
         .unwrap_or(false);
     let mut out = Vec::new();
     for (i, item) in list.iter().enumerate() {
-        let access = item
-            .get("access")
-            .and_then(Value::as_i64)
-            .filter(|a| (0..=11).contains(a))
-            .unwrap_or(0);
+        let access = read_access(item);
         let target = if let Some(id) = item.get("id").and_then(Value::as_str) {
             ShareTarget::Id(id.to_lowercase())
         } else if let Some(email) = item.get("email").and_then(Value::as_str) {
@@ -1010,8 +1073,13 @@ async fn share_room(
     body: axum::body::Bytes,
 ) -> Response {
     let common = shared.common.clone();
+    let route = if removes_only(&body) {
+        "unshare_room"
+    } else {
+        "share_room"
+    };
     common
-        .respond("share_room", &connection, async move {
+        .respond(route, &connection, async move {
             let mut portal = shared.portal.lock().unwrap();
             if !authorized(&portal, &headers) {
                 return StatusCode::UNAUTHORIZED.into_response();
@@ -1058,8 +1126,10 @@ async fn share_room(
             for (target, access) in invitations {
                 let user = match target {
                     ShareTarget::Id(id) => match portal.person_by_id(&id) {
-                        // Unknown and disabled users are dropped silently.
-                        Some((_, person)) if person.status != 2 => id,
+                        // Unknown users are dropped silently, and so are disabled ones, except
+                        // from a removal (the server skips terminated users only when the access
+                        // is not None).
+                        Some((_, person)) if person.status != 2 || access == 0 => id,
                         _ => continue,
                     },
                     // With access 0 an email is never resolved: nothing happens.
@@ -1562,5 +1632,158 @@ mod tests {
             calls.into_iter().collect::<Vec<_>>(),
             [("find_user", 2), ("room_members", 1)]
         );
+    }
+
+    #[tokio::test]
+    async fn a_removal_by_id_removes_and_one_by_email_changes_nothing() {
+        let c = Client::start().await;
+        let id = c.fake.create_room("Website", 2, &[]);
+        c.fake.share_by_hand(id, "bob@example.com", 10);
+        c.fake.share_by_hand(id, "carl@example.com", 2);
+        let bob = c.fake.user_id("bob@example.com").unwrap();
+        let path = format!("/api/2.0/files/rooms/{id}/share");
+        // By email: DocSpace never resolves an email with access 0.
+        let (status, body) = c
+            .put(
+                &path,
+                json!({"invitations": [{"email": "bob@example.com", "access": 0}], "notify": false}),
+            )
+            .await;
+        assert_eq!(
+            (status, body["response"]["members"].clone()),
+            (200, json!([]))
+        );
+        assert_eq!(c.fake.member_access(id, "bob@example.com"), Some(10));
+        // By id: removed, and the answer lists nobody for it.
+        let (status, body) = c
+            .put(
+                &path,
+                json!({"invitations": [{"id": bob, "access": 0}], "notify": false}),
+            )
+            .await;
+        assert_eq!(
+            (status, body["response"]["members"].clone()),
+            (200, json!([]))
+        );
+        assert_eq!(c.fake.member_access(id, "bob@example.com"), None);
+        assert_eq!(c.fake.member_access(id, "carl@example.com"), Some(2));
+        assert_eq!(c.fake.member_access(id, "nobody@example.com"), None);
+        assert_eq!(c.fake.unshare_requests().len(), 2);
+        // A grant is no removal, and is counted on its own route.
+        c.fake.add_member_as("dana@example.com", "User");
+        let dana = c.fake.user_id("dana@example.com").unwrap();
+        c.put(&path, json!({"invitations": [{"id": dana, "access": 2}]}))
+            .await;
+        assert_eq!(c.fake.unshare_requests().len(), 2);
+        assert_eq!(c.fake.share_requests().len(), 3);
+        let calls = c.fake.calls_by_route();
+        assert_eq!(
+            (calls.get("unshare_room"), calls.get("share_room")),
+            (Some(&2), Some(&1))
+        );
+    }
+
+    #[tokio::test]
+    async fn the_owner_is_listed_as_such_and_a_removal_skips_it_silently() {
+        let c = Client::start().await;
+        let id = c.fake.create_room("Website", 2, &[]);
+        c.fake.set_room_owner(id, "olga@example.com");
+        assert_eq!(c.fake.member_access(id, "olga@example.com"), Some(9));
+        assert_eq!(
+            c.fake.member_access(id, ADMIN_EMAIL),
+            Some(9),
+            "the previous owner stays a room manager"
+        );
+        let (_, body) = c
+            .get(&format!(
+                "/api/2.0/files/rooms/{id}/share?filterValue=olga@example.com"
+            ))
+            .await;
+        let olga = &body["response"][0];
+        assert_eq!(
+            (
+                olga["isOwner"].clone(),
+                olga["canRevoke"].clone(),
+                olga["access"].clone()
+            ),
+            (json!(true), json!(false), json!(9))
+        );
+        let (_, body) = c
+            .get(&format!(
+                "/api/2.0/files/rooms/{id}/share?filterValue={ADMIN_EMAIL}"
+            ))
+            .await;
+        assert_eq!(
+            (
+                body["response"][0]["isOwner"].clone(),
+                body["response"][0]["canRevoke"].clone()
+            ),
+            (json!(false), json!(true))
+        );
+        let owner = c.fake.user_id("olga@example.com").unwrap();
+        let (status, body) = c
+            .put(
+                &format!("/api/2.0/files/rooms/{id}/share"),
+                json!({"invitations": [{"id": owner, "access": 0}], "notify": false}),
+            )
+            .await;
+        assert_eq!(
+            (status, body["response"]["members"].clone()),
+            (200, json!([]))
+        );
+        assert_eq!(c.fake.member_access(id, "olga@example.com"), Some(9));
+    }
+
+    #[tokio::test]
+    async fn a_disabled_member_can_be_removed_by_id_but_never_granted() {
+        let c = Client::start().await;
+        let id = c.fake.create_room("Website", 2, &[]);
+        c.fake.share_by_hand(id, "gone@example.com", 10);
+        c.fake.disable("gone@example.com");
+        let gone = c.fake.user_id("gone@example.com").unwrap();
+        let path = format!("/api/2.0/files/rooms/{id}/share");
+        let (status, _) = c
+            .put(&path, json!({"invitations": [{"id": gone, "access": 2}]}))
+            .await;
+        assert_eq!(status, 200);
+        assert_eq!(
+            c.fake.member_access(id, "gone@example.com"),
+            Some(10),
+            "a change for a disabled user is dropped"
+        );
+        c.put(&path, json!({"invitations": [{"id": gone, "access": 0}]}))
+            .await;
+        assert_eq!(c.fake.member_access(id, "gone@example.com"), None);
+    }
+
+    #[tokio::test]
+    async fn a_removal_takes_faults_on_its_own_route() {
+        let c = Client::start().await;
+        let id = c.fake.create_room("Website", 2, &[]);
+        c.fake.share_by_hand(id, "bob@example.com", 10);
+        let bob = c.fake.user_id("bob@example.com").unwrap();
+        let path = format!("/api/2.0/files/rooms/{id}/share");
+        let removal = json!({"invitations": [{"id": bob, "access": 0}], "notify": false});
+        c.fake.push_fault("unshare_room", Fault::status(503));
+        c.fake.add_member_as("ann@example.com", "User");
+        let ann = c.fake.user_id("ann@example.com").unwrap();
+        let (status, _) = c
+            .put(&path, json!({"invitations": [{"id": ann, "access": 10}]}))
+            .await;
+        assert_eq!(status, 200, "a grant does not take the removal's fault");
+        assert_eq!(c.put(&path, removal.clone()).await.0, 503);
+        assert_eq!(c.fake.member_access(id, "bob@example.com"), Some(10));
+        // HangAfterWork: the removal is applied, the answer never comes.
+        c.fake.push_fault("unshare_room", Fault::HangAfterWork);
+        let request = c
+            .http
+            .put(format!("{}{path}", c.fake.url()))
+            .bearer_auth(KEY)
+            .json(&removal)
+            .timeout(Duration::from_millis(300))
+            .send()
+            .await;
+        assert!(request.is_err());
+        assert_eq!(c.fake.member_access(id, "bob@example.com"), None);
     }
 }

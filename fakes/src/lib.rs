@@ -9,7 +9,8 @@ mod server;
 
 pub use asana::{
     AsanaFake, DroppedDelivery, FakeTask, FakeUser, FakeWebhook, assignment_delivery,
-    task_added_delivery,
+    completion_delivery, deleted_delivery, removed_delivery, removed_from_section_delivery,
+    task_added_delivery, unassignment_delivery,
 };
 pub use docspace::{DocSpaceFake, FakeRoom, SentInvitation};
 pub use faults::{Fault, Gate};

@@ -4,8 +4,9 @@
 //! - it never panics (libFuzzer reports a panic as a crash);
 //! - it is deterministic: the same bytes give the same result twice;
 //! - an `Err` says "malformed delivery";
-//! Each input is parsed as a delivery to a project's webhook (`Subscription::Tasks`) and to a
-//! workspace's (`Subscription::NewProjects`), and for each:
+//! Each input is parsed as a delivery to a project's webhook with access revocation off and on
+//! (`Subscription::Tasks { lifecycle }`) and to a workspace's (`Subscription::NewProjects`), and
+//! for each:
 //! - on `Ok`, every relevant event has a gid of 1 to 64 ASCII letters, digits, `-` or `_`; a task
 //!   event's dedupe key is 64 lowercase hex digits, a new project's is `project_added:<gid>`;
 //! - on `Ok`, when serde_json also reads the bytes as a JSON object with an `events` array (an
@@ -15,7 +16,10 @@
 //!   field `assignee` whose new_value is an object whose resource_type, if present, is `user`; no
 //!   event is an assignee change of the wrong shape (new_value neither an object nor null, its
 //!   resource_type not a string, its gid neither a string nor null: those make the delivery an
-//!   error); and two relevant events have equal dedupe keys exactly when (task gid, kind, new
+//!   error). With `lifecycle` also: action `changed` on field `assignee` whose new_value is
+//!   absent or null (unassigned), action `changed` on field `completed` (whatever its value),
+//!   action `removed` whose parent's resource_type is `project` (a section's is ignored), action
+//!   `deleted`. Two relevant events have equal dedupe keys exactly when (task gid, kind, new
 //!   assignee gid, created_at) are equal ("Equal events collapse into one job", and only those).
 //!   New projects: resource_type `project` and action `added`, nothing else (task events of any
 //!   shape are ignored), and two have equal keys exactly when their gids are equal.
@@ -27,7 +31,11 @@ use libfuzzer_sys::fuzz_target;
 use serde_json::Value;
 
 fuzz_target!(|data: &[u8]| {
-    for subscription in [Subscription::Tasks, Subscription::NewProjects] {
+    for subscription in [
+        Subscription::Tasks { lifecycle: false },
+        Subscription::Tasks { lifecycle: true },
+        Subscription::NewProjects,
+    ] {
         check(data, subscription);
     }
 });
@@ -101,10 +109,13 @@ fn expected(event: &Value, subscription: Subscription) -> Result<Option<Expected
         .get("action")
         .and_then(Value::as_str)
         .ok_or("action not a string")?;
-    if subscription == Subscription::NewProjects {
-        return Ok((resource_type == "project" && action == "added")
-            .then_some((JobKind::ProjectAdded, gid, "", "")));
-    }
+    let lifecycle = match subscription {
+        Subscription::NewProjects => {
+            return Ok((resource_type == "project" && action == "added")
+                .then_some((JobKind::ProjectAdded, gid, "", "")));
+        }
+        Subscription::Tasks { lifecycle } => lifecycle,
+    };
     if resource_type != "task" {
         return Ok(None);
     }
@@ -112,17 +123,29 @@ fn expected(event: &Value, subscription: Subscription) -> Result<Option<Expected
         .get("created_at")
         .and_then(Value::as_str)
         .unwrap_or("");
+    let lifecycle_event =
+        |kind: JobKind| Ok(lifecycle.then_some((kind, gid, "", created_at)));
+    let parent_type = event
+        .get("parent")
+        .and_then(|p| p.get("resource_type"))
+        .and_then(Value::as_str);
     match action {
         "added" => Ok(Some((JobKind::TaskAdded, gid, "", created_at))),
+        "removed" if parent_type == Some("project") => lifecycle_event(JobKind::TaskRemoved),
+        "deleted" => lifecycle_event(JobKind::TaskDeleted),
         "changed" => {
             let Some(change) = event.get("change").filter(|c| !c.is_null()) else {
                 return Ok(None);
             };
-            if change.get("field").and_then(Value::as_str) != Some("assignee") {
+            let field = change.get("field").and_then(Value::as_str);
+            if field == Some("completed") {
+                return lifecycle_event(JobKind::CompletionChanged);
+            }
+            if field != Some("assignee") {
                 return Ok(None);
             }
             let new_value = match change.get("new_value") {
-                None | Some(Value::Null) => return Ok(None),
+                None | Some(Value::Null) => return lifecycle_event(JobKind::TaskUnassigned),
                 Some(Value::Object(value)) => value,
                 Some(_) => return Err("change.new_value is neither an object nor null"),
             };

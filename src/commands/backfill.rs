@@ -257,6 +257,7 @@ mod tests {
             task_gid: "501".into(),
             created_at: 1,
             granted_at: Some(1),
+            revoking_job_id: None,
         }
     }
 

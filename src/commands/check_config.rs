@@ -1,6 +1,7 @@
 //! `check-config`: are the settings valid, and do the credentials and the database work?
 
 use std::process::ExitCode;
+use std::time::Duration;
 
 use super::Context;
 use crate::app::redact_url;
@@ -117,6 +118,9 @@ pub async fn run(sources: Sources<'_>) -> ExitCode {
             }
         }
     }
+    if let Some(grace) = ctx.settings.access.lifecycle() {
+        report(true, access_summary(grace));
+    }
     let url = redact_url(&ctx.settings.database.url);
     // Opened as every command but `serve` and `migrate` opens it: a missing store, or one whose
     // schema is not this binary's, fails here instead of being created or migrated.
@@ -156,6 +160,20 @@ pub async fn run(sources: Sources<'_>) -> ExitCode {
     } else {
         ExitCode::FAILURE
     }
+}
+
+/// The `access` line when revocation is on: the grace period, in the largest whole unit and in
+/// seconds.
+fn access_summary(grace: Duration) -> String {
+    let secs = grace.as_secs();
+    let short = match secs {
+        0 => "0s".to_string(),
+        s if s % 86_400 == 0 => format!("{}d", s / 86_400),
+        s if s % 3_600 == 0 => format!("{}h", s / 3_600),
+        s if s % 60 == 0 => format!("{}m", s / 60),
+        s => format!("{s}s"),
+    };
+    format!("access: revoke on, grace {short} ({secs} s)")
 }
 
 /// The `rooms` line: what the mode grants, where.
@@ -253,5 +271,20 @@ fn gone_room_line(room: &ProjectRoom, gone: &str, mode: RoomsMode) -> (Option<bo
                 room.room_id
             ),
         ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_access_line_names_the_grace_in_its_largest_whole_unit() {
+        let line = |secs| access_summary(Duration::from_secs(secs));
+        assert_eq!(line(86_400), "access: revoke on, grace 1d (86400 s)");
+        assert_eq!(line(7_200), "access: revoke on, grace 2h (7200 s)");
+        assert_eq!(line(90), "access: revoke on, grace 90s (90 s)");
+        assert_eq!(line(120), "access: revoke on, grace 2m (120 s)");
+        assert_eq!(line(0), "access: revoke on, grace 0s (0 s)");
     }
 }

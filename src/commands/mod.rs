@@ -1,6 +1,7 @@
 //! The operator commands behind the CLI. Each prints for a person on stdout, explains a failure
 //! in one line on stderr, and exits non-zero when it did not do what was asked.
 
+mod access;
 mod backfill;
 mod check_config;
 mod healthcheck;
@@ -17,7 +18,9 @@ use std::sync::OnceLock;
 use anyhow::Context as _;
 
 use crate::app::{Application, redact_url, shutdown_signal};
-use crate::cli::{Cli, Command, JobsCommand, ReconcileCommand, RoomsCommand, WebhooksCommand};
+use crate::cli::{
+    AccessCommand, Cli, Command, JobsCommand, ReconcileCommand, RoomsCommand, WebhooksCommand,
+};
 use crate::settings::{Settings, SettingsError, Sources};
 use crate::store::{Store, StoreResult, now_ms, rfc3339_seconds};
 use crate::telemetry::{LogTarget, init_logging};
@@ -64,6 +67,14 @@ pub async fn run(cli: Cli) -> ExitCode {
         Command::Reconcile(ReconcileCommand::Run { project }) => {
             reconcile::run(&ctx, project.as_ref()).await
         }
+        Command::Access(AccessCommand::Plan { project }) => {
+            access::plan(&ctx, project.as_ref()).await
+        }
+        Command::Access(AccessCommand::Log {
+            email,
+            project,
+            limit,
+        }) => access::log(&ctx, email, project, limit).await,
         Command::Jobs(JobsCommand::List { status, limit }) => jobs::list(&ctx, status, limit).await,
         Command::Jobs(JobsCommand::Retry { id, failed }) => jobs::retry(&ctx, id, failed).await,
         Command::Rooms(RoomsCommand::List) => rooms::list(&ctx).await,

@@ -36,6 +36,7 @@ pub(crate) async fn run(ctx: &Context, project: Option<&Gid>) -> anyhow::Result<
     let settings = PassSettings {
         hold: Duration::from_millis(ctx.settings.worker.lease_ms),
         interval: ctx.settings.reconcile.interval(),
+        lifecycle: ctx.settings.access.lifecycle(),
     };
     let token = format!(
         "command:{}-{:08x}",

@@ -1,6 +1,6 @@
 //! `GET /metrics`: Prometheus text format, on the main port or on `server.metrics_port`. The
-//! gauges that describe the store (queue depth, oldest pending job) are read from it here, when
-//! scraped, at most every few seconds.
+//! gauges that describe the store (queue depth, oldest pending job, open revocations) are read
+//! from it here, when scraped, at most every few seconds.
 
 use std::time::{Duration, Instant};
 
@@ -60,6 +60,7 @@ impl StoreGauges {
                     metrics::queue_depth(status.as_str(), count);
                 }
                 let oldest = store.oldest_pending_job_created_at().await?;
+                metrics::room_revocations_open(store.open_revocations().await?);
                 let states = store.reconcile_states().await?;
                 *self.reconcile_since.lock().expect("not poisoned") = states
                     .into_iter()

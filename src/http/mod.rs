@@ -47,6 +47,8 @@ pub struct AppState {
     pub health: Arc<WebhookHealth>,
     /// In `linked` mode a deleted or archived room degrades readiness.
     pub rooms_mode: RoomsMode,
+    /// `access.revoke` on: unassignments, completions, removals and deletions become jobs.
+    pub access_lifecycle: bool,
     pub secrets: SecretCache,
     pub store_gauges: Arc<StoreGauges>,
     /// Webhook and `/metrics` requests handled at once (`server.max_concurrent_requests`).

@@ -249,13 +249,19 @@ async fn deliver(
         },
     )?;
     app.health.record_delivery(name);
-    // A workspace's webhook brings new projects, a project's brings its tasks' events.
-    let delivery = parse_delivery(body, webhook.subscription)
-        .map_err(|e| IngressError::Malformed(e.to_string()))?;
+    // A workspace's webhook brings new projects, a project's brings its tasks' events (and, with
+    // access revocation on, the events that may end someone's need of the room).
+    let subscription = webhook.subscription.with_lifecycle(app.access_lifecycle);
+    let delivery =
+        parse_delivery(body, subscription).map_err(|e| IngressError::Malformed(e.to_string()))?;
     let by_kind = [
         JobKind::AssigneeChanged,
         JobKind::TaskAdded,
         JobKind::ProjectAdded,
+        JobKind::TaskUnassigned,
+        JobKind::CompletionChanged,
+        JobKind::TaskRemoved,
+        JobKind::TaskDeleted,
     ]
     .map(|kind| {
         let count = delivery.relevant.iter().filter(|e| e.kind == kind).count();

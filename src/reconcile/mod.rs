@@ -127,6 +127,7 @@ fn record(claim: &ReconcileClaim, result: Result<PassReport, PassError>) {
                 assigned = report.assigned,
                 queued = report.queued,
                 missed = report.missed,
+                swept = report.swept,
                 "reconcile pass done"
             );
         }

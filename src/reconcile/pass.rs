@@ -3,13 +3,21 @@
 //! write per page, the dedupe inside it), renew the claim per page, and move the cursor to the
 //! pass's start once every page was read. On an error the cursor stays and the pass is due again
 //! after a backoff.
+//!
+//! With access revocation on (issue 13) a pass also lists the tasks completed in its window and
+//! queues unassigned and completed tasks whose stored row still shows an open assignment (they end
+//! a need), and once a day per project it is a **need sweep**: every incomplete task is listed, the
+//! stored open tasks not among them (removed, deleted or completed unseen) are read again by a
+//! job, and live grants without any open task behind them get a revocation.
 
 use std::collections::HashSet;
 use std::time::Duration;
 
 use super::cursor::{candidate_key, failure_due, next_due, pass_window};
-use crate::domain::Gid;
-use crate::store::{ReconcileCandidate, ReconcileClaim, Store, StoreError, now_ms, rfc3339_millis};
+use crate::domain::{Gid, JobKind, JobSource};
+use crate::store::{
+    NewJob, ReconcileCandidate, ReconcileClaim, Store, StoreError, now_ms, rfc3339_millis,
+};
 use crate::telemetry::metrics;
 use crate::upstream::asana::ModifiedTask;
 use crate::upstream::{AsanaClient, UpstreamError};
@@ -27,6 +35,8 @@ pub struct PassReport {
     pub queued: u64,
     /// Jobs queued by a pass with a window: assignments no delivery had brought by then.
     pub missed: u64,
+    /// A need sweep (access revocation on, once a day): every incomplete task was listed.
+    pub swept: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -50,11 +60,13 @@ pub enum PassError {
 /// A million tasks at 100 a page, far beyond what an Asana project holds: a pass stops there.
 pub const MAX_PAGES: u32 = 10_000;
 
-/// How a pass is run: the claim's hold (renewed per page) and the passes' interval.
+/// How a pass is run: the claim's hold (renewed per page), the passes' interval, and the grace
+/// period of access revocation (`None`: revocation off).
 #[derive(Debug, Clone, Copy)]
 pub struct PassSettings {
     pub hold: Duration,
     pub interval: Option<Duration>,
+    pub lifecycle: Option<Duration>,
 }
 
 /// Runs the pass `claim` holds, and ends it in the store: finished (cursor moved) or failed
@@ -99,10 +111,21 @@ async fn read_and_queue(
     settings: PassSettings,
     started: i64,
 ) -> Result<PassReport, PassError> {
-    let from = pass_window(claim.cursor, claim.since);
+    let sweep = match settings.lifecycle {
+        Some(_) => store.need_sweep_due(&claim.project, started).await?,
+        None => false,
+    };
+    // A sweep lists every incomplete task, as a first pass does.
+    let from = (!sweep)
+        .then(|| pass_window(claim.cursor, claim.since))
+        .flatten();
     let modified_since = from.map(rfc3339_millis);
-    // Incomplete tasks only: completed after the pass started counts as incomplete.
-    let completed_since = rfc3339_millis(started);
+    // Incomplete tasks only: completed after the pass started counts as incomplete. With
+    // revocation on, a window lists the tasks completed in it too: each may end a need.
+    let completed_since = match (settings.lifecycle, from) {
+        (Some(_), Some(from)) => rfc3339_millis(from),
+        _ => rfc3339_millis(started),
+    };
     let mut report = PassReport {
         project: claim.project.clone(),
         from,
@@ -111,9 +134,12 @@ async fn read_and_queue(
         assigned: 0,
         queued: 0,
         missed: 0,
+        swept: sweep,
     };
     let mut offset: Option<String> = None;
     let mut seen = HashSet::new();
+    // A sweep's list of the project's incomplete tasks.
+    let mut listed: Vec<Gid> = Vec::new();
     loop {
         let page = asana
             .tasks_modified_page(
@@ -125,8 +151,11 @@ async fn read_and_queue(
             .await?;
         report.pages += 1;
         report.read += page.data.len() as u64;
-        let candidates = candidates(&page.data);
-        report.assigned += candidates.len() as u64;
+        if sweep {
+            listed.extend(page.data.iter().map(|t| t.gid.clone()));
+        }
+        report.assigned += page.data.iter().filter(|t| t.assignee.is_some()).count() as u64;
+        let candidates = candidates(&page.data, settings.lifecycle.is_some());
         let queued = store
             .enqueue_reconcile_jobs(&claim.project, candidates)
             .await?
@@ -144,26 +173,74 @@ async fn read_and_queue(
             Some(next) if !seen.insert(next.offset.clone()) => return Err(PassError::PagingLoop),
             Some(_) if report.pages >= MAX_PAGES => return Err(PassError::TooManyPages),
             Some(next) => offset = Some(next.offset),
-            None => return Ok(report),
+            None => break,
         }
     }
+    if let (true, Some(grace)) = (sweep, settings.lifecycle) {
+        report.queued += sweep_needs(store, &claim.project, &listed, grace, started).await?;
+    }
+    Ok(report)
 }
 
-/// The page's assignments; unassigned tasks have nothing to grant.
-fn candidates(tasks: &[ModifiedTask]) -> Vec<ReconcileCandidate> {
+/// The need sweep's end, once every incomplete task of `project` was `listed`: a job reads again
+/// each stored open task not among them (one per task and day), then every live grant of the
+/// project's room whose person has no open task in it gets a revocation (a full grace from now).
+/// Returns the jobs queued.
+async fn sweep_needs(
+    store: &Store,
+    project: &Gid,
+    listed: &[Gid],
+    grace: Duration,
+    started: i64,
+) -> Result<u64, PassError> {
+    let stale = store.open_tasks_not_listed(project, listed).await?;
+    let day = sweep_day(started);
+    let jobs: Vec<NewJob> = stale
+        .into_iter()
+        .map(|task| NewJob {
+            dedupe_key: format!("sweep:{task}:{day}"),
+            task_gid: task,
+            kind: JobKind::Reconcile,
+            project_gid: Some(project.clone()),
+            assignee_gid: None,
+        })
+        .collect();
+    let queued = store.enqueue(JobSource::Reconcile, jobs).await?.created;
+    let scheduled = store.orphan_grants(project, grace).await?;
+    store.mark_need_swept(project, started).await?;
+    tracing::info!(
+        project = %project,
+        listed = listed.len(),
+        queued,
+        scheduled,
+        "need sweep done"
+    );
+    Ok(queued)
+}
+
+/// `2026-12-04` for a time in ms: a sweep's jobs are one per task and day.
+fn sweep_day(at: i64) -> String {
+    rfc3339_millis(at).chars().take(10).collect()
+}
+
+/// The page's candidates: its assigned tasks; with revocation on (`lifecycle`), every task, as
+/// unassigned and completed ones may end a need the stored row still shows.
+fn candidates(tasks: &[ModifiedTask], lifecycle: bool) -> Vec<ReconcileCandidate> {
     tasks
         .iter()
-        .filter_map(|task| {
-            let assignee = task.assignee.as_ref()?;
-            Some(ReconcileCandidate {
+        .filter(|task| lifecycle || task.assignee.is_some())
+        .map(|task| {
+            let assignee = task.assignee.as_ref().map(|a| a.gid.clone());
+            ReconcileCandidate {
                 dedupe_key: candidate_key(
                     task.gid.as_str(),
-                    assignee.gid.as_str(),
+                    assignee.as_ref().map_or("-", Gid::as_str),
                     task.modified_at.as_deref(),
                 ),
                 task_gid: task.gid.clone(),
-                assignee_gid: assignee.gid.clone(),
-            })
+                assignee_gid: assignee,
+                completed: task.completed,
+            }
         })
         .collect()
 }
@@ -181,13 +258,43 @@ mod tests {
             {"gid": "503"}
         ]))
         .unwrap();
-        let found = candidates(&tasks);
+        let found = candidates(&tasks, false);
         assert_eq!(found.len(), 1);
         assert_eq!(found[0].task_gid.as_str(), "501");
-        assert_eq!(found[0].assignee_gid.as_str(), "7001");
+        assert_eq!(found[0].assignee_gid.as_ref().unwrap().as_str(), "7001");
         assert_eq!(
             found[0].dedupe_key,
             "reconcile:501:7001:2026-12-03T10:00:00.000Z"
         );
+    }
+
+    #[test]
+    fn with_revocation_on_unassigned_and_completed_tasks_are_candidates_too() {
+        let tasks: Vec<ModifiedTask> = serde_json::from_value(serde_json::json!([
+            {"gid": "501", "assignee": {"gid": "7001", "resource_type": "user"},
+             "completed": true, "modified_at": "2026-12-03T10:00:00.000Z"},
+            {"gid": "502", "assignee": null, "modified_at": "2026-12-03T10:00:01.000Z"}
+        ]))
+        .unwrap();
+        let found = candidates(&tasks, true);
+        assert_eq!(found.len(), 2);
+        assert!(found[0].completed);
+        assert_eq!(found[0].assignee_gid.as_ref().unwrap().as_str(), "7001");
+        assert_eq!(
+            found[0].dedupe_key,
+            "reconcile:501:7001:2026-12-03T10:00:00.000Z"
+        );
+        assert!(!found[1].completed);
+        assert_eq!(found[1].assignee_gid, None);
+        assert_eq!(
+            found[1].dedupe_key,
+            "reconcile:502:-:2026-12-03T10:00:01.000Z"
+        );
+    }
+
+    #[test]
+    fn a_sweep_day_is_the_utc_date() {
+        // 2026-12-04T10:00:00Z
+        assert_eq!(sweep_day(1_796_378_400_000), "2026-12-04");
     }
 }

@@ -50,6 +50,9 @@ pub enum GrantReservation {
     Theirs { job_id: i64 },
     /// Settled: granted by job `job_id`, or found in the room already.
     AlreadyGranted { job_id: i64, state: GrantState },
+    /// Revoke job `job_id` is taking this access back (and may have asked DocSpace): a new grant
+    /// waits until it is settled (issue 13).
+    Revoking { job_id: i64 },
 }
 
 /// A (person, room) pair a job works on.
@@ -78,6 +81,8 @@ pub struct GrantRecord {
     pub task_gid: String,
     pub created_at: i64,
     pub granted_at: Option<i64>,
+    /// The revoke job taking this access back, while it may be asking DocSpace (issue 13).
+    pub revoking_job_id: Option<i64>,
 }
 
 /// `SELECT` of a live [`GrantRecord`], followed by the rest of the condition.
@@ -85,8 +90,21 @@ macro_rules! select_live_grants {
     ($rest:literal) => {
         concat!(
             "SELECT email, room_id, project_gid, docspace_user_id, access, state, job_id, \
-             task_gid, created_at, granted_at FROM room_grants WHERE ended_at IS NULL ",
+             task_gid, created_at, granted_at, revoking_job_id FROM room_grants \
+             WHERE ended_at IS NULL ",
             $rest
+        )
+    };
+}
+
+/// What made a grant, from job `$job`'s row: `'<event kind> from <source>'` (`room_grants.cause`,
+/// kept because retention deletes done jobs).
+macro_rules! job_cause {
+    ($job:literal) => {
+        concat!(
+            "(SELECT j.event_kind || ' from ' || j.source FROM jobs j WHERE j.id = ",
+            $job,
+            ")"
         )
     };
 }
@@ -100,10 +118,10 @@ struct ReserveGrant {
 }
 
 impl ReserveGrant {
-    async fn live_row(&self, conn: &mut Conn<'_>) -> sqlx::Result<Option<(String, i64)>> {
+    async fn live_row(&self, conn: &mut Conn<'_>) -> sqlx::Result<Option<LiveRow>> {
         conn.fetch_optional(
             Sql::new(
-                "SELECT state, job_id FROM room_grants \
+                "SELECT state, job_id, revoking_job_id FROM room_grants \
                  WHERE email = $1 AND room_id = $2 AND ended_at IS NULL",
             )
             .bind(self.grant.email.as_str())
@@ -114,10 +132,10 @@ impl ReserveGrant {
 }
 
 impl Write for ReserveGrant {
-    type Output = Option<(String, i64)>;
+    type Output = Option<LiveRow>;
     const DURABILITY: Durability = Durability::Relaxed;
 
-    async fn run(&self, conn: &mut Conn<'_>) -> sqlx::Result<Option<(String, i64)>> {
+    async fn run(&self, conn: &mut Conn<'_>) -> sqlx::Result<Option<LiveRow>> {
         let now = now_ms();
         let grant = &self.grant;
         let mut tx = conn.begin().await?;
@@ -127,12 +145,13 @@ impl Write for ReserveGrant {
         let inserted = tx
             .conn()
             .execute(
-                Sql::new(
+                Sql::new(concat!(
                     "INSERT INTO room_grants (email, room_id, project_gid, docspace_user_id, \
-                     access, state, job_id, task_gid, created_at) \
-                     VALUES ($1, $2, $3, $4, $5, 'sending', $6, $7, $8) \
-                     ON CONFLICT (email, room_id) WHERE ended_at IS NULL DO NOTHING",
-                )
+                     access, state, job_id, task_gid, created_at, cause) \
+                     VALUES ($1, $2, $3, $4, $5, 'sending', $6, $7, $8, ",
+                    job_cause!("$6"),
+                    ") ON CONFLICT (email, room_id) WHERE ended_at IS NULL DO NOTHING",
+                ))
                 .bind(grant.email.as_str())
                 .bind(grant.room_id)
                 .bind(grant.project_gid.as_str())
@@ -148,14 +167,15 @@ impl Write for ReserveGrant {
             // by it: this job takes it over (and reads the room's members before sharing).
             tx.conn()
                 .execute(
-                    Sql::new(
+                    Sql::new(concat!(
                         "UPDATE room_grants SET job_id = $1, task_gid = $2, project_gid = $3, \
-                         docspace_user_id = $4, access = $5, created_at = $6 \
-                         WHERE email = $7 AND room_id = $8 AND ended_at IS NULL \
+                         docspace_user_id = $4, access = $5, created_at = $6, cause = ",
+                        job_cause!("$1"),
+                        " WHERE email = $7 AND room_id = $8 AND ended_at IS NULL \
                          AND state = 'sending' AND job_id <> $1 \
                          AND NOT EXISTS (SELECT 1 FROM jobs WHERE jobs.id = room_grants.job_id \
                             AND jobs.status IN ('pending', 'running'))",
-                    )
+                    ))
                     .bind(self.job_id)
                     .bind(grant.task_gid.as_str())
                     .bind(grant.project_gid.as_str())
@@ -258,15 +278,16 @@ pub(crate) async fn insert_had_access(
     now: i64,
 ) -> sqlx::Result<()> {
     conn.execute(
-        Sql::new(
+        Sql::new(concat!(
             "INSERT INTO room_grants (email, room_id, project_gid, docspace_user_id, \
-             access, state, job_id, task_gid, created_at) \
-             VALUES ($1, $2, $3, $4, $5, 'had_access', $6, $7, $8) \
-             ON CONFLICT (email, room_id) WHERE ended_at IS NULL DO UPDATE \
+             access, state, job_id, task_gid, created_at, cause) \
+             VALUES ($1, $2, $3, $4, $5, 'had_access', $6, $7, $8, ",
+            job_cause!("$6"),
+            ") ON CONFLICT (email, room_id) WHERE ended_at IS NULL DO UPDATE \
              SET state = 'had_access', access = excluded.access, \
-             docspace_user_id = excluded.docspace_user_id \
+             docspace_user_id = excluded.docspace_user_id, cause = excluded.cause \
              WHERE room_grants.state = 'sending' AND room_grants.job_id = excluded.job_id",
-        )
+        ))
         .bind(seen.email.as_str())
         .bind(seen.room_id)
         .bind(seen.project_gid.as_str())
@@ -309,8 +330,7 @@ impl Store {
                 grant,
             })
             .await?;
-        row.map(|(state, holder)| to_reservation(state, holder, job_id))
-            .transpose()
+        row.map(|row| to_reservation(row, job_id)).transpose()
     }
 
     /// Records that DocSpace shared `room_id` with `email` for job `job_id`. False, changing
@@ -371,8 +391,18 @@ impl Store {
     }
 }
 
-fn to_reservation(state: String, holder: i64, job_id: i64) -> StoreResult<GrantReservation> {
-    Ok(match GrantState::try_from(state)? {
+/// A live row as a reservation reads it: state, holder, and the revoke job taking it back.
+type LiveRow = (String, i64, Option<i64>);
+
+fn to_reservation(
+    (state, holder, revoking): LiveRow,
+    job_id: i64,
+) -> StoreResult<GrantReservation> {
+    let state = GrantState::try_from(state)?;
+    if let Some(revoking) = revoking {
+        return Ok(GrantReservation::Revoking { job_id: revoking });
+    }
+    Ok(match state {
         GrantState::Sending if holder == job_id => GrantReservation::Mine,
         GrantState::Sending => GrantReservation::Theirs { job_id: holder },
         state => GrantReservation::AlreadyGranted {

@@ -14,9 +14,11 @@ use sqlx::{QueryBuilder, Sqlite};
 
 use super::conn::{Conn, Sql, Write};
 use super::grants::{GrantRequest, confirm_grant, insert_had_access, release_unconfirmed_grants};
+use super::revocations::{apply_need_changes, release_failed_revocations, settle_revocation};
 use super::rooms::upsert_project_sql;
-use super::tasks::{TaskRead, refresh_task_sql};
+use super::tasks::{TaskRead, mark_task_deleted_sql, refresh_task_sql, task_state};
 use super::{Durability, Store, StoreError, StoreResult, duration_ms, now_ms};
+use crate::access::need::TaskState;
 use crate::domain::{Email, Gid, JobKind, JobSource};
 
 /// A job to create; `dedupe_key` makes creating it twice a no-op, and so does a job for the same
@@ -161,6 +163,21 @@ pub enum Outcome {
     AlreadyWatched,
     /// A new project Asana no longer knows (deleted since, or hidden from the token).
     ProjectGone,
+    /// Asana answered 404 for the job's own task (deleted, or hidden from the token).
+    TaskGone,
+    /// A revoke job removed the person's room access (issue 13).
+    Revoked,
+    /// A revoke job kept the access: changed by hand, not granted by the bridge, or the person
+    /// had left the room already (the revocation's state says which).
+    Kept,
+    /// The person needs the room again (a new open task): nothing was removed.
+    NeededAgain,
+    /// The revocation was settled already, its grant ended, or its room is no longer the project's.
+    NothingToRevoke,
+    /// `access.revoke` was turned off before the revocation was due: nothing was removed.
+    RevokeOff,
+    /// The project's room is gone from DocSpace: the grant ended with it.
+    RoomGone,
     Failed,
 }
 
@@ -383,6 +400,15 @@ pub struct Confirmations {
     pub project_names: Vec<(Gid, String)>,
     /// What the job did per room (JSON), for `jobs list`.
     pub room_results: Option<String>,
+    /// `Some(grace)` when `access.revoke` is on: the task read above (or `task_gone`) may end or
+    /// renew people's need of project rooms, and the settlement schedules or cancels their
+    /// revocations in the same transaction (issue 13).
+    pub lifecycle: Option<Duration>,
+    /// Asana answered 404 for the job's task: its row is marked deleted (it counts toward nobody's
+    /// need).
+    pub task_gone: Option<Gid>,
+    /// How a revoke job ended its revocation (id, end).
+    pub revocation: Option<(i64, super::RevocationEnd)>,
 }
 
 impl Confirmations {
@@ -483,6 +509,18 @@ impl Write for SettleJob {
         for seen in &found.had_access {
             insert_had_access(&mut tx.conn(), self.id, seen, now).await?;
         }
+        // The task as stored before this read: whose need the read may end.
+        let lifecycle_task = found.lifecycle.and(
+            found
+                .task
+                .as_ref()
+                .map(|t| &t.gid)
+                .or(found.task_gone.as_ref()),
+        );
+        let before = match lifecycle_task {
+            Some(gid) => task_state(&mut tx.conn(), gid).await?,
+            None => None,
+        };
         // What the task read showed, in one round trip.
         let mut seen: Vec<Sql<'_>> = found
             .project_names
@@ -492,7 +530,38 @@ impl Write for SettleJob {
         if let Some(task) = &found.task {
             seen.extend(refresh_task_sql(task, Some(self.id), now));
         }
+        if let Some(gone) = &found.task_gone {
+            seen.push(mark_task_deleted_sql(gone, now));
+        }
         tx.conn().execute_all(seen).await?;
+        if let (Some(grace), Some(gid)) = (found.lifecycle, lifecycle_task) {
+            let after = match (&found.task, &before) {
+                (Some(task), _) => Some(task.state()),
+                (None, Some(before)) => Some(TaskState {
+                    deleted: true,
+                    ..before.clone()
+                }),
+                (None, None) => None,
+            };
+            if let Some(after) = after {
+                apply_need_changes(
+                    &mut tx.conn(),
+                    self.id,
+                    gid,
+                    before.as_ref(),
+                    &after,
+                    grace,
+                    now,
+                )
+                .await?;
+            }
+        }
+        if let Some((revocation, end)) = &found.revocation {
+            settle_revocation(&mut tx.conn(), self.id, *revocation, end, now).await?;
+        }
+        if let Settlement::Failed { error } = &self.settlement {
+            release_failed_revocations(&mut tx.conn(), self.id, error, now).await?;
+        }
         if failed {
             tx.conn()
                 .execute(

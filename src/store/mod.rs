@@ -23,6 +23,7 @@ mod jobs;
 mod reconcile;
 mod repairs;
 mod retention;
+mod revocations;
 mod rooms;
 mod schema;
 mod sqlite_writer;
@@ -51,6 +52,10 @@ pub use jobs::{
 };
 pub use reconcile::{ClaimOutcome, ReconcileCandidate, ReconcileClaim, ReconcileState};
 pub use repairs::{RepairClaim, RepairRequest, WebhookRepair};
+pub use revocations::{
+    LogEntry, LogFilter, NEED_SWEEP_EVERY, NeedEnd, PlanRow, RemovalReservation, RevocationEnd,
+    RevocationRecord, RevocationState, RevocationWork,
+};
 pub use rooms::{
     Claimant, CreationClaim, CreationState, KnownProject, LinkOutcome, NewProjectRoom, ProjectRoom,
     RoomCreation,

@@ -13,11 +13,14 @@ use super::conn::{Conn, Sql, Write};
 use super::{Durability, Store, StoreResult, duration_ms, now_ms};
 use crate::domain::{Gid, JobKind, JobSource};
 
-/// An assignment a pass read: the task, its assignee, and the job's dedupe key.
+/// A task a pass read: its assignee (`None`: unassigned), whether it is completed, and the job's
+/// dedupe key. Unassigned and completed tasks are candidates only while access revocation is on
+/// (issue 13): they end a need the stored task row still shows.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ReconcileCandidate {
     pub task_gid: Gid,
-    pub assignee_gid: Gid,
+    pub assignee_gid: Option<Gid>,
+    pub completed: bool,
     pub dedupe_key: String,
 }
 
@@ -89,9 +92,12 @@ macro_rules! watched {
     };
 }
 
-/// Queues a reconcile job per candidate unless the assignment was handled: a job read the task
-/// with that assignee (its `tasks` row), a job naming that assignee was created since the task's
-/// last read, or the task has a job that has not started (it reads the task anyway). Output: the
+/// Queues a reconcile job per candidate unless the task needs no read. An assigned open candidate
+/// needs one unless the assignment was handled: a job read the task open with that assignee (its
+/// `tasks` row), a job naming that assignee was created since the task's last read, or the task
+/// has a job that has not started (it reads the task anyway). An unassigned or completed one
+/// (issue 13) needs one only when it contradicts an open stored row with an assignee (a need the
+/// bridge still counts) and no job was created for the task since that row was read. Output: the
 /// tasks queued.
 struct EnqueueReconcileJobs {
     project: Gid,
@@ -99,10 +105,17 @@ struct EnqueueReconcileJobs {
     now: i64,
 }
 
-const RECONCILE_HANDLED: &str = "WHERE NOT EXISTS (SELECT 1 FROM tasks t \
-        WHERE t.gid = c.task AND t.assignee_gid = c.assignee) \
-     AND NOT EXISTS (SELECT 1 FROM jobs j WHERE j.task_gid = c.task AND j.assignee_gid = c.assignee \
-        AND j.created_at >= COALESCE((SELECT t.read_at FROM tasks t WHERE t.gid = c.task), 0)) \
+const RECONCILE_HANDLED: &str = "WHERE CASE WHEN c.assignee IS NOT NULL AND c.completed = 0 THEN \
+        NOT EXISTS (SELECT 1 FROM tasks t WHERE t.gid = c.task AND t.assignee_gid = c.assignee \
+            AND t.completed = 0 AND t.deleted_at IS NULL) \
+        AND NOT EXISTS (SELECT 1 FROM jobs j WHERE j.task_gid = c.task \
+            AND j.assignee_gid = c.assignee \
+            AND j.created_at >= COALESCE((SELECT t.read_at FROM tasks t WHERE t.gid = c.task), 0)) \
+     ELSE EXISTS (SELECT 1 FROM tasks t WHERE t.gid = c.task AND t.completed = 0 \
+            AND t.deleted_at IS NULL AND t.assignee_gid IS NOT NULL \
+            AND NOT EXISTS (SELECT 1 FROM jobs j WHERE j.task_gid = c.task \
+                AND j.created_at > t.read_at)) \
+     END \
      ORDER BY c.task ON CONFLICT DO NOTHING RETURNING task_gid";
 
 impl Write for EnqueueReconcileJobs {
@@ -121,26 +134,40 @@ impl Write for EnqueueReconcileJobs {
                     "INSERT INTO jobs (dedupe_key, source, task_gid, event_kind, status, run_at, \
                      created_at, updated_at, unstarted_task_gid, project_gid, assignee_gid) \
                      SELECT c.key, $4, c.task, $5, 'pending', $6, $6, $6, c.task, $7, c.assignee \
-                     FROM UNNEST($1::text[], $2::text[], $3::text[]) AS c(task, assignee, key) \
+                     FROM UNNEST($1::text[], $2::text[], $3::text[], $8::int8[]) \
+                       AS c(task, assignee, key, completed) \
                      {RECONCILE_HANDLED}"
                 );
                 sqlx::query_scalar(sqlx::AssertSqlSafe(text))
                     .bind(column(|c| c.task_gid.as_str()))
-                    .bind(column(|c| c.assignee_gid.as_str()))
+                    .bind(
+                        self.candidates
+                            .iter()
+                            .map(|c| c.assignee_gid.as_ref().map(Gid::as_str))
+                            .collect::<Vec<Option<&str>>>(),
+                    )
                     .bind(column(|c| c.dedupe_key.as_str()))
                     .bind(&source)
                     .bind(kind)
                     .bind(self.now)
                     .bind(self.project.as_str())
+                    .bind(
+                        self.candidates
+                            .iter()
+                            .map(|c| i64::from(c.completed))
+                            .collect::<Vec<i64>>(),
+                    )
                     .fetch_all(&mut **conn)
                     .await
             }
             Conn::Sqlite(conn) => {
-                let mut insert = QueryBuilder::<Sqlite>::new("WITH c(task, assignee, key) AS (");
+                let mut insert =
+                    QueryBuilder::<Sqlite>::new("WITH c(task, assignee, key, completed) AS (");
                 insert.push_values(&self.candidates, |mut row, c| {
                     row.push_bind(c.task_gid.as_str())
-                        .push_bind(c.assignee_gid.as_str())
-                        .push_bind(c.dedupe_key.as_str());
+                        .push_bind(c.assignee_gid.as_ref().map(Gid::as_str))
+                        .push_bind(c.dedupe_key.as_str())
+                        .push_bind(i64::from(c.completed));
                 });
                 insert
                     .push(

@@ -4,6 +4,7 @@
 
 use super::conn::{Conn, Sql, Write};
 use super::{Durability, Store, StoreResult, now_ms};
+use crate::access::need::TaskState;
 use crate::domain::{Email, Gid};
 
 /// A task as a job read it.
@@ -38,6 +39,8 @@ pub struct TaskRecord {
     pub parent_gid: Option<String>,
     pub read_at: i64,
     pub read_by_job_id: Option<i64>,
+    /// When Asana answered 404 for it (issue 13); a later successful read clears it.
+    pub deleted_at: Option<i64>,
 }
 
 /// Replaces a task's row and its projects, in one transaction.
@@ -76,7 +79,7 @@ pub(crate) fn refresh_task_sql(task: &TaskRead, job_id: Option<i64>, now: i64) -
              ON CONFLICT (gid) DO UPDATE SET assignee_gid = excluded.assignee_gid, \
              assignee_email = excluded.assignee_email, completed = excluded.completed, \
              parent_gid = excluded.parent_gid, read_at = excluded.read_at, \
-             read_by_job_id = excluded.read_by_job_id",
+             read_by_job_id = excluded.read_by_job_id, deleted_at = NULL",
         )
         .bind(task.gid.as_str())
         .bind(task.assignee_gid.as_ref().map(Gid::as_str))
@@ -101,6 +104,74 @@ pub(crate) fn refresh_task_sql(task: &TaskRead, job_id: Option<i64>, now: i64) -
     statements
 }
 
+/// Marks task `gid` deleted (Asana answered 404 for job `job_id`): it counts toward nobody's need.
+/// A task no job recorded before stays unrecorded: it never counted toward anyone's.
+pub(crate) fn mark_task_deleted_sql(gid: &Gid, now: i64) -> Sql<'_> {
+    Sql::new("UPDATE tasks SET deleted_at = $1 WHERE gid = $2 AND deleted_at IS NULL")
+        .bind(now)
+        .bind(gid.as_str())
+}
+
+#[derive(sqlx::FromRow)]
+struct StoredState {
+    assignee_email: Option<String>,
+    completed: i64,
+    deleted_at: Option<i64>,
+}
+
+/// Task `gid` as stored, with its projects (`None`: never recorded); read inside a settlement's
+/// transaction before the new read replaces it.
+pub(crate) async fn task_state(conn: &mut Conn<'_>, gid: &Gid) -> sqlx::Result<Option<TaskState>> {
+    let row: Option<StoredState> = conn
+        .fetch_optional(
+            Sql::new("SELECT assignee_email, completed, deleted_at FROM tasks WHERE gid = $1")
+                .bind(gid.as_str()),
+        )
+        .await?;
+    let Some(row) = row else {
+        return Ok(None);
+    };
+    let projects: Vec<(String,)> = conn
+        .fetch_all(
+            Sql::new(
+                "SELECT project_gid FROM task_projects WHERE task_gid = $1 ORDER BY project_gid",
+            )
+            .bind(gid.as_str()),
+        )
+        .await?;
+    let corrupt = |e: crate::domain::ParseError| sqlx::Error::Decode(Box::new(e));
+    Ok(Some(TaskState {
+        assignee: row
+            .assignee_email
+            .map(Email::try_from)
+            .transpose()
+            .map_err(corrupt)?,
+        completed: row.completed != 0,
+        deleted: row.deleted_at.is_some(),
+        projects: projects
+            .into_iter()
+            .map(|(p,)| Gid::try_from(p))
+            .collect::<Result<_, _>>()
+            .map_err(corrupt)?,
+    }))
+}
+
+impl TaskRead {
+    /// What this read says about its assignee's need.
+    pub(crate) fn state(&self) -> TaskState {
+        TaskState {
+            assignee: self.assignee_email.clone(),
+            completed: self.completed,
+            deleted: false,
+            projects: self
+                .projects
+                .iter()
+                .map(|p| p.project_gid.clone())
+                .collect(),
+        }
+    }
+}
+
 impl Store {
     /// Records `task` as job `job_id` (if any) read it, replacing its projects.
     pub async fn refresh_task(&self, task: TaskRead, job_id: Option<i64>) -> StoreResult<()> {
@@ -112,7 +183,7 @@ impl Store {
         self.fetch_optional(
             Sql::new(
                 "SELECT gid, assignee_gid, assignee_email, completed, parent_gid, read_at, \
-                 read_by_job_id FROM tasks WHERE gid = $1",
+                 read_by_job_id, deleted_at FROM tasks WHERE gid = $1",
             )
             .bind(gid.as_str()),
         )

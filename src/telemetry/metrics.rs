@@ -28,6 +28,8 @@ pub const RECONCILE_PASSES: &str = "bridge_reconcile_passes_total";
 pub const RECONCILE_MISSED: &str = "bridge_reconcile_missed_total";
 pub const RECONCILE_LAG: &str = "bridge_reconcile_lag_seconds";
 pub const WEBHOOKS_RECREATED: &str = "bridge_webhooks_recreated_total";
+pub const ROOM_REVOCATIONS: &str = "bridge_room_revocations_total";
+pub const ROOM_REVOCATIONS_OPEN: &str = "bridge_room_revocations_open";
 
 /// How a delivery (or handshake) was answered; its metrics label is the snake_case name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, strum::IntoStaticStr)]
@@ -139,6 +141,17 @@ pub fn jobs_deleted(count: u64) {
 /// One room decision of a recorded job: `granted`, `already_in_room` or `failed`.
 pub fn room_grant(result: &'static str) {
     counter!(ROOM_GRANTS, "result" => result).increment(1);
+}
+
+/// A revoke job's recorded decision: `revoked`, `kept_changed_by_hand`, `kept_not_granted`,
+/// `failed` or `room_gone` (a need back, or revocation turned off, decides nothing).
+pub fn room_revocation(result: &'static str) {
+    counter!(ROOM_REVOCATIONS, "result" => result).increment(1);
+}
+
+/// Revocations waiting for their grace period or being removed (set when `/metrics` is scraped).
+pub fn room_revocations_open(count: i64) {
+    gauge!(ROOM_REVOCATIONS_OPEN).set(count as f64);
 }
 
 /// A room DocSpace created at the bridge's request.

@@ -20,11 +20,14 @@ const DEFAULT_REQUESTS_PER_MINUTE: u32 = 1500;
 const TASK_FIELDS: &str =
     "assignee.email,assignee.name,completed,name,parent,projects,projects.name";
 
+/// What a reconcile pass compares with the stored task rows.
+const MODIFIED_TASK_FIELDS: &str = "assignee,completed,modified_at";
+
 /// Where a task lives, for following a subtask's parents.
 const TASK_PLACEMENT_FIELDS: &str = "projects,parent";
 
 const WEBHOOK_FIELDS: &str = "active,resource,resource.name,target,created_at,last_success_at,\
-     last_failure_at,last_failure_content,delivery_retry_count";
+     last_failure_at,last_failure_content,delivery_retry_count,filters,filters.action,filters.fields";
 
 /// `Debug` shows no credential: the token is a `SecretString`.
 #[derive(Clone, Debug)]
@@ -131,6 +134,96 @@ pub struct Webhook {
     pub last_failure_content: Option<String>,
     #[serde(default)]
     pub delivery_retry_count: Option<i64>,
+    /// The filters Asana applies (`None` when it did not say, or said it in a shape not
+    /// understood: the rest of the webhook is still read, and its filters are left alone).
+    #[serde(default, deserialize_with = "lenient_filters")]
+    pub filters: Option<Vec<WebhookFilter>>,
+}
+
+fn lenient_filters<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Option<Vec<WebhookFilter>>, D::Error> {
+    let value = Option::<serde_json::Value>::deserialize(d)?;
+    Ok(value.and_then(|filters| serde_json::from_value(filters).ok()))
+}
+
+/// One of a webhook's filters, as Asana reports it (`WebhookFilter`).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct WebhookFilter {
+    #[serde(default)]
+    pub resource_type: Option<String>,
+    #[serde(default)]
+    pub resource_subtype: Option<String>,
+    #[serde(default)]
+    pub action: Option<String>,
+    /// A whitelist of changed fields (none: every field).
+    #[serde(default, deserialize_with = "null_as_no_fields")]
+    pub fields: Vec<String>,
+}
+
+fn null_as_no_fields<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    Ok(Option::<Vec<String>>::deserialize(d)?.unwrap_or_default())
+}
+
+impl WebhookFilter {
+    /// Whether this filter lets through every event `wanted` (one of [`webhook_filters`]) asks
+    /// for: the same resource type and action, no subtype, and each wanted field whitelisted.
+    fn covers(&self, wanted: &serde_json::Value) -> bool {
+        let text = |key: &str| wanted.get(key).and_then(serde_json::Value::as_str);
+        let wanted_fields = wanted
+            .get("fields")
+            .and_then(serde_json::Value::as_array)
+            .map(Vec::as_slice)
+            .unwrap_or_default();
+        self.resource_type.as_deref() == text("resource_type")
+            && self.action.as_deref() == text("action")
+            && self.resource_subtype.is_none()
+            && (self.fields.is_empty()
+                || wanted_fields
+                    .iter()
+                    .all(|field| self.fields.iter().any(|have| field.as_str() == Some(have))))
+    }
+
+    fn to_json(&self) -> serde_json::Value {
+        let mut filter = serde_json::json!({
+            "resource_type": self.resource_type,
+            "action": self.action,
+        });
+        if let Some(subtype) = &self.resource_subtype {
+            filter["resource_subtype"] = serde_json::json!(subtype);
+        }
+        if !self.fields.is_empty() {
+            filter["fields"] = serde_json::json!(self.fields);
+        }
+        filter
+    }
+}
+
+/// The filters of [`webhook_filters`] that a webhook on `resource` reporting `current` lacks (a
+/// project webhook registered before access revocation existed lacks the lifecycle ones).
+pub fn missing_filters(
+    resource: &WatchedResource,
+    current: &[WebhookFilter],
+) -> Vec<serde_json::Value> {
+    let wanted = webhook_filters(resource);
+    wanted
+        .as_array()
+        .expect("webhook_filters is an array")
+        .iter()
+        .filter(|filter| !current.iter().any(|have| have.covers(filter)))
+        .cloned()
+        .collect()
+}
+
+/// What `PUT /webhooks/{gid}` must send so that a webhook reporting `current` also has `missing`:
+/// `updateWebhook` replaces the filters, so those it has (someone's own included) are sent again.
+pub fn filters_with(current: &[WebhookFilter], missing: &[serde_json::Value]) -> serde_json::Value {
+    let all: Vec<serde_json::Value> = current
+        .iter()
+        .map(WebhookFilter::to_json)
+        .chain(missing.iter().cloned())
+        .collect();
+    serde_json::Value::Array(all)
 }
 
 impl Webhook {
@@ -179,12 +272,16 @@ pub struct CreatedWebhook {
     pub secret: Option<String>,
 }
 
-/// A task as a reconcile pass lists it: its assignee (gid only) and when it last changed.
+/// A task as a reconcile pass lists it: its assignee (gid only), whether it is completed, and
+/// when it last changed.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 pub struct ModifiedTask {
     pub gid: Gid,
     #[serde(default)]
     pub assignee: Option<ResourceRef>,
+    /// Asked for (`opt_fields=completed`); absent reads as incomplete.
+    #[serde(default)]
+    pub completed: bool,
     #[serde(default)]
     pub modified_at: Option<String>,
 }
@@ -202,14 +299,19 @@ pub struct NextPage {
     pub offset: String,
 }
 
-/// The filters a webhook of ours carries: on a project, assignee changes and added tasks; on a
+/// The filters a webhook of ours carries: on a project, assignee changes and added tasks, plus
+/// what may end someone's need of the room (completions, removals from the project, deletions;
+/// asked for whether revocation is on or not, so turning it on needs no new webhook); on a
 /// workspace, added projects only (Asana sends no task events to a workspace's webhook, and
 /// refuses `fields` on one).
 pub fn webhook_filters(resource: &WatchedResource) -> serde_json::Value {
     match resource {
         WatchedResource::Project(_) => serde_json::json!([
             {"resource_type": "task", "action": "changed", "fields": ["assignee"]},
-            {"resource_type": "task", "action": "added"}
+            {"resource_type": "task", "action": "added"},
+            {"resource_type": "task", "action": "changed", "fields": ["completed"]},
+            {"resource_type": "task", "action": "removed"},
+            {"resource_type": "task", "action": "deleted"}
         ]),
         WatchedResource::Workspace(_) => {
             serde_json::json!([{"resource_type": "project", "action": "added"}])
@@ -357,9 +459,10 @@ impl AsanaClient {
         self.api.json("project_tasks", self.api.get(url)).await
     }
 
-    /// One page (up to 100) of a project's incomplete tasks (`completed_since`, RFC 3339) modified
-    /// since `modified_since` (RFC 3339; `None`: all of them), with their assignee and
-    /// `modified_at`. `GET /tasks`: only it takes `modified_since`.
+    /// One page (up to 100) of a project's tasks that are incomplete or were completed since
+    /// `completed_since` (RFC 3339), modified since `modified_since` (RFC 3339; `None`: all of
+    /// them), with their assignee, whether they are completed, and `modified_at`. `GET /tasks`:
+    /// only it takes `modified_since`.
     #[tracing::instrument(
         name = "asana.tasks_modified_page",
         skip(self, completed_since),
@@ -383,7 +486,7 @@ impl AsanaClient {
             }
             query
                 .append_pair("limit", "100")
-                .append_pair("opt_fields", "assignee,modified_at");
+                .append_pair("opt_fields", MODIFIED_TASK_FIELDS);
             if let Some(offset) = offset {
                 query.append_pair("offset", offset);
             }
@@ -454,6 +557,29 @@ impl AsanaClient {
                 None => return Ok(hooks),
             }
         }
+    }
+
+    /// `PUT /webhooks/{gid}` `{"data":{"filters":[...]}}` (`updateWebhook`): replaces the
+    /// webhook's filters with `filters`; the rest of the webhook, its secret included, stays.
+    #[tracing::instrument(
+        name = "asana.update_webhook",
+        skip(self, filters),
+        err(level = "debug", Display)
+    )]
+    pub async fn update_webhook(
+        &self,
+        webhook_gid: &str,
+        filters: &serde_json::Value,
+    ) -> Result<Webhook, UpstreamError> {
+        let mut url = self.api.url(&["webhooks", webhook_gid]);
+        url.query_pairs_mut()
+            .append_pair("opt_fields", WEBHOOK_FIELDS);
+        let body = serde_json::json!({"data": {"filters": filters}});
+        let envelope: Envelope<Webhook> = self
+            .api
+            .json("update_webhook", self.api.put(url).json(&body))
+            .await?;
+        Ok(envelope.data)
     }
 
     /// `DELETE /webhooks/{gid}`.
@@ -547,14 +673,114 @@ mod tests {
     }
 
     #[test]
-    fn a_project_webhook_asks_for_assignments_and_added_tasks() {
+    fn a_project_webhook_asks_for_assignments_added_tasks_and_the_ends_of_a_need() {
         let project = WatchedResource::Project("1200000000000100".parse().unwrap());
         assert_eq!(
             webhook_filters(&project),
             serde_json::json!([
                 {"resource_type": "task", "action": "changed", "fields": ["assignee"]},
-                {"resource_type": "task", "action": "added"}
+                {"resource_type": "task", "action": "added"},
+                {"resource_type": "task", "action": "changed", "fields": ["completed"]},
+                {"resource_type": "task", "action": "removed"},
+                {"resource_type": "task", "action": "deleted"}
             ])
+        );
+    }
+
+    #[test]
+    fn an_old_project_webhook_lacks_the_lifecycle_filters_and_keeps_its_own() {
+        let project = WatchedResource::Project("1200000000000100".parse().unwrap());
+        let reported: Webhook = serde_json::from_value(serde_json::json!({
+            "gid": "901",
+            "filters": [
+                {"resource_type": "task", "action": "changed", "fields": ["assignee"], "resource_subtype": null},
+                {"resource_type": "task", "action": "added", "fields": null},
+                {"resource_type": "story", "action": "added"}
+            ]
+        }))
+        .unwrap();
+        let current = reported.filters.unwrap();
+        let missing = missing_filters(&project, &current);
+        assert_eq!(
+            missing,
+            vec![
+                serde_json::json!({"resource_type": "task", "action": "changed", "fields": ["completed"]}),
+                serde_json::json!({"resource_type": "task", "action": "removed"}),
+                serde_json::json!({"resource_type": "task", "action": "deleted"}),
+            ]
+        );
+        assert_eq!(
+            filters_with(&current, &missing),
+            serde_json::json!([
+                {"resource_type": "task", "action": "changed", "fields": ["assignee"]},
+                {"resource_type": "task", "action": "added"},
+                {"resource_type": "story", "action": "added"},
+                {"resource_type": "task", "action": "changed", "fields": ["completed"]},
+                {"resource_type": "task", "action": "removed"},
+                {"resource_type": "task", "action": "deleted"}
+            ])
+        );
+        let complete: Vec<WebhookFilter> =
+            serde_json::from_value(webhook_filters(&project)).unwrap();
+        assert!(missing_filters(&project, &complete).is_empty());
+        // `fields` is a whitelist: one filter on both fields passes both changes; a filter on a
+        // subtype passes that subtype only.
+        let both: Vec<WebhookFilter> = serde_json::from_value(serde_json::json!([
+            {"resource_type": "task", "action": "changed", "fields": ["completed", "assignee"]},
+            {"resource_type": "task", "action": "removed", "resource_subtype": "milestone"}
+        ]))
+        .unwrap();
+        assert_eq!(
+            missing_filters(&project, &both),
+            vec![
+                serde_json::json!({"resource_type": "task", "action": "added"}),
+                serde_json::json!({"resource_type": "task", "action": "removed"}),
+                serde_json::json!({"resource_type": "task", "action": "deleted"}),
+            ]
+        );
+        assert_eq!(
+            filters_with(&both, &[])[1],
+            serde_json::json!({"resource_type": "task", "action": "removed", "resource_subtype": "milestone"})
+        );
+        let workspace = WatchedResource::Workspace("80001".parse().unwrap());
+        let theirs: Vec<WebhookFilter> =
+            serde_json::from_value(webhook_filters(&workspace)).unwrap();
+        assert!(missing_filters(&workspace, &theirs).is_empty());
+        let absent: Webhook = serde_json::from_value(serde_json::json!({"gid": "902"})).unwrap();
+        assert_eq!(absent.filters, None);
+        for odd in [
+            serde_json::json!({"resource_type": "task"}),
+            serde_json::json!([{"resource_type": 5}]),
+            serde_json::json!([{"action": "changed", "fields": "completed"}]),
+        ] {
+            let webhook: Webhook = serde_json::from_value(
+                serde_json::json!({"gid": "903", "active": true, "filters": odd}),
+            )
+            .unwrap();
+            assert_eq!(
+                (webhook.filters, webhook.active),
+                (None, Some(true)),
+                "odd filters are not understood, and the webhook is still read"
+            );
+        }
+    }
+
+    #[test]
+    fn a_modified_task_reads_its_completion() {
+        let page: Page<ModifiedTask> = serde_json::from_value(serde_json::json!({
+            "data": [
+                {"gid": "501", "assignee": null, "completed": true, "modified_at": "2026-12-03T10:00:00.000Z"},
+                {"gid": "502", "assignee": {"gid": "7001"}}
+            ],
+            "next_page": null
+        }))
+        .unwrap();
+        assert!(page.data[0].completed);
+        assert_eq!(page.data[0].assignee, None);
+        assert!(!page.data[1].completed, "absent reads as incomplete");
+        assert_eq!(
+            MODIFIED_TASK_FIELDS.split(',').collect::<Vec<_>>(),
+            ["assignee", "completed", "modified_at"]
         );
     }
 

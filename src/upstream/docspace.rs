@@ -15,6 +15,10 @@ use crate::telemetry::mask_emails_in;
 /// The most entries DocSpace returns per page of rooms or members (the spec's `count` maximum).
 pub const PAGE_SIZE: u32 = 100;
 
+/// The most pages of one person's member entries read from a room: a search by one email that
+/// fills this many pages is an answer no real room gives, and must not loop forever.
+pub const MAX_MEMBER_PAGES: u32 = 50;
+
 /// `rootFolderType` of a room in the archive.
 const ARCHIVE_FOLDER_TYPE: i64 = 20;
 
@@ -367,6 +371,33 @@ impl DocSpaceClient {
         })
     }
 
+    /// Every entry of `room`'s members matching `filter` (DocSpace's fuzzy text search: compare
+    /// with [`Member::is`]), all pages up to [`MAX_MEMBER_PAGES`]; more is an invalid response.
+    pub async fn room_members_matching(
+        &self,
+        room: RoomId,
+        filter: &str,
+    ) -> Result<Vec<Member>, UpstreamError> {
+        let mut members = Vec::new();
+        for page_number in 0..MAX_MEMBER_PAGES {
+            let page = self
+                .room_members(room, filter, page_number * PAGE_SIZE)
+                .await?;
+            let count = page.members.len();
+            members.extend(page.members);
+            if count < PAGE_SIZE as usize {
+                return Ok(members);
+            }
+        }
+        Err(UpstreamError::InvalidResponse {
+            service: Service::DocSpace,
+            message: format!(
+                "room {room} listed over {} member entries for one person's search",
+                MAX_MEMBER_PAGES * PAGE_SIZE
+            ),
+        })
+    }
+
     /// `PUT /api/2.0/files/rooms/{id}/share` with one invitation by id: a delta, only this person
     /// changes. Returns the members DocSpace reports for the ids sent (empty when it dropped the
     /// share: a disabled user, or one the key cannot see).
@@ -388,6 +419,29 @@ impl DocSpaceClient {
             .await?;
         if let Some(warning) = envelope.response.warning.filter(|w| !w.trim().is_empty()) {
             tracing::warn!(room = %room, warning = %mask_emails_in(&warning), "DocSpace answered a room share with a warning");
+        }
+        Ok(envelope.response.members.unwrap_or_default())
+    }
+
+    /// `PUT /api/2.0/files/rooms/{id}/share` `{"invitations":[{"id":"<uuid>","access":0}],
+    /// "notify":false}`: removes one person's access to a room, by id (DocSpace ignores a removal
+    /// by email). A method of its own: [`RoomAccess`] has no 0, so no grant can remove anyone.
+    /// Returns the members DocSpace reports for the id sent.
+    #[tracing::instrument(name = "docspace.unshare_room", skip_all, fields(room = %room), err(level = "debug", Display))]
+    pub async fn unshare_room(
+        &self,
+        room: RoomId,
+        user: &DocSpaceUserId,
+    ) -> Result<Vec<Member>, UpstreamError> {
+        let url = self
+            .api
+            .url(&["api", "2.0", "files", "rooms", &room.to_string(), "share"]);
+        let envelope: ShareEnvelope = self
+            .api
+            .json("unshare_room", self.api.put(url).json(&unshare_body(user)))
+            .await?;
+        if let Some(warning) = envelope.response.warning.filter(|w| !w.trim().is_empty()) {
+            tracing::warn!(room = %room, warning = %mask_emails_in(&warning), "DocSpace answered a room removal with a warning");
         }
         Ok(envelope.response.members.unwrap_or_default())
     }
@@ -415,6 +469,18 @@ fn share_body(user: &DocSpaceUserId, access: RoomAccess, notify: bool) -> ShareR
             access: access.as_int(),
         }],
         notify,
+    }
+}
+
+/// The removal: access 0 (None) by id, mailing nobody. Never by email (DocSpace does nothing
+/// with an email and access 0).
+fn unshare_body(user: &DocSpaceUserId) -> ShareRequest<'_> {
+    ShareRequest {
+        invitations: [ShareInvitation {
+            id: user.as_str(),
+            access: 0,
+        }],
+        notify: false,
     }
 }
 
@@ -487,6 +553,17 @@ mod tests {
         );
         let body = serde_json::to_value(share_body(&id, RoomAccess::Read, false)).unwrap();
         assert_eq!(body["invitations"][0]["access"], 2);
+        assert!(body["invitations"][0].get("email").is_none());
+    }
+
+    #[test]
+    fn unshare_body_is_by_id_with_access_zero_and_no_notification() {
+        let id: DocSpaceUserId = USER.parse().unwrap();
+        let body = serde_json::to_value(unshare_body(&id)).unwrap();
+        assert_eq!(
+            body,
+            serde_json::json!({"invitations":[{"id": USER, "access": 0}],"notify":false})
+        );
         assert!(body["invitations"][0].get("email").is_none());
     }
 

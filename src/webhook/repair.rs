@@ -293,6 +293,7 @@ mod tests {
             last_failure_at: failure.map(|_| "2026-12-03T11:00:00.000Z".into()),
             last_failure_content: failure.map(str::to_string),
             delivery_retry_count: None,
+            filters: None,
         }
     }
 

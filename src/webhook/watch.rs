@@ -3,6 +3,8 @@
 //! webhook is read from Asana: failing deliveries or a webhook Asana deleted are logged and
 //! reported as `degraded` in `/readyz`. With `webhooks.auto_recreate`, a webhook Asana deleted or
 //! deactivated gets a repair (`repair.rs`), reported as `degraded` until a new one replaces it.
+//! With access revocation on, a project webhook registered before it existed gets the filters it
+//! needs (completions, removals, deletions) added at Asana, once.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
@@ -11,10 +13,10 @@ use std::time::Duration;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-use crate::domain::WebhookName;
+use crate::domain::{WatchedResource, WebhookName};
 use crate::store::{RepairRequest, Store, WebhookRecord, now_ms};
 use crate::telemetry::metrics;
-use crate::upstream::asana::Webhook;
+use crate::upstream::asana::{Webhook, filters_with, missing_filters};
 use crate::upstream::{AsanaClient, UpstreamError};
 use crate::webhook::repair::{repair_reason, repair_status};
 
@@ -31,6 +33,10 @@ pub struct WebhookHealth {
     asana_findings: Mutex<BTreeMap<String, String>>,
     /// With `webhooks.auto_recreate`: wakes the repairer when a repair is asked for.
     repairer_wake: Option<Arc<Notify>>,
+    /// With `access.revoke` on: project webhooks lacking the lifecycle filters get them.
+    lifecycle_filters: bool,
+    /// Webhooks (Asana gids) whose filters this process completed: each is updated once.
+    filters_completed: Mutex<HashSet<String>>,
 }
 
 #[derive(Debug, Default)]
@@ -47,6 +53,13 @@ impl WebhookHealth {
             repairer_wake: Some(repairer_wake),
             ..WebhookHealth::default()
         }
+    }
+
+    /// This health, adding the filters access revocation needs to the project webhooks that lack
+    /// them when `on` (`access.revoke`).
+    pub fn with_lifecycle_filters(mut self, on: bool) -> WebhookHealth {
+        self.lifecycle_filters = on;
+        self
     }
 
     /// A delivery to `name` passed its signature check just now.
@@ -151,6 +164,12 @@ impl WebhookHealth {
                 _ => None,
             };
             repairs_asked |= repairing.is_some();
+            if self.lifecycle_filters
+                && repairing.is_none()
+                && let Ok(remote) = &checked
+            {
+                self.complete_filters(asana, &hook, gid, remote).await;
+            }
             let finding = match repairing {
                 Some(reason) => Some(format!(
                     "webhook {gid} was {reason}: registering a new one in its place"
@@ -165,6 +184,57 @@ impl WebhookHealth {
         *self.asana_findings.lock().expect("not poisoned") = findings;
         if repairs_asked && let Some(wake) = &self.repairer_wake {
             wake.notify_one();
+        }
+    }
+
+    /// Adds to a project webhook the filters of `webhook_filters` it lacks (`PUT /webhooks/{gid}`
+    /// with those it has and the missing ones: the call replaces them). Once per webhook and
+    /// process; a failure is logged and tried again at the next check. Webhooks made by hand (no
+    /// project recorded), workspace webhooks, and webhooks Asana did not report filters for are
+    /// left alone.
+    async fn complete_filters(
+        &self,
+        asana: &AsanaClient,
+        hook: &WebhookRecord,
+        gid: &str,
+        remote: &Webhook,
+    ) {
+        let Some(resource @ WatchedResource::Project(_)) = hook.resource() else {
+            return;
+        };
+        let Some(current) = remote.filters.as_deref() else {
+            return;
+        };
+        let missing = missing_filters(&resource, current);
+        if missing.is_empty()
+            || self
+                .filters_completed
+                .lock()
+                .expect("not poisoned")
+                .contains(gid)
+        {
+            return;
+        }
+        match asana
+            .update_webhook(gid, &filters_with(current, &missing))
+            .await
+        {
+            Ok(_) => {
+                tracing::info!(
+                    webhook = %hook.name,
+                    added = missing.len(),
+                    "added to webhook {gid} the filters access revocation needs (completed, removed, deleted)"
+                );
+                self.filters_completed
+                    .lock()
+                    .expect("not poisoned")
+                    .insert(gid.to_string());
+            }
+            Err(err) => tracing::warn!(
+                webhook = %hook.name,
+                error = %err,
+                "could not add to webhook {gid} the filters access revocation needs; will try again at the next check"
+            ),
         }
     }
 

@@ -65,6 +65,7 @@ impl Worker {
     fn spawn_job(&self, in_flight: &mut JoinSet<()>, job: ClaimedJob) {
         let inviter = self.inviter.clone();
         let watcher = self.watcher.clone();
+        let revoker = self.revoker.clone();
         let owner = self.owner.clone();
         let wake = self.wake.clone();
         let span = tracing::info_span!("job", job_id = job.id, task_gid = %job.task_gid, attempt = job.attempts);
@@ -72,6 +73,7 @@ impl Worker {
             async move {
                 let ran = match job.kind {
                     JobKind::ProjectAdded => watcher.run(&job, &owner).await,
+                    JobKind::Revoke => revoker.run(&job, &owner).await,
                     _ => inviter.run(&job, &owner).await,
                 };
                 match ran {

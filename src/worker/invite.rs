@@ -19,7 +19,7 @@ use crate::upstream::{AsanaClient, DocSpaceClient, UpstreamError, Upstreams};
 use super::project_scope::{MAX_PARENT_LEVELS, Placement, placement};
 use super::retry::{Decision, RetryPolicy};
 use super::room_provision::RoomProvisioner;
-use super::rooms::{Granting, LedgerView, Person, RoomWork, RoomsStop};
+use super::rooms::{Granting, LedgerView, Person, RoomResult, RoomWork, RoomsStop};
 
 /// Who gets invited, and as what.
 #[derive(Debug, Clone)]
@@ -111,6 +111,8 @@ struct Seen {
     invited_by: Option<i64>,
     /// The rooms' mappings and the person's grants, when read before DocSpace was asked.
     ledger: Option<LedgerView>,
+    /// Asana answered 404 for the job's own task: deleted, or hidden from the token.
+    task_gone: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -123,6 +125,9 @@ pub struct Inviter {
     rooms: RoomsSettings,
     /// In `auto` mode: gives known projects their room.
     provisioner: Option<RoomProvisioner>,
+    /// The grace period of access revocation (`None`: off). On, every settlement of a task read
+    /// may end or renew people's need of rooms, and a completed task grants no room.
+    lifecycle: Option<Duration>,
 }
 
 impl Inviter {
@@ -145,21 +150,25 @@ impl Inviter {
             retry,
             rooms,
             provisioner,
+            lifecycle: None,
         }
     }
 
     /// The rules and retry policy the settings describe, calling upstream through the process's
     /// clients (whose Asana pacer everyone shares).
     pub fn from_settings(settings: &Settings, store: Store, upstreams: &Upstreams) -> Inviter {
-        Inviter::new(
-            store,
-            upstreams.asana.clone(),
-            upstreams.docspace.clone(),
-            InviteRules::from_settings(settings),
-            RetryPolicy::from_settings(settings),
-            settings.rooms.clone(),
-            &settings.worker,
-        )
+        Inviter {
+            lifecycle: settings.access.lifecycle(),
+            ..Inviter::new(
+                store,
+                upstreams.asana.clone(),
+                upstreams.docspace.clone(),
+                InviteRules::from_settings(settings),
+                RetryPolicy::from_settings(settings),
+                settings.rooms.clone(),
+                &settings.worker,
+            )
+        }
     }
 
     /// Runs one attempt of `job`, which `owner` has leased, and records the result.
@@ -178,6 +187,16 @@ impl Inviter {
     ) -> Result<Attempt, StoreError> {
         let task = match self.asana.get_task(job.task_gid.as_str()).await {
             Ok(task) => task,
+            // Deleted (or hidden from the token): it counts toward nobody's need any more. A 403
+            // still fails: a task we cannot see keeps its access (the safe side).
+            Err(error) if error.status() == Some(404) => {
+                seen.task_gone = true;
+                return Ok(Attempt::Done {
+                    outcome: Outcome::TaskGone,
+                    email: None,
+                    note: Some(format!("Asana answered 404 for task {}", job.task_gid)),
+                });
+            }
             Err(error) => return Ok(Attempt::Upstream { error, email: None }),
         };
         seen.projects = task
@@ -214,6 +233,8 @@ impl Inviter {
             if let Some(project) = &job.project_gid
                 && !seen.projects.iter().any(|p| p.project_gid == *project)
             {
+                // Recorded too: a task removed from the project ends needs of its room.
+                seen.task = Some(task_read(&task, &seen.projects));
                 return Ok(done(Outcome::NotInProject, None));
             }
         } else if let Some(project) = &job.project_gid {
@@ -226,7 +247,10 @@ impl Inviter {
                         });
                     }
                 }
-                Ok(None) => return Ok(done(Outcome::NotInProject, None)),
+                Ok(None) => {
+                    seen.task = Some(task_read(&task, &seen.projects));
+                    return Ok(done(Outcome::NotInProject, None));
+                }
                 Err(error) => return Ok(Attempt::Upstream { error, email: None }),
             }
         }
@@ -374,6 +398,8 @@ impl Inviter {
         let mut confirmations = Confirmations {
             task: seen.task,
             project_names: seen.project_names,
+            lifecycle: self.lifecycle,
+            task_gone: seen.task_gone.then(|| job.task_gid.clone()),
             ..Confirmations::default()
         };
         if let Attempt::Invited { email } = &attempt {
@@ -408,6 +434,21 @@ impl Inviter {
             ),
             _ => return Ok((attempt, confirmations, RoomWork::default())),
         };
+        if self.lifecycle.is_some() && confirmations.task.as_ref().is_some_and(|t| t.completed) {
+            // A completed task ends its assignee's need: granting its rooms now would give back
+            // what the completion takes away.
+            let mut work = RoomWork::default();
+            for project in &seen.projects {
+                work.results.push(RoomResult {
+                    project: project.project_gid.to_string(),
+                    room: None,
+                    access: None,
+                    result: "task_completed",
+                    room_event: None,
+                });
+            }
+            return Ok((attempt, confirmations, work));
+        }
         let view = match seen.ledger {
             Some(view) => view,
             None => {

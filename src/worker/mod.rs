@@ -2,12 +2,14 @@
 //! `invite.rs`: one job, start to finish; `retry.rs`: whether and when a failed job runs again;
 //! `project_scope.rs`: whether a task is (still) in its webhook's project; `rooms.rs`: the rooms
 //! a job grants its assignee; `room_provision.rs`: one room per project in `auto` mode;
-//! `watch_project.rs`: a project a workspace's webhook reported gets a webhook of its own.
+//! `watch_project.rs`: a project a workspace's webhook reported gets a webhook of its own;
+//! `revoke.rs`: room access nobody needs any more is taken back (issue 13).
 
 mod claim;
 mod invite;
 mod project_scope;
 mod retry;
+mod revoke;
 mod room_provision;
 mod rooms;
 mod watch_project;
@@ -23,6 +25,7 @@ use crate::store::{LeaseOwner, Store};
 pub use invite::{InviteRules, Inviter, JobEnd};
 pub(crate) use retry::backoff_delay;
 pub use retry::{Decision, RetryPolicy};
+pub use revoke::{KEPT_BY_DOCSPACE, Revoker};
 pub use room_provision::{CommandRoom, RoomEvent, asana_project, provision_for_command};
 pub use rooms::linked_gone_message;
 pub use watch_project::ProjectWatcher;
@@ -53,6 +56,8 @@ pub struct Worker {
     inviter: Arc<Inviter>,
     /// Runs `project_added` jobs.
     watcher: Arc<ProjectWatcher>,
+    /// Runs `revoke` jobs.
+    revoker: Arc<Revoker>,
     settings: WorkerSettings,
     owner: LeaseOwner,
     wake: Arc<Notify>,
@@ -64,6 +69,7 @@ impl Worker {
         store: Store,
         inviter: Inviter,
         watcher: ProjectWatcher,
+        revoker: Revoker,
         settings: WorkerSettings,
         wake: Arc<Notify>,
     ) -> Self {
@@ -71,6 +77,7 @@ impl Worker {
             store,
             inviter: Arc::new(inviter),
             watcher: Arc::new(watcher),
+            revoker: Arc::new(revoker),
             settings,
             owner: LeaseOwner::new(lease_owner_id()),
             wake,

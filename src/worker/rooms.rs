@@ -14,7 +14,7 @@ use crate::store::{
     LeaseOwner, Store, StoreError,
 };
 use crate::telemetry::mask_email;
-use crate::upstream::docspace::{DocSpaceUser, Member, PAGE_SIZE, RoomLookup};
+use crate::upstream::docspace::{DocSpaceUser, Member, RoomLookup};
 use crate::upstream::{DocSpaceClient, UpstreamError};
 
 /// What a job did in one room, as `room_results` records it.
@@ -155,17 +155,19 @@ impl LedgerView {
 
     /// Whether the ledger shows the person settled (granted or found there) in the active room of
     /// every known project, at least one: then the person is known to DocSpace and the job needs
-    /// no DocSpace call at all.
+    /// no DocSpace call at all. A grant a revoke job is taking back settles nothing: the job must
+    /// wait for it, then grant again.
     pub fn settles_every_room(&self) -> bool {
         !self.known.is_empty()
             && self
                 .known
                 .iter()
                 .all(|(_, known)| match (known.room_id, known.state.as_deref()) {
-                    (Some(room), Some("active")) => self
-                        .grants
-                        .iter()
-                        .any(|g| g.room_id == room && g.state != GrantState::Sending),
+                    (Some(room), Some("active")) => self.grants.iter().any(|g| {
+                        g.room_id == room
+                            && g.state != GrantState::Sending
+                            && g.revoking_job_id.is_none()
+                    }),
                     // No room, or a gone one: the job has something to report.
                     _ => false,
                 })
@@ -273,7 +275,7 @@ impl Granting<'_> {
         let mut open = VecDeque::new();
         for target in targets {
             match ledger.get(&target.room.get()) {
-                Some(row) if row.state != GrantState::Sending => {
+                Some(row) if row.state != GrantState::Sending && row.revoking_job_id.is_none() => {
                     let ours = row.job_id == self.job.id;
                     let what = if ours && row.state == GrantState::Granted {
                         "granted"
@@ -453,6 +455,18 @@ impl Granting<'_> {
         own_sending: bool,
         work: &mut RoomWork,
     ) -> Result<Step, StoreError> {
+        // A removal in flight must settle first: read now, the person may be in the room only
+        // until the revoke job's call lands, and a grant recorded meanwhile would be lost.
+        if let Some(job_id) = self
+            .store
+            .live_grants_of(email)
+            .await?
+            .iter()
+            .find(|g| g.room_id == target.room.get())
+            .and_then(|g| g.revoking_job_id)
+        {
+            return Ok(Step::Stop(revoking(target, job_id)));
+        }
         let present = match self.find_member(target.room, email, &user.id).await {
             Ok(present) => present,
             Err(error) => return self.refused(target, error).await,
@@ -499,6 +513,9 @@ impl Granting<'_> {
                 work.results
                     .push(result(&target.project, Some(target), None, "being_granted"));
                 return Ok(Step::Settled);
+            }
+            Some(GrantReservation::Revoking { job_id }) => {
+                return Ok(Step::Stop(revoking(target, job_id)));
             }
             Some(GrantReservation::AlreadyGranted { .. }) => {
                 work.grant_metrics.push("already_in_room");
@@ -556,25 +573,12 @@ impl Granting<'_> {
         email: &Email,
         id: &DocSpaceUserId,
     ) -> Result<Option<Member>, UpstreamError> {
-        let mut start = 0u32;
-        loop {
-            let page = self
-                .docspace
-                .room_members(room, email.as_str(), start)
-                .await?;
-            let count = page.members.len();
-            if let Some(member) = page
-                .members
-                .into_iter()
-                .find(|m| m.is(Some(id), email.as_str()))
-            {
-                return Ok(Some(member));
-            }
-            if count < PAGE_SIZE as usize {
-                return Ok(None);
-            }
-            start = start.saturating_add(PAGE_SIZE);
-        }
+        Ok(self
+            .docspace
+            .room_members_matching(room, email.as_str())
+            .await?
+            .into_iter()
+            .find(|m| m.is(Some(id), email.as_str())))
     }
 
     /// A members read or share DocSpace refused: a 403 or 404 may mean the room is gone or
@@ -598,6 +602,14 @@ impl Granting<'_> {
         }
         Ok(Step::Gone(reason))
     }
+}
+
+/// The job waits for revoke job `job_id`, which is taking the person's access to the room back.
+fn revoking(target: &Target, job_id: i64) -> RoomsStop {
+    RoomsStop::Wait(format!(
+        "access to room {} is being taken back by job {job_id}; granting it again once that is settled",
+        target.room
+    ))
 }
 
 fn result(

@@ -524,3 +524,361 @@ async fn invite_task_keeps_its_lease_while_upstreams_are_slow(#[case] backend: B
     assert_eq!(jobs[0].attempts, 1);
     assert_eq!(jobs[0].outcome.as_deref(), Some("invited"));
 }
+
+/// `access plan` / `access log` data, written as the bridge would have (times fixed, except the
+/// waiting revocation's due time, `due`): four people granted rooms in two projects, one of
+/// whom (Frank) still has an open task.
+async fn access_ledger(env: &Env, due: i64) {
+    for statement in [
+        "INSERT INTO projects (gid, name, created_at, updated_at) VALUES \
+         ('1200000000000100', 'Website', 1, 1), ('1200000000000200', 'Intranet', 1, 1)",
+        "INSERT INTO project_rooms (project_gid, room_id, room_title, room_type, access, how, \
+         created_at, updated_at) VALUES ('1200000000000100', 45, 'Website', 2, 10, 'linked', 1, 1), \
+         ('1200000000000200', 46, 'Intranet', 2, 10, 'linked', 1, 1)",
+        // 2025-12-01T09:12:44Z, 2025-11-20T16:02:10Z, 2025-11-02T07:00:00Z, 2025-11-30T08:00:00Z.
+        "INSERT INTO room_grants (id, email, room_id, project_gid, docspace_user_id, access, state, \
+         job_id, task_gid, created_at, granted_at, cause) VALUES \
+         (1, 'bob@example.com', 45, '1200000000000100', 'u-bob', 10, 'granted', 812, \
+            '1200000000000501', 1764580364000, 1764580364000, 'assignee_changed from webhook:wh-3f0c'), \
+         (2, 'carl@example.com', 45, '1200000000000100', 'u-carl', 10, 'granted', 813, \
+            '1200000000000502', 1764580364000, 1764580364000, 'reconcile from reconcile'), \
+         (3, 'dana@example.com', 45, '1200000000000100', 'u-dana', 2, 'had_access', 640, \
+            '1200000000000503', 1763654530000, NULL, 'task_added from webhook:wh-3f0c'), \
+         (4, 'erin@example.com', 46, '1200000000000200', 'u-erin', 10, 'granted', 77, \
+            '1200000000000610', 1762066800000, 1762066800000, NULL), \
+         (5, 'frank@example.com', 46, '1200000000000200', 'u-frank', 10, 'granted', 78, \
+            '1200000000000611', 1764489600000, 1764489600000, 'backfill from command:backfill')",
+        "INSERT INTO tasks (gid, assignee_gid, assignee_email, completed, read_at) VALUES \
+         ('1200000000000611', '7', 'frank@example.com', 0, 1)",
+        "INSERT INTO task_projects (task_gid, project_gid, via_task_gid) VALUES \
+         ('1200000000000611', '1200000000000200', '1200000000000611')",
+    ] {
+        env.execute_sql(statement).await;
+    }
+    // Bob: waiting (reassigned 2025-12-03T10:00:00Z); Carl: due (completed 2025-12-02T08:00:00Z);
+    // Dana: found in the room (removed 2025-12-03T11:30:00Z); Bob's earlier one: needed again.
+    env.execute_sql(&format!(
+        "INSERT INTO room_revocations (id, grant_id, email, room_id, project_gid, need_ended_at, \
+         why_task_gid, why, why_source, due_at, state, job_id, done_at, note, created_at, \
+         updated_at) VALUES \
+         (1, 1, 'bob@example.com', 45, '1200000000000100', 1764669600000, '1200000000000501', \
+            'unassigned', 'webhook:wh-3f0c', 1764756000000, 'needed_again', 900, 1764669605000, \
+            'task 1200000000000507 assignee_changed (webhook:wh-3f0c)', 1, 1764669605000), \
+         (2, 1, 'bob@example.com', 45, '1200000000000100', 1764756000000, '1200000000000501', \
+            'reassigned', 'webhook:wh-3f0c', {due}, 'waiting', 913, NULL, NULL, 1, 1), \
+         (3, 2, 'carl@example.com', 45, '1200000000000100', 1764662400000, '1200000000000502', \
+            'completed', 'reconcile', 1764748800000, 'waiting', 914, NULL, NULL, 1, 1), \
+         (4, 3, 'dana@example.com', 45, '1200000000000100', 1764761400000, '1200000000000503', \
+            'removed', 'webhook:wh-3f0c', 1764847800000, 'waiting', 915, NULL, NULL, 1, 1)"
+    ))
+    .await;
+}
+
+#[rstest]
+#[case::sqlite(Backend::Sqlite)]
+#[case::postgres(Backend::Postgres)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn access_plan_shows_who_loses_which_room_when_and_why(#[case] backend: Backend) {
+    let Some(mut env) = Env::on(backend).await else {
+        return;
+    };
+    env.store().await.close().await;
+    let due = asana_docspace_bridge::store::now_ms() + 21 * 3_600_000 + 30_000;
+    access_ledger(&env, due).await;
+    env.set("BRIDGE__ROOMS__MODE", "linked")
+        .set("BRIDGE__ACCESS__REVOKE", "on");
+
+    let plan = env.run(&["access", "plan"]).await;
+    plan.expect_code(0);
+    let lines: Vec<&str> = plan.stdout.lines().map(str::trim_end).collect();
+    let removal = format!(
+        "{} (in 21h)",
+        asana_docspace_bridge::store::rfc3339_seconds(due)
+    );
+    let expected = [
+        vec![
+            "EMAIL",
+            "PROJECT",
+            "NAME",
+            "ROOM",
+            "ACCESS",
+            "NEED ENDED",
+            "REMOVAL",
+            "WHY",
+        ],
+        vec![
+            "bob@example.com",
+            "1200000000000100",
+            "Website",
+            "45",
+            "Editing",
+            "2025-12-03T10:00:00Z",
+            &removal,
+            "task 1200000000000501 reassigned (webhook:wh-3f0c)",
+        ],
+        vec![
+            "carl@example.com",
+            "1200000000000100",
+            "Website",
+            "45",
+            "Editing",
+            "2025-12-02T08:00:00Z",
+            "due now (job 914)",
+            "task 1200000000000502 completed (reconcile)",
+        ],
+        vec![
+            "dana@example.com",
+            "1200000000000100",
+            "Website",
+            "45",
+            "Read",
+            "2025-12-03T11:30:00Z",
+            "kept: not granted by us",
+            "task 1200000000000503 removed (webhook:wh-3f0c)",
+        ],
+        vec![
+            "erin@example.com",
+            "1200000000000200",
+            "Intranet",
+            "46",
+            "Editing",
+            "-",
+            "at the next sweep",
+            "no open task (grant by job 77)",
+        ],
+    ];
+    assert_eq!(lines.len(), expected.len() + 2, "{}", plan.stdout);
+    for (line, cells) in lines.iter().zip(&expected) {
+        assert_eq!(columns(line, cells), *cells, "{}", plan.stdout);
+    }
+    assert_eq!(
+        lines[5],
+        "4 people: 1 within the grace period, 1 due now, 1 kept, 1 found without an open task \
+         (scheduled by the next daily sweep)."
+    );
+    assert_eq!(
+        lines[6],
+        "Each removal first reads the room's members: access changed by hand, owners and managers \
+         we did not make are kept."
+    );
+
+    let only = env
+        .run(&["access", "plan", "--project", "1200000000000200"])
+        .await;
+    only.expect_code(0);
+    assert_eq!(only.stdout.lines().count(), 4, "{}", only.stdout);
+    assert!(only.stdout.contains("erin@example.com"));
+    let malformed = env.run(&["access", "plan", "--project", "web"]).await;
+    malformed.expect_code(2);
+
+    env.set("BRIDGE__ACCESS__REVOKE", "off");
+    let off = env.run(&["access", "plan"]).await;
+    off.expect_code(0);
+    let lines: Vec<&str> = off.stdout.lines().collect();
+    assert_eq!(
+        lines[0],
+        "access.revoke (BRIDGE__ACCESS__REVOKE) is off: nothing is taken back; with it on, this is \
+         what the first sweep would schedule (nothing goes before one grace period):"
+    );
+    assert_eq!(lines.len(), 5, "{}", off.stdout);
+    assert!(
+        lines[2].trim_start().starts_with("erin@example.com"),
+        "{}",
+        off.stdout
+    );
+    assert!(lines[3].starts_with("1 person: 0 within the grace period"));
+
+    env.execute_sql("DELETE FROM room_revocations").await;
+    env.execute_sql("DELETE FROM room_grants WHERE email <> 'frank@example.com'")
+        .await;
+    env.set("BRIDGE__ACCESS__REVOKE", "on");
+    let nobody = env.run(&["access", "plan"]).await;
+    nobody.expect_code(0);
+    assert_eq!(
+        nobody.stdout,
+        "Nobody loses room access: every person granted a room still has an open task in its \
+         project.\n"
+    );
+}
+
+/// `line` split at `cells`, each expected in turn: the table's columns, whatever their padding.
+fn columns<'a>(line: &'a str, cells: &[&str]) -> Vec<&'a str> {
+    let mut rest = line.trim_start();
+    let mut found = Vec::new();
+    for cell in cells {
+        let Some(at) = rest.find(cell) else {
+            return found;
+        };
+        found.push(&rest[at..at + cell.len()]);
+        assert!(
+            rest[..at].trim().is_empty(),
+            "unexpected {:?} before {cell:?} in {line:?}",
+            &rest[..at]
+        );
+        rest = &rest[at + cell.len()..];
+    }
+    found
+}
+
+#[rstest]
+#[case::sqlite(Backend::Sqlite)]
+#[case::postgres(Backend::Postgres)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn access_log_lists_every_grant_and_revocation_newest_first(#[case] backend: Backend) {
+    let Some(env) = Env::on(backend).await else {
+        return;
+    };
+    env.store().await.close().await;
+    access_ledger(&env, 1764842400000).await;
+    env.execute_sql(
+        "UPDATE room_revocations SET state = 'revoked', decided_at = 1764842401000, \
+         done_at = 1764842403000 WHERE id = 2",
+    )
+    .await;
+
+    let log = env.run(&["access", "log"]).await;
+    log.expect_code(0);
+    let lines: Vec<&str> = log.stdout.lines().map(str::trim_end).collect();
+    let expected: [&[&str]; 8] = [
+        &[
+            "TIME", "ACTION", "EMAIL", "PROJECT", "ROOM", "ACCESS", "CAUSE",
+        ],
+        &[
+            "2025-12-04T10:00:03Z",
+            "revoked",
+            "bob@example.com",
+            "1200000000000100",
+            "45",
+            "Editing",
+            "task 1200000000000501 reassigned (webhook:wh-3f0c) at 2025-12-03T10:00:00Z; job 913",
+        ],
+        &[
+            "2025-12-02T10:00:05Z",
+            "needed again",
+            "bob@example.com",
+            "1200000000000100",
+            "45",
+            "Editing",
+            "task 1200000000000507 assignee_changed (webhook:wh-3f0c)",
+        ],
+        &[
+            "2025-12-01T09:12:44Z",
+            "granted",
+            "carl@example.com",
+            "1200000000000100",
+            "45",
+            "Editing",
+            "task 1200000000000502 reconcile from reconcile; job 813",
+        ],
+        &[
+            "2025-12-01T09:12:44Z",
+            "granted",
+            "bob@example.com",
+            "1200000000000100",
+            "45",
+            "Editing",
+            "task 1200000000000501 assignee_changed from webhook:wh-3f0c; job 812",
+        ],
+        &[
+            "2025-11-30T08:00:00Z",
+            "granted",
+            "frank@example.com",
+            "1200000000000200",
+            "46",
+            "Editing",
+            "task 1200000000000611 backfill from command:backfill; job 78",
+        ],
+        &[
+            "2025-11-20T16:02:10Z",
+            "had access",
+            "dana@example.com",
+            "1200000000000100",
+            "45",
+            "Read",
+            "task 1200000000000503; job 640 (found in the room, never ours)",
+        ],
+        &[
+            "2025-11-02T07:00:00Z",
+            "granted",
+            "erin@example.com",
+            "1200000000000200",
+            "46",
+            "Editing",
+            "task 1200000000000610; job 77 (cause unknown: job deleted by retention)",
+        ],
+    ];
+    assert_eq!(lines.len(), expected.len() + 1, "{}", log.stdout);
+    for (line, cells) in lines.iter().zip(expected) {
+        assert_eq!(columns(line, cells), cells, "{}", log.stdout);
+    }
+    assert_eq!(lines[8], "7 entries (of 7).");
+
+    let bob = env
+        .run(&[
+            "access",
+            "log",
+            "--email",
+            "Bob@Example.com",
+            "--limit",
+            "1",
+        ])
+        .await;
+    bob.expect_code(0);
+    let lines: Vec<&str> = bob.stdout.lines().collect();
+    assert_eq!(lines.len(), 3, "{}", bob.stdout);
+    assert!(lines[1].contains("revoked"));
+    assert_eq!(lines[2], "1 entry (of 3).");
+
+    let intranet = env
+        .run(&["access", "log", "--project", "1200000000000200"])
+        .await;
+    intranet.expect_code(0);
+    assert!(
+        intranet.stdout.ends_with("2 entries (of 2).\n"),
+        "{}",
+        intranet.stdout
+    );
+
+    let nobody = env
+        .run(&["access", "log", "--email", "zoe@example.com"])
+        .await;
+    nobody.expect_code(0);
+    assert_eq!(
+        nobody.stdout,
+        "No room access granted or taken back matches these filters.\n"
+    );
+    let malformed = env.run(&["access", "log", "--email", "not-an-email"]).await;
+    malformed.expect_code(2);
+    assert!(
+        malformed
+            .stderr
+            .starts_with("error: invalid value 'not-an-email' for '--email <EMAIL>'"),
+        "{}",
+        malformed.stderr
+    );
+    env.run(&["access", "log", "--limit", "0"])
+        .await
+        .expect_code(2);
+}
+
+#[rstest]
+#[case::sqlite(Backend::Sqlite)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_config_names_the_grace_when_revocation_is_on(#[case] backend: Backend) {
+    let Some(mut env) = Env::on(backend).await else {
+        return;
+    };
+    env.store().await.close().await;
+    env.set("BRIDGE__ROOMS__MODE", "linked")
+        .set("BRIDGE__ACCESS__REVOKE", "on")
+        .set("BRIDGE__ACCESS__REVOKE_GRACE_SECS", "7200");
+    let checked = env.run(&["check-config"]).await;
+    assert!(
+        checked
+            .stdout
+            .lines()
+            .any(|l| l == "ok   access: revoke on, grace 2h (7200 s)"),
+        "{}",
+        checked.stdout
+    );
+}

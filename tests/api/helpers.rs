@@ -626,3 +626,69 @@ pub fn sample(
         .get(&(name.to_string(), labels.clone()))
         .unwrap_or_else(|| panic!("no sample {name}{labels:?}"))
 }
+
+/// A Collaboration room "Website" in the fake, linked to [`PROJECT`] with `access` through the
+/// store (as `rooms link` does, without its checks).
+pub async fn link_room(env: &Env, store: &Store, access: i64) -> i64 {
+    const COLLABORATION: i64 = 2;
+    let room = env.docspace.create_room("Website", COLLABORATION, &[]);
+    store
+        .link_project_room(
+            asana_docspace_bridge::store::NewProjectRoom {
+                project_gid: gid(PROJECT),
+                room_id: room,
+                room_title: "Website".into(),
+                room_type: COLLABORATION,
+                access,
+            },
+            Some("Website"),
+        )
+        .await
+        .expect("link the room");
+    room
+}
+
+/// The body of a delivery that may end a need of task `task_gid`'s rooms (issue 13), as the
+/// Asana fake builds it: `unassigned`, `completed`, `removed` (from [`PROJECT`]) or `deleted`.
+pub fn lifecycle_delivery(task_gid: &str, ending: &str) -> Value {
+    match ending {
+        "unassigned" => asana_docspace_fakes::unassignment_delivery(task_gid),
+        "completed" => asana_docspace_fakes::completion_delivery(task_gid),
+        "removed" => asana_docspace_fakes::removed_delivery(task_gid, PROJECT),
+        "deleted" => asana_docspace_fakes::deleted_delivery(task_gid),
+        other => panic!("no lifecycle delivery {other:?}"),
+    }
+}
+
+/// Every `PUT …/rooms/{id}/share` that removes someone (an invitation with access 0).
+pub fn removal_puts(docspace: &DocSpaceFake) -> Vec<Value> {
+    docspace
+        .unshare_requests()
+        .iter()
+        .map(|r| r.json())
+        .collect()
+}
+
+/// Waits until `count` jobs of `kind` have finished (done or failed) and returns those.
+pub async fn finished_jobs_of(
+    store: &Store,
+    kind: asana_docspace_bridge::domain::JobKind,
+    count: usize,
+) -> Vec<JobRecord> {
+    eventually(
+        &format!("{count} {kind:?} jobs to finish"),
+        WAIT,
+        || async {
+            let jobs: Vec<JobRecord> = store
+                .list_jobs(None, 100_000)
+                .await
+                .expect("list jobs")
+                .into_iter()
+                .filter(|j| j.event_kind == kind)
+                .filter(|j| j.status == JobStatus::Done || j.status == JobStatus::Failed)
+                .collect();
+            (jobs.len() >= count).then_some(jobs)
+        },
+    )
+    .await
+}

@@ -18,6 +18,8 @@ mod registration;
 mod repairs_store;
 mod replicas;
 mod retention;
+mod revocation;
+mod revocations_store;
 mod rooms;
 mod rooms_commands;
 mod rooms_store;

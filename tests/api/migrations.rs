@@ -27,10 +27,29 @@ fn sqlite_file(env: &Env) -> std::path::PathBuf {
         .into()
 }
 
-/// A fresh store as `serve` or `migrate` leaves it, then migration 7 undone (its table, indexes
+/// A fresh store as `serve` or `migrate` leaves it, then migration 8 undone (its table, indexes
 /// and columns dropped, its row gone): the schema of the release before.
-async fn store_at_version_6(env: &Env) {
+async fn store_at_version_7(env: &Env) {
     env.store().await.close().await;
+    for statement in [
+        "DROP TABLE room_revocations",
+        "DROP INDEX tasks_open_by_assignee",
+        "DROP INDEX room_grants_person_project",
+        "ALTER TABLE tasks DROP COLUMN deleted_at",
+        "ALTER TABLE room_grants DROP COLUMN end_reason",
+        "ALTER TABLE room_grants DROP COLUMN revoking_job_id",
+        "ALTER TABLE room_grants DROP COLUMN cause",
+        "ALTER TABLE projects DROP COLUMN need_swept_at",
+        "DELETE FROM _sqlx_migrations WHERE version = 8",
+    ] {
+        env.execute_sql(statement).await;
+    }
+}
+
+/// As [`store_at_version_7`], then migration 7 undone too (its table, indexes and columns
+/// dropped, its row gone).
+async fn store_at_version_6(env: &Env) {
+    store_at_version_7(env).await;
     for statement in [
         "DROP TABLE webhook_repairs",
         "DROP INDEX jobs_task_assignee",
@@ -156,7 +175,8 @@ async fn migrate_creates_the_store_and_prints_what_it_applied(#[case] backend: B
         "applied migration 5 (retention)",
         "applied migration 6 (rooms)",
         "applied migration 7 (reconcile)",
-        "the store's schema is at version 7",
+        "applied migration 8 (access lifecycle)",
+        "the store's schema is at version 8",
     ] {
         assert!(
             migrated.stdout.contains(line),
@@ -168,7 +188,7 @@ async fn migrate_creates_the_store_and_prints_what_it_applied(#[case] backend: B
     let checked = env.run(&["check-config"]).await;
     checked.expect_code(0);
     assert!(
-        checked.stdout.contains("reachable, schema at version 7"),
+        checked.stdout.contains("reachable, schema at version 8"),
         "{}",
         checked.stdout
     );
@@ -178,7 +198,7 @@ async fn migrate_creates_the_store_and_prints_what_it_applied(#[case] backend: B
     assert!(
         again
             .stdout
-            .contains("nothing to apply: the store's schema is at version 7"),
+            .contains("nothing to apply: the store's schema is at version 8"),
         "{}",
         again.stdout
     );
@@ -198,7 +218,7 @@ async fn an_older_schema_is_refused_until_migrate_applies_what_it_lacks(#[case] 
     listed.expect_code(1);
     assert!(
         listed.stderr.contains(
-            "the store's schema is at version 4, older than this binary's 7: run `serve` (or `migrate`) first"
+            "the store's schema is at version 4, older than this binary's 8: run `serve` (or `migrate`) first"
         ),
         "{}",
         listed.stderr
@@ -229,6 +249,7 @@ async fn an_older_schema_is_refused_until_migrate_applies_what_it_lacks(#[case] 
         "applied migration 5 (retention)",
         "applied migration 6 (rooms)",
         "applied migration 7 (reconcile)",
+        "applied migration 8 (access lifecycle)",
     ] {
         assert!(
             migrated.stdout.contains(line),
@@ -281,7 +302,7 @@ async fn a_newer_schema_is_refused_by_commands_migrate_and_serve(#[case] backend
          VALUES (9999, 'from a newer release', TRUE, {checksum}, 0)"
     ))
     .await;
-    let newer = "the store's schema is at version 9999, newer than this binary's 7";
+    let newer = "the store's schema is at version 9999, newer than this binary's 8";
 
     for args in [&["jobs", "list"][..], &["migrate"][..]] {
         let out = env.run(args).await;
@@ -323,7 +344,7 @@ async fn migration_6_applies_on_a_store_at_version_5_and_knows_the_webhooks_proj
     assert!(
         listed
             .stderr
-            .contains("the store's schema is at version 5, older than this binary's 7"),
+            .contains("the store's schema is at version 5, older than this binary's 8"),
         "{}",
         listed.stderr
     );
@@ -432,5 +453,70 @@ async fn migration_7_names_the_assignee_of_backfill_jobs_and_watches_the_project
     assert_eq!(
         (states[0].reconcile_cursor, states[0].reconcile_due_at),
         (None, None)
+    );
+}
+
+#[rstest]
+#[case::sqlite(Backend::Sqlite)]
+#[case::postgres(Backend::Postgres)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn migration_8_names_the_cause_of_earlier_grants_from_their_jobs(#[case] backend: Backend) {
+    let Some(env) = Env::on(backend).await else {
+        return;
+    };
+    store_at_version_7(&env).await;
+    env.execute_sql(
+        "INSERT INTO jobs (id, dedupe_key, source, task_gid, event_kind, status, run_at, \
+         created_at, updated_at) VALUES (812, 'some-event-hash', 'webhook:website', '501', \
+         'assignee_changed', 'done', 1, 1, 1)",
+    )
+    .await;
+    // Job 77 was deleted by retention: its grant's cause stays unknown.
+    for (email, job, task) in [
+        ("bob@example.com", 812, "501"),
+        ("erin@example.com", 77, "610"),
+    ] {
+        env.execute_sql(&format!(
+            "INSERT INTO room_grants (email, room_id, project_gid, docspace_user_id, access, \
+             state, job_id, task_gid, created_at, granted_at) VALUES ('{email}', 45, \
+             '1200000000000100', 'u-{job}', 10, 'granted', {job}, '{task}', 1, 2)"
+        ))
+        .await;
+    }
+
+    env.run(&["migrate"]).await.expect_code(0);
+    assert_eq!(
+        env.database
+            .fetch_i64(
+                "SELECT COUNT(*) FROM room_grants WHERE email = 'bob@example.com' \
+                 AND cause = 'assignee_changed from webhook:website'"
+            )
+            .await,
+        1
+    );
+    assert_eq!(
+        env.database
+            .fetch_i64(
+                "SELECT COUNT(*) FROM room_grants WHERE email = 'erin@example.com' \
+                 AND cause IS NULL AND revoking_job_id IS NULL AND end_reason IS NULL"
+            )
+            .await,
+        1
+    );
+    let listed = env.run(&["access", "log"]).await;
+    listed.expect_code(0);
+    assert!(
+        listed
+            .stdout
+            .contains("task 501 assignee_changed from webhook:website; job 812"),
+        "{}",
+        listed.stdout
+    );
+    assert!(
+        listed
+            .stdout
+            .contains("task 610; job 77 (cause unknown: job deleted by retention)"),
+        "{}",
+        listed.stdout
     );
 }

@@ -17,7 +17,8 @@ const OTHER: &str = "1200000000000200";
 fn candidate(task: &str, assignee: &str, modified: &str) -> ReconcileCandidate {
     ReconcileCandidate {
         task_gid: gid(task),
-        assignee_gid: gid(assignee),
+        assignee_gid: Some(gid(assignee)),
+        completed: false,
         dedupe_key: format!("reconcile:{task}:{assignee}:{modified}"),
     }
 }
@@ -326,5 +327,120 @@ async fn a_failure_keeps_the_cursor_and_backs_off(#[case] backend: Backend) {
     assert!(
         claim(&store, "service:a", true).await.is_none(),
         "backing off"
+    );
+}
+
+/// A candidate a pass read unassigned (`assignee` `None`) or completed (issue 13).
+fn ending(task: &str, assignee: Option<&str>, completed: bool) -> ReconcileCandidate {
+    ReconcileCandidate {
+        task_gid: gid(task),
+        assignee_gid: assignee.map(gid),
+        completed,
+        dedupe_key: format!("reconcile:{task}:{}:{completed}", assignee.unwrap_or("-")),
+    }
+}
+
+#[rstest]
+#[case::sqlite(Backend::Sqlite)]
+#[case::postgres(Backend::Postgres)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unassigned_and_completed_tasks_queue_only_against_an_open_stored_assignment(
+    #[case] backend: Backend,
+) {
+    let Some((env, store)) = watched_env(backend).await else {
+        return;
+    };
+    // 601, 602: stored open with an assignee, read unassigned / completed: the need they show ended.
+    // 603: stored open with an assignee, but a job created since its read will read it anyway.
+    // 604: never read (no need the bridge counts). 605: stored unassigned already.
+    // 606: stored completed, listed completed.
+    for task in ["601", "602", "603"] {
+        task_read(&store, task, "7001").await;
+    }
+    done_job(&env, "k603", "603", "7002", now_ms() + 1000).await;
+    store
+        .refresh_task(
+            TaskRead {
+                gid: gid("605"),
+                assignee_gid: None,
+                assignee_email: None,
+                completed: false,
+                parent_gid: None,
+                projects: Vec::new(),
+            },
+            None,
+        )
+        .await
+        .unwrap();
+    store
+        .refresh_task(
+            TaskRead {
+                gid: gid("606"),
+                assignee_gid: Some(gid("7001")),
+                assignee_email: None,
+                completed: true,
+                parent_gid: None,
+                projects: Vec::new(),
+            },
+            None,
+        )
+        .await
+        .unwrap();
+
+    let page = || {
+        vec![
+            ending("601", None, false),
+            ending("602", Some("7001"), true),
+            ending("603", None, false),
+            ending("604", None, true),
+            ending("605", None, false),
+            ending("606", Some("7001"), true),
+        ]
+    };
+    assert_eq!(
+        queue(&store, page()).await,
+        vec!["601".to_string(), "602".to_string()]
+    );
+    assert!(
+        queue(&store, page()).await.is_empty(),
+        "the same page again"
+    );
+    assert_eq!(
+        env.database
+            .fetch_i64(
+                "SELECT COUNT(*) FROM jobs WHERE task_gid IN ('601', '602') \
+                 AND source = 'reconcile' AND event_kind = 'reconcile' AND status = 'pending'"
+            )
+            .await,
+        2
+    );
+}
+
+#[rstest]
+#[case::sqlite(Backend::Sqlite)]
+#[case::postgres(Backend::Postgres)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reopened_task_listed_open_is_read_again(#[case] backend: Backend) {
+    let Some((_env, store)) = watched_env(backend).await else {
+        return;
+    };
+    store
+        .refresh_task(
+            TaskRead {
+                gid: gid("701"),
+                assignee_gid: Some(gid("7001")),
+                assignee_email: None,
+                completed: true,
+                parent_gid: None,
+                projects: Vec::new(),
+            },
+            None,
+        )
+        .await
+        .unwrap();
+    // Same assignee, but the stored row is completed: the re-opening renews a need.
+    assert_eq!(
+        queue(&store, vec![candidate("701", "7001", "t2")]).await,
+        vec!["701".to_string()]
     );
 }

@@ -72,7 +72,7 @@ async fn create_registers_through_the_handshake_and_deliveries_then_invite(
     assert_eq!(hook.resource, PROJECT);
     assert_eq!(
         hook.filters,
-        json!([{"resource_type":"task","action":"changed","fields":["assignee"]},{"resource_type":"task","action":"added"}])
+        json!([{"resource_type":"task","action":"changed","fields":["assignee"]},{"resource_type":"task","action":"added"},{"resource_type":"task","action":"changed","fields":["completed"]},{"resource_type":"task","action":"removed"},{"resource_type":"task","action":"deleted"}])
     );
     let record = env
         .store()

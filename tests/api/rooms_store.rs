@@ -912,6 +912,7 @@ async fn a_settlement_records_what_the_attempt_learnt_all_at_once_and_nothing_wi
         }),
         project_names: vec![(gid(PROJECT), "Website".into())],
         room_results: Some(r#"[{"room":45,"result":"granted"}]"#.into()),
+        ..Confirmations::default()
     };
     let done = Settlement::Done {
         outcome: Outcome::Invited,

@@ -141,7 +141,7 @@ async fn a_webhook_asana_deleted_is_registered_again_under_a_fresh_name(#[case] 
     );
     assert_eq!(
         new.filters,
-        json!([{"resource_type":"task","action":"changed","fields":["assignee"]},{"resource_type":"task","action":"added"}])
+        json!([{"resource_type":"task","action":"changed","fields":["assignee"]},{"resource_type":"task","action":"added"},{"resource_type":"task","action":"changed","fields":["completed"]},{"resource_type":"task","action":"removed"},{"resource_type":"task","action":"deleted"}])
     );
     old_name_refused(&process.bridge, &old).await;
     let row = listed(&env, &fresh).await;
@@ -511,4 +511,91 @@ async fn a_workspace_webhook_asana_deleted_is_registered_again_with_its_filter(
             .unwrap(),
         None
     );
+}
+
+/// The filters a project webhook registered before access revocation existed has.
+fn two_filters() -> Value {
+    json!([{"resource_type":"task","action":"changed","fields":["assignee"]},{"resource_type":"task","action":"added"}])
+}
+
+/// Waits until the watcher has read webhook `gid` at Asana `checks` more times.
+async fn watcher_checks(env: &Env, gid: &str, checks: usize) {
+    let path = format!("/webhooks/{gid}");
+    let before = env.asana.requests_to(&path).len();
+    eventually("the watcher's next checks", WAIT, || async {
+        let reads = env
+            .asana
+            .requests_to(&path)
+            .iter()
+            .filter(|r| r.method == axum::http::Method::GET)
+            .count();
+        (reads >= before + checks).then_some(())
+    })
+    .await;
+}
+
+fn updates(env: &Env, gid: &str) -> Vec<RecordedRequest> {
+    env.asana
+        .requests_to(&format!("/webhooks/{gid}"))
+        .into_iter()
+        .filter(|r| r.method == axum::http::Method::PUT)
+        .collect()
+}
+
+#[rstest]
+#[case::sqlite(Backend::Sqlite)]
+#[case::postgres(Backend::Postgres)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_revocation_on_an_older_project_webhook_gets_the_lifecycle_filters_once(
+    #[case] backend: Backend,
+) {
+    let Some(mut env) = Env::on(backend).await else {
+        return;
+    };
+    repairing(&mut env);
+    env.set("BRIDGE__ROOMS__MODE", "linked");
+    env.set("BRIDGE__ACCESS__REVOKE", "on");
+    let process = BridgeProcess::start(&env).await;
+    let hook = create_old(&env).await;
+    env.asana.set_webhook_filters(&hook.gid, two_filters());
+
+    let five = eventually("the lifecycle filters", WAIT, || async {
+        let filters = env.asana.webhook(&hook.gid)?.filters;
+        (filters != two_filters()).then_some(filters)
+    })
+    .await;
+    assert_eq!(
+        five,
+        json!([{"resource_type":"task","action":"changed","fields":["assignee"]},{"resource_type":"task","action":"added"},{"resource_type":"task","action":"changed","fields":["completed"]},{"resource_type":"task","action":"removed"},{"resource_type":"task","action":"deleted"}])
+    );
+    let sent = updates(&env, &hook.gid);
+    assert_eq!(sent.len(), 1);
+    assert_eq!(sent[0].json(), json!({"data": {"filters": five}}));
+    // Asana dropping them again is not fought: one update per webhook and process.
+    env.asana.set_webhook_filters(&hook.gid, two_filters());
+    watcher_checks(&env, &hook.gid, 2).await;
+    assert_eq!(updates(&env, &hook.gid).len(), 1);
+    assert!(
+        process.logs.lock().unwrap().iter().any(|line| line
+            .contains("filters access revocation needs")
+            && line.contains(&hook.gid)),
+        "the update is logged"
+    );
+}
+
+#[rstest]
+#[case::sqlite(Backend::Sqlite)]
+#[case::postgres(Backend::Postgres)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_revocation_off_an_older_project_webhook_keeps_its_filters(#[case] backend: Backend) {
+    let Some(mut env) = Env::on(backend).await else {
+        return;
+    };
+    repairing(&mut env);
+    let _process = BridgeProcess::start(&env).await;
+    let hook = create_old(&env).await;
+    env.asana.set_webhook_filters(&hook.gid, two_filters());
+    watcher_checks(&env, &hook.gid, 2).await;
+    assert!(updates(&env, &hook.gid).is_empty());
+    assert_eq!(env.asana.webhook(&hook.gid).unwrap().filters, two_filters());
 }

@@ -178,7 +178,7 @@ async fn a_new_project_gets_one_webhook_and_its_assignments_are_invited(#[case] 
     assert_eq!(project_hook.resource_type, "project");
     assert_eq!(
         project_hook.filters,
-        json!([{"resource_type":"task","action":"changed","fields":["assignee"]},{"resource_type":"task","action":"added"}])
+        json!([{"resource_type":"task","action":"changed","fields":["assignee"]},{"resource_type":"task","action":"added"},{"resource_type":"task","action":"changed","fields":["completed"]},{"resource_type":"task","action":"removed"},{"resource_type":"task","action":"deleted"}])
     );
     let note = job.last_error.as_deref().unwrap_or_default();
     let recorded = store

@@ -10,4 +10,5 @@ mod crashes;
 mod dropped;
 mod flood;
 mod hostile_upstreams;
+mod revoke_crash;
 mod upstream_faults;

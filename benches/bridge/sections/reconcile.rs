@@ -183,6 +183,7 @@ async fn measured_pass(
         PassSettings {
             hold: HOLD,
             interval: Some(Duration::from_secs(3600)),
+            lifecycle: None,
         },
     )
     .await
