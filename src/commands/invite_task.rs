@@ -8,7 +8,7 @@ use anyhow::Context as _;
 
 use super::Context;
 use crate::domain::{Command, Gid, JobKind, JobSource};
-use crate::store::{LeaseOwner, NewJob, Store, now_ms};
+use crate::store::{LeaseOwner, NewJob, Outcome, Store, now_ms};
 use crate::worker::{Inviter, JobEnd};
 
 pub async fn run(ctx: &Context, task_gid: &Gid) -> anyhow::Result<ExitCode> {
@@ -37,6 +37,18 @@ pub async fn run(ctx: &Context, task_gid: &Gid) -> anyhow::Result<ExitCode> {
     let record = store.job(job.id).await?.context("the job just run")?;
     let email = record.email.as_deref().unwrap_or("-");
     match end {
+        // The operator named a task Asana does not know: nothing to invite, and a mistake to say.
+        JobEnd::Done(Outcome::TaskGone) => {
+            eprintln!(
+                "task {task_gid}: {}; nothing to invite; job {}",
+                record
+                    .last_error
+                    .as_deref()
+                    .unwrap_or("Asana answered 404 for it"),
+                job.id
+            );
+            Ok(ExitCode::FAILURE)
+        }
         JobEnd::Done(outcome) => {
             let note = record
                 .last_error

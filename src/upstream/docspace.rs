@@ -15,6 +15,10 @@ use crate::telemetry::mask_emails_in;
 /// The most entries DocSpace returns per page of rooms or members (the spec's `count` maximum).
 pub const PAGE_SIZE: u32 = 100;
 
+/// The most pages of one person's member entries read from a room: a search by one email that
+/// fills this many pages is an answer no real room gives, and must not loop forever.
+pub const MAX_MEMBER_PAGES: u32 = 50;
+
 /// `rootFolderType` of a room in the archive.
 const ARCHIVE_FOLDER_TYPE: i64 = 20;
 
@@ -364,6 +368,33 @@ impl DocSpaceClient {
         Ok(MembersPage {
             members: envelope.response,
             total: envelope.total.or(envelope.count),
+        })
+    }
+
+    /// Every entry of `room`'s members matching `filter` (DocSpace's fuzzy text search: compare
+    /// with [`Member::is`]), all pages up to [`MAX_MEMBER_PAGES`]; more is an invalid response.
+    pub async fn room_members_matching(
+        &self,
+        room: RoomId,
+        filter: &str,
+    ) -> Result<Vec<Member>, UpstreamError> {
+        let mut members = Vec::new();
+        for page_number in 0..MAX_MEMBER_PAGES {
+            let page = self
+                .room_members(room, filter, page_number * PAGE_SIZE)
+                .await?;
+            let count = page.members.len();
+            members.extend(page.members);
+            if count < PAGE_SIZE as usize {
+                return Ok(members);
+            }
+        }
+        Err(UpstreamError::InvalidResponse {
+            service: Service::DocSpace,
+            message: format!(
+                "room {room} listed over {} member entries for one person's search",
+                MAX_MEMBER_PAGES * PAGE_SIZE
+            ),
         })
     }
 

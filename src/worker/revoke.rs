@@ -16,7 +16,7 @@ use crate::store::{
     RevocationState, RevocationWork, Settlement, Store, StoreError, duration_ms, now_ms,
 };
 use crate::telemetry::{mask_email, mask_emails_in, metrics};
-use crate::upstream::docspace::{Member, PAGE_SIZE, RoomLookup};
+use crate::upstream::docspace::RoomLookup;
 use crate::upstream::{DocSpaceClient, UpstreamError, Upstreams};
 
 use super::JobEnd;
@@ -184,7 +184,11 @@ impl Revoker {
         };
 
         // 4. The room's members, all pages.
-        let members = match self.members(room, work).await {
+        let members = match self
+            .docspace
+            .room_members_matching(room, work.email.as_str())
+            .await
+        {
             Ok(members) => members,
             Err(error) => return self.members_refused(room, work, error).await,
         };
@@ -240,7 +244,11 @@ impl Revoker {
             return Ok(Attempt::Upstream(error));
         }
         // 8. Verify: DocSpace answers a removal it skipped with success.
-        let after = match self.members(room, work).await {
+        let after = match self
+            .docspace
+            .room_members_matching(room, work.email.as_str())
+            .await
+        {
             Ok(members) => members,
             Err(error) => return Ok(Attempt::Upstream(error)),
         };
@@ -254,29 +262,6 @@ impl Revoker {
         }
         // 9. Settled with the job.
         Ok(revoked())
-    }
-
-    /// Every entry of `room`'s members matching the person's email (a fuzzy search: the decision
-    /// compares ids and emails exactly).
-    async fn members(
-        &self,
-        room: RoomId,
-        work: &RevocationWork,
-    ) -> Result<Vec<Member>, UpstreamError> {
-        let mut members = Vec::new();
-        let mut start = 0u32;
-        loop {
-            let page = self
-                .docspace
-                .room_members(room, work.email.as_str(), start)
-                .await?;
-            let count = page.members.len();
-            members.extend(page.members);
-            if count < PAGE_SIZE as usize {
-                return Ok(members);
-            }
-            start = start.saturating_add(PAGE_SIZE);
-        }
     }
 
     /// A members read DocSpace refused: a 403 or 404 may mean the room is gone, which one room

@@ -14,7 +14,7 @@ use crate::store::{
     LeaseOwner, Store, StoreError,
 };
 use crate::telemetry::mask_email;
-use crate::upstream::docspace::{DocSpaceUser, Member, PAGE_SIZE, RoomLookup};
+use crate::upstream::docspace::{DocSpaceUser, Member, RoomLookup};
 use crate::upstream::{DocSpaceClient, UpstreamError};
 
 /// What a job did in one room, as `room_results` records it.
@@ -573,25 +573,12 @@ impl Granting<'_> {
         email: &Email,
         id: &DocSpaceUserId,
     ) -> Result<Option<Member>, UpstreamError> {
-        let mut start = 0u32;
-        loop {
-            let page = self
-                .docspace
-                .room_members(room, email.as_str(), start)
-                .await?;
-            let count = page.members.len();
-            if let Some(member) = page
-                .members
-                .into_iter()
-                .find(|m| m.is(Some(id), email.as_str()))
-            {
-                return Ok(Some(member));
-            }
-            if count < PAGE_SIZE as usize {
-                return Ok(None);
-            }
-            start = start.saturating_add(PAGE_SIZE);
-        }
+        Ok(self
+            .docspace
+            .room_members_matching(room, email.as_str())
+            .await?
+            .into_iter()
+            .find(|m| m.is(Some(id), email.as_str())))
     }
 
     /// A members read or share DocSpace refused: a 403 or 404 may mean the room is gone or

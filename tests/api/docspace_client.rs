@@ -225,3 +225,35 @@ async fn rate_limits_and_server_errors_stay_transient() {
             .all(|(e, _)| e != "ann@example.com")
     );
 }
+
+#[tokio::test]
+async fn a_members_search_that_never_ends_is_an_invalid_response_after_fifty_pages() {
+    use asana_docspace_bridge::upstream::docspace::{MAX_MEMBER_PAGES, PAGE_SIZE};
+    let (fake, client) = start().await;
+    let room = fake.create_room("Website", 2, &[]);
+    // Every page full: a DocSpace (or a proxy) that would keep a reader paging forever.
+    let entry = serde_json::json!({"access": 10, "subjectType": 0,
+        "sharedToUser": {"id": "0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0", "email": "someone@example.com"}});
+    let full_page = serde_json::json!({
+        "response": vec![entry; PAGE_SIZE as usize],
+        "total": 1_000_000,
+    });
+    for _ in 0..=MAX_MEMBER_PAGES {
+        fake.push_fault("room_members", Fault::json(200, full_page.clone()));
+    }
+
+    let read = client
+        .room_members_matching(room_id(room), "ann@example.com")
+        .await;
+
+    match read {
+        Err(UpstreamError::InvalidResponse { message, .. }) => {
+            assert!(message.contains("over 5000 member entries"), "{message}")
+        }
+        other => panic!("expected an invalid response, got {other:?}"),
+    }
+    assert_eq!(
+        fake.calls_by_route().get("room_members"),
+        Some(&u64::from(MAX_MEMBER_PAGES))
+    );
+}
