@@ -10,7 +10,10 @@ use tokio::net::TcpListener;
 use tokio::sync::{Notify, Semaphore};
 use tokio_util::sync::CancellationToken;
 
-use crate::http::{AppState, MetricsRoute, SecretCache, metrics_router, router, server};
+use crate::http::admin::AdminState;
+use crate::http::{
+    AdminRoute, AppState, MetricsRoute, SecretCache, admin_router, metrics_router, router, server,
+};
 use crate::reconcile::{PassSettings, Reconciler};
 use crate::retention::Retention;
 use crate::settings::{HandshakeMode, Settings};
@@ -28,6 +31,8 @@ pub struct Application {
     router: axum::Router,
     /// `/metrics` on a port of its own (`server.metrics_port`).
     metrics: Option<(TcpListener, axum::Router)>,
+    /// The status page on a port of its own (`server.admin_port`).
+    admin: Option<(TcpListener, axum::Router)>,
     worker: Worker,
     store: Store,
     retention: Retention,
@@ -59,6 +64,9 @@ impl Application {
             tracing::warn!("{}", first_use_warning());
         }
         if let Some(warning) = settings.auto_recreate_warning() {
+            tracing::warn!("{warning}");
+        }
+        if let Some(warning) = settings.admin_cookie_warning() {
             tracing::warn!("{warning}");
         }
         // One client per upstream for the whole process: the worker and the webhook watcher pace
@@ -132,6 +140,7 @@ impl Application {
                     .max_concurrent_requests
                     .min(Semaphore::MAX_PERMITS),
             )),
+            admin: AdminState::from_settings(&settings).map(Arc::new),
         };
 
         let address = format!("{}:{}", settings.server.host, settings.server.port);
@@ -142,23 +151,40 @@ impl Application {
         let health = state.health.clone();
         // Install the recorder before anything records.
         crate::telemetry::metrics::handle();
-        let (router, metrics) = if settings.server.metrics_port == 0 {
-            (router(state, MetricsRoute::Included), None)
-        } else {
-            let address = format!("{}:{}", settings.server.host, settings.server.metrics_port);
-            let listener = TcpListener::bind(&address)
-                .await
-                .with_context(|| format!("binding {address} for /metrics"))?;
-            (
-                router(state.clone(), MetricsRoute::Separate),
-                Some((listener, metrics_router(state))),
-            )
+        let metrics = match settings.server.metrics_port {
+            0 => None,
+            port => Some((
+                bind_separate(&settings.server.host, port, "/metrics").await?,
+                metrics_router(state.clone()),
+            )),
         };
+        // `server.admin_port` is refused without `admin.token`, so a port here has a page to serve.
+        let admin = match settings.server.admin_port {
+            0 => None,
+            port => Some((
+                bind_separate(&settings.server.host, port, "/admin").await?,
+                admin_router(state.clone()),
+            )),
+        };
+        let router = router(
+            state,
+            if metrics.is_some() {
+                MetricsRoute::Separate
+            } else {
+                MetricsRoute::Included
+            },
+            if admin.is_some() {
+                AdminRoute::Separate
+            } else {
+                AdminRoute::Included
+            },
+        );
         Ok(Application {
             listener,
             local_addr,
             router,
             metrics,
+            admin,
             worker,
             retention: Retention::new(store.clone(), settings.retention.done_days),
             reconciler,
@@ -193,7 +219,7 @@ impl Application {
             stop.child_token(),
         ));
         tracing::info!(address = %self.local_addr, "listening");
-        let metrics_server = self.metrics.map(|(listener, router)| {
+        let serve_separate = |(listener, router): (TcpListener, axum::Router)| {
             let stopped = stop.clone();
             let header_timeout = self.request_timeout;
             let max_connections = self.max_connections;
@@ -207,7 +233,9 @@ impl Application {
                 )
                 .await
             })
-        });
+        };
+        let metrics_server = self.metrics.map(serve_separate);
+        let admin_server = self.admin.map(serve_separate);
         // The listener is bound and serves below: Asana's create call, which the repairer makes,
         // blocks until our handshake answers.
         let repairer = self
@@ -252,10 +280,23 @@ impl Application {
         {
             tracing::error!(error = %err, "the metrics listener ended abnormally");
         }
+        if let Some(admin_server) = admin_server
+            && let Err(err) = admin_server.await
+        {
+            tracing::error!(error = %err, "the status page's listener ended abnormally");
+        }
         self.store.close().await;
         tracing::info!("stopped");
         Ok(())
     }
+}
+
+/// Binds `server.host` on a port of its own for `what` (`/metrics`, `/admin`).
+async fn bind_separate(host: &str, port: u16, what: &str) -> anyhow::Result<TcpListener> {
+    let address = format!("{host}:{port}");
+    TcpListener::bind(&address)
+        .await
+        .with_context(|| format!("binding {address} for {what}"))
 }
 
 /// A database URL without its password, for messages. One that does not parse is not shown at

@@ -23,6 +23,7 @@ pub mod reconcile;
 pub mod retention;
 pub mod rooms;
 pub mod settings;
+pub mod status;
 pub mod store;
 pub mod telemetry;
 pub mod upstream;

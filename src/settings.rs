@@ -28,6 +28,7 @@ pub struct Settings {
     pub webhooks: WebhookSettings,
     pub retention: RetentionSettings,
     pub reconcile: ReconcileSettings,
+    pub admin: AdminSettings,
     pub log: LogSettings,
     /// `[rooms]` as written; [`Settings::rooms`] is what it means, once validated.
     #[serde(rename = "rooms")]
@@ -142,6 +143,9 @@ pub struct ServerSettings {
     pub request_timeout_ms: u64,
     /// Serve `/metrics` on this port instead of the main one (0: on the main port).
     pub metrics_port: u16,
+    /// Serve the status page (`/admin*`) on this port instead of the main one (0: on the main
+    /// port). Needs `admin.token`.
+    pub admin_port: u16,
     /// Open connections beyond this are answered `503` and closed.
     pub max_connections: usize,
     /// Requests handled at once (webhooks and `/metrics`); more are answered `503` at once.
@@ -237,6 +241,24 @@ impl ReconcileSettings {
     /// `None` when passes are off.
     pub fn interval(&self) -> Option<Duration> {
         (self.interval_secs > 0).then(|| Duration::from_secs(self.interval_secs))
+    }
+}
+
+/// The operator's status page (issue 14).
+#[derive(Debug, Clone, Deserialize)]
+pub struct AdminSettings {
+    /// Signs operators in to `/admin` and authorizes `/admin/api/status`; empty: neither exists.
+    /// A secret: `Debug` shows `[REDACTED]`, never logged.
+    pub token: SecretString,
+}
+
+/// The shortest `admin.token` accepted.
+pub const MIN_ADMIN_TOKEN_CHARS: usize = 32;
+
+impl AdminSettings {
+    /// The token, when the status page is on.
+    pub fn token(&self) -> Option<&SecretString> {
+        (!self.token.expose_secret().trim().is_empty()).then_some(&self.token)
     }
 }
 
@@ -462,6 +484,30 @@ impl Settings {
                 self.reconcile.rate_share
             ));
         }
+        let admin_token = self.admin.token.expose_secret().trim();
+        if !admin_token.is_empty() && admin_token.chars().count() < MIN_ADMIN_TOKEN_CHARS {
+            problems.push(format!(
+                "admin.token ({}) must be at least {MIN_ADMIN_TOKEN_CHARS} characters (e.g. the output of `openssl rand -hex 32`); it signs operators in and retries jobs",
+                env_var_name("admin.token")
+            ));
+        }
+        if self.server.admin_port != 0 {
+            if admin_token.is_empty() {
+                problems.push(format!(
+                    "server.admin_port ({}) is set but admin.token ({}) is empty: there is no status page to serve",
+                    env_var_name("server.admin_port"),
+                    env_var_name("admin.token")
+                ));
+            }
+            if self.server.admin_port == self.server.port
+                || self.server.admin_port == self.server.metrics_port
+            {
+                problems.push(format!(
+                    "server.admin_port ({}) must differ from server.port and server.metrics_port",
+                    env_var_name("server.admin_port")
+                ));
+            }
+        }
         self.invite.allowed_domains = normalize_domains(&self.invite.allowed_domains);
         match parse_rooms(&self.rooms_raw, self.docspace.invite_type) {
             Ok(rooms) => self.rooms = rooms,
@@ -485,6 +531,16 @@ impl Settings {
         (self.webhooks.auto_recreate && self.server.public_url.is_empty()).then(|| {
             format!(
                 "webhooks.auto_recreate is on but server.public_url ({}) is empty: a webhook Asana deletes cannot be registered again",
+                env_var_name("server.public_url")
+            )
+        })
+    }
+
+    /// A warning when the status page is on but its session cookie cannot be `Secure`.
+    pub fn admin_cookie_warning(&self) -> Option<String> {
+        (self.admin.token().is_some() && !self.server.public_url.starts_with("https://")).then(|| {
+            format!(
+                "the status page's session cookie is sent without Secure: serve /admin over TLS (server.public_url ({}) is not https://)",
                 env_var_name("server.public_url")
             )
         })
@@ -695,6 +751,66 @@ mod tests {
         assert_eq!(s.reconcile.interval(), Some(Duration::from_secs(3600)));
         assert_eq!(s.reconcile.rate_share, 0.2);
         assert!(s.webhooks.auto_recreate);
+    }
+
+    fn problems(pairs: &[(&str, &str)]) -> Vec<String> {
+        match load(pairs) {
+            Err(SettingsError::Invalid(problems)) => problems,
+            other => panic!("expected invalid settings, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn the_status_page_is_off_without_a_token_and_needs_a_long_one() {
+        let s = load(&complete()).unwrap();
+        assert!(s.admin.token().is_none());
+        assert_eq!(s.server.admin_port, 0);
+        assert_eq!(s.admin_cookie_warning(), None);
+
+        let mut short = complete();
+        short.push(("BRIDGE__ADMIN__TOKEN", "too-short"));
+        assert_eq!(
+            problems(&short),
+            vec![
+                "admin.token (BRIDGE__ADMIN__TOKEN) must be at least 32 characters (e.g. the output of `openssl rand -hex 32`); it signs operators in and retries jobs"
+            ]
+        );
+
+        let token = "0123456789abcdef0123456789abcdef";
+        let mut on = complete();
+        on.push(("BRIDGE__ADMIN__TOKEN", token));
+        let s = load(&on).unwrap();
+        assert!(s.admin.token().is_some());
+        assert!(
+            !format!("{s:?}").contains(token),
+            "Debug shows the admin token"
+        );
+        let warning = s.admin_cookie_warning().expect("public_url is not https");
+        assert!(warning.contains("BRIDGE__SERVER__PUBLIC_URL"), "{warning}");
+        on.push(("BRIDGE__SERVER__PUBLIC_URL", "https://bridge.example.com"));
+        assert_eq!(load(&on).unwrap().admin_cookie_warning(), None);
+    }
+
+    #[test]
+    fn the_admin_port_needs_the_page_and_a_port_of_its_own() {
+        let mut without_token = complete();
+        without_token.push(("BRIDGE__SERVER__ADMIN_PORT", "9091"));
+        assert_eq!(
+            problems(&without_token),
+            vec![
+                "server.admin_port (BRIDGE__SERVER__ADMIN_PORT) is set but admin.token (BRIDGE__ADMIN__TOKEN) is empty: there is no status page to serve"
+            ]
+        );
+        let mut clash = complete();
+        clash.push(("BRIDGE__ADMIN__TOKEN", "0123456789abcdef0123456789abcdef"));
+        clash.push(("BRIDGE__SERVER__ADMIN_PORT", "9090"));
+        clash.push(("BRIDGE__SERVER__METRICS_PORT", "9090"));
+        assert_eq!(
+            problems(&clash),
+            vec![
+                "server.admin_port (BRIDGE__SERVER__ADMIN_PORT) must differ from server.port and server.metrics_port"
+            ]
+        );
     }
 
     #[test]

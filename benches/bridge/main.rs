@@ -8,7 +8,8 @@
 //! Sections: `ceiling`, `heartbeats`, `assignments`, `e2e`, `drain`, `prefilled` (ingest and
 //! drain with a million finished jobs in the store; `BRIDGE_BENCH_PREFILL=10000` prefills fewer),
 //! `rooms` (a backlog over 50 projects drained with rooms `auto`, and what each job costs upstream),
-//! `reconcile` (a pass over a 10,000-task project with 100 changed, and its first pass).
+//! `reconcile` (a pass over a 10,000-task project with 100 changed, and its first pass), `status`
+//! (the status page's data over a million done jobs, against a `GROUP BY status`).
 //! PostgreSQL figures need `BRIDGE_TEST_DATABASE_URL` (a database is created and dropped).
 //! Results are printed and written to BENCHMARKS.md.
 
@@ -114,6 +115,9 @@ async fn run(quick: bool, only: Option<String>) {
     }
     if wants("reconcile") {
         sections::reconcile::run(&settings, &mut report).await;
+    }
+    if wants("status") {
+        sections::status::run(&settings, &mut report).await;
     }
 
     report.target(

@@ -7,7 +7,8 @@ use super::rooms::access_name;
 use super::{Context, format_time, table};
 use crate::domain::{Email, Gid};
 use crate::settings::env_var_name;
-use crate::store::{GrantState, LogFilter, NeedEnd, PlanRow, RevocationState, now_ms};
+use crate::status::access::{Removal, because, remaining};
+use crate::store::{LogFilter, PlanRow, now_ms};
 
 /// `access plan [--project <GID>]`.
 pub async fn plan(ctx: &Context, project: Option<&Gid>) -> anyhow::Result<ExitCode> {
@@ -52,7 +53,7 @@ pub async fn plan(ctx: &Context, project: Option<&Gid>) -> anyhow::Result<ExitCo
             access_name(row.access),
             format_time(row.need_ended_at),
             removal,
-            why(row),
+            because(row),
         ]);
     }
     println!("{out}");
@@ -91,56 +92,27 @@ fn removal(row: &PlanRow, now: i64, counts: &mut PlanCounts) -> String {
     let job = row
         .job_id
         .map_or_else(String::new, |id| format!(" (job {id})"));
-    if row.grant_state == GrantState::HadAccess {
-        counts.kept += 1;
-        return "kept: not granted by us".to_string();
-    }
-    match (row.state, row.due_at) {
-        (Some(RevocationState::Removing), _) => {
-            counts.due += 1;
-            format!("removing{job}")
+    let removal = Removal::of(row, now);
+    match removal {
+        Removal::Kept => {
+            counts.kept += 1;
+            removal.state().to_string()
         }
-        (Some(_), Some(due)) if due > now => {
+        Removal::Removing | Removal::DueNow => {
+            counts.due += 1;
+            format!("{}{job}", removal.state())
+        }
+        Removal::Waiting { due_at } => {
             counts.waiting += 1;
-            format!("{} (in {})", format_time(Some(due)), remaining(due - now))
+            format!(
+                "{} (in {})",
+                format_time(Some(due_at)),
+                remaining(due_at - now)
+            )
         }
-        (Some(_), _) => {
-            counts.due += 1;
-            format!("due now{job}")
-        }
-        (None, _) => {
+        Removal::NextSweep => {
             counts.orphans += 1;
-            "at the next sweep".to_string()
-        }
-    }
-}
-
-/// A time still to wait, in its two largest units, rounded down.
-fn remaining(ms: i64) -> String {
-    let secs = ms / 1000;
-    let (days, hours, minutes) = (secs / 86_400, secs % 86_400 / 3_600, secs % 3_600 / 60);
-    match (days, hours, minutes) {
-        (0, 0, 0) => format!("{secs}s"),
-        (0, 0, m) => format!("{m}m"),
-        (0, h, 0) => format!("{h}h"),
-        (0, h, m) => format!("{h}h {m}m"),
-        (d, 0, _) => format!("{d}d"),
-        (d, h, _) => format!("{d}d {h}h"),
-    }
-}
-
-/// The WHY column: the task whose change ended the need, and who saw it.
-fn why(row: &PlanRow) -> String {
-    match (row.why, &row.why_task_gid) {
-        (Some(NeedEnd::NoOpenTask) | None, _) | (_, None) => {
-            format!("no open task (grant by job {})", row.grant_job_id)
-        }
-        (Some(why), Some(task)) => {
-            let source = row
-                .why_source
-                .as_deref()
-                .map_or_else(String::new, |s| format!(" ({s})"));
-            format!("task {task} {}{source}", why.to_string().replace('_', " "))
+            removal.state().to_string()
         }
     }
 }
@@ -198,16 +170,6 @@ pub async fn log(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn the_time_left_is_in_its_two_largest_units() {
-        assert_eq!(remaining(21 * 3_600_000), "21h");
-        assert_eq!(remaining(21 * 3_600_000 + 5 * 60_000 + 999), "21h 5m");
-        assert_eq!(remaining(2 * 86_400_000 + 3 * 3_600_000), "2d 3h");
-        assert_eq!(remaining(86_400_000 + 59_000), "1d");
-        assert_eq!(remaining(90_000), "1m");
-        assert_eq!(remaining(4_500), "4s");
-    }
 
     #[test]
     fn the_summary_counts_people_in_each_state() {

@@ -64,6 +64,11 @@ pub async fn run(sources: Sources<'_>) -> ExitCode {
         );
     }
 
+    report(true, status_page_summary(&ctx.settings));
+    if let Some(warning) = ctx.settings.admin_cookie_warning() {
+        println!("warn {warning}");
+    }
+
     match ctx.asana() {
         Ok(asana) => match asana.users_me().await {
             Ok(me) => report(
@@ -159,6 +164,15 @@ pub async fn run(sources: Sources<'_>) -> ExitCode {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE
+    }
+}
+
+/// The `status page` line: where `/admin` is served, if anywhere (never the token).
+fn status_page_summary(settings: &Settings) -> String {
+    match (settings.admin.token(), settings.server.admin_port) {
+        (None, _) => "status page: off".to_string(),
+        (Some(_), 0) => "status page: on (main port)".to_string(),
+        (Some(_), port) => format!("status page: on (port {port})"),
     }
 }
 
@@ -277,6 +291,36 @@ fn gone_room_line(room: &ProjectRoom, gone: &str, mode: RoomsMode) -> (Option<bo
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn settings(vars: &[(&str, &str)]) -> Settings {
+        let env = [
+            ("BRIDGE__ASANA__TOKEN", "1/1200000000000000:token"),
+            ("BRIDGE__DOCSPACE__BASE_URL", "https://docspace.example.com"),
+            ("BRIDGE__DOCSPACE__API_KEY", "sk-key"),
+        ]
+        .iter()
+        .chain(vars)
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        Settings::load_from(Sources {
+            file: None,
+            env: Some(env),
+        })
+        .expect("valid settings")
+    }
+
+    #[test]
+    fn the_status_page_line_says_where_and_never_the_token() {
+        let token = "0123456789abcdef0123456789abcdef";
+        assert_eq!(status_page_summary(&settings(&[])), "status page: off");
+        let main = status_page_summary(&settings(&[("BRIDGE__ADMIN__TOKEN", token)]));
+        assert_eq!(main, "status page: on (main port)");
+        let own = status_page_summary(&settings(&[
+            ("BRIDGE__ADMIN__TOKEN", token),
+            ("BRIDGE__SERVER__ADMIN_PORT", "9091"),
+        ]));
+        assert_eq!(own, "status page: on (port 9091)");
+    }
 
     #[test]
     fn the_access_line_names_the_grace_in_its_largest_whole_unit() {

@@ -6,6 +6,7 @@ use anyhow::bail;
 
 use super::{Context, format_time, table};
 use crate::cli::StatusFilter;
+use crate::status::room_results_text;
 use crate::store::{JobStatus, RetryRequest};
 
 pub async fn list(
@@ -50,7 +51,7 @@ pub async fn list(
             job.email.unwrap_or_else(|| "-".into()),
             job.outcome.unwrap_or_else(|| "-".into()),
             job.attempts.to_string(),
-            room_results_text(job.room_results.as_deref()),
+            room_results_text(job.room_results.as_deref()).unwrap_or_else(|| "-".into()),
             job.last_error.unwrap_or_else(|| "-".into()),
             next_attempt,
             job.source.to_string(),
@@ -58,37 +59,6 @@ pub async fn list(
     }
     println!("{rows}");
     Ok(ExitCode::SUCCESS)
-}
-
-/// What a job's `room_results` says, for people: `45 granted (created); 46 already_in_room`, or
-/// `-` when it recorded none.
-fn room_results_text(room_results: Option<&str>) -> String {
-    #[derive(serde::Deserialize)]
-    struct RoomResult {
-        room: Option<i64>,
-        result: String,
-        room_event: Option<String>,
-    }
-    let Some(stored) = room_results else {
-        return "-".to_string();
-    };
-    let Ok(results) = serde_json::from_str::<Vec<RoomResult>>(stored) else {
-        return stored.to_string();
-    };
-    if results.is_empty() {
-        return "-".to_string();
-    }
-    results
-        .iter()
-        .map(|r| {
-            let room = r.room.map_or_else(|| "-".to_string(), |id| id.to_string());
-            match &r.room_event {
-                Some(event) => format!("{room} {} ({event})", r.result),
-                None => format!("{room} {}", r.result),
-            }
-        })
-        .collect::<Vec<_>>()
-        .join("; ")
 }
 
 pub async fn retry(ctx: &Context, id: Option<i64>, all_failed: bool) -> anyhow::Result<ExitCode> {
@@ -110,25 +80,5 @@ pub async fn retry(ctx: &Context, id: Option<i64>, all_failed: bool) -> anyhow::
             bail!("job {id} is {status}, not failed: nothing to retry")
         }
         RetryRequest::NoSuchJob => bail!("there is no job {id}"),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn room_results_read_per_room() {
-        assert_eq!(
-            room_results_text(Some(
-                r#"[{"project":"1","room":45,"access":"Editing","result":"granted","room_event":"created"},
-                    {"project":"2","room":46,"access":"Read","result":"already_in_room"},
-                    {"project":"3","result":"no_room"}]"#
-            )),
-            "45 granted (created); 46 already_in_room; - no_room"
-        );
-        assert_eq!(room_results_text(None), "-");
-        assert_eq!(room_results_text(Some("[]")), "-");
-        assert_eq!(room_results_text(Some("not json")), "not json");
     }
 }

@@ -1,5 +1,6 @@
 //! HTTP ingress: the router, its shared state, and the layers every request goes through.
 
+pub mod admin;
 pub mod error;
 mod health;
 mod ingress_error;
@@ -53,6 +54,8 @@ pub struct AppState {
     pub store_gauges: Arc<StoreGauges>,
     /// Webhook and `/metrics` requests handled at once (`server.max_concurrent_requests`).
     pub request_slots: Arc<Semaphore>,
+    /// The status page (`admin.token` set), with what its routes share.
+    pub admin: Option<Arc<admin::AdminState>>,
 }
 
 /// Where `/metrics` is served.
@@ -64,14 +67,33 @@ pub enum MetricsRoute {
     Separate,
 }
 
-/// The service's routes, with `/metrics` unless it has a port of its own.
-pub fn router(state: AppState, metrics: MetricsRoute) -> Router {
+/// Where the status page (`/admin*`) is served, when `admin.token` turns it on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AdminRoute {
+    /// On the main router (what the operator's proxy exposes).
+    Included,
+    /// On a listener of its own (`server.admin_port`, see [`admin_router`]).
+    Separate,
+}
+
+/// The service's routes, with `/metrics` and the status page unless they have ports of their own.
+pub fn router(state: AppState, metrics: MetricsRoute, admin: AdminRoute) -> Router {
     let routes = match metrics {
         MetricsRoute::Included => webhooks::router(&state).merge(metrics_endpoint::router()),
         MetricsRoute::Separate => webhooks::router(&state),
     };
+    // The status page has its own concurrency limit: outside `request_slots`.
     let routes = limited(routes, &state).merge(health::router());
+    let routes = match admin {
+        AdminRoute::Included => routes.merge(admin::router(&state)),
+        AdminRoute::Separate => routes,
+    };
     with_layers(routes, state)
+}
+
+/// The status page alone, for `server.admin_port`.
+pub fn admin_router(state: AppState) -> Router {
+    with_layers(admin::router(&state), state)
 }
 
 /// `/metrics` alone, for `server.metrics_port`.

@@ -10,15 +10,18 @@
 //! for room shares (`ReserveGrant`, `ConfirmGrant`); `rooms` maps projects to DocSpace rooms and
 //! holds the one creator of a project's room (`ClaimRoomCreation`); `tasks` keeps every task a
 //! job read; `webhooks` keeps
-//! secrets and registrations; `retention` deletes old finished jobs; `schema` compares the
+//! secrets and registrations; `status` holds the status page's indexed reads and `admin_sessions`
+//! its sign-ins; `retention` deletes old finished jobs; `schema` compares the
 //! store's migrations with this binary's.
 //!
 //! Opening a store does not change it: only [`Store::open_for_service`] (`serve`) and
 //! [`Store::open_and_migrate`] (`migrate`) create a missing SQLite file or apply migrations.
 
+mod admin_sessions;
 mod conn;
 mod grants;
 mod invitations;
+#[macro_use]
 mod jobs;
 mod reconcile;
 mod repairs;
@@ -27,6 +30,7 @@ mod revocations;
 mod rooms;
 mod schema;
 mod sqlite_writer;
+mod status;
 mod tasks;
 mod webhooks;
 
@@ -44,6 +48,7 @@ use sqlx::sqlite::{
 };
 use sqlx::{Postgres, Sqlite};
 
+pub use admin_sessions::AdminSession;
 pub use grants::{GrantRecord, GrantRequest, GrantReservation, GrantState};
 pub use invitations::{InvitationState, Reservation};
 pub use jobs::{
@@ -61,6 +66,7 @@ pub use rooms::{
     RoomCreation,
 };
 pub use schema::{AppliedMigration, SchemaError};
+pub use status::{QUEUE_SUBSELECTS, QueueOverview, RoomPerson, WebhookOverview};
 pub use tasks::{TaskProject, TaskRead, TaskRecord};
 pub use webhooks::{
     HandshakeOutcome, RegisteredWebhook, RegistrationOpening, RegistrationWindow, SecretLookup,

@@ -30,6 +30,8 @@ pub const RECONCILE_LAG: &str = "bridge_reconcile_lag_seconds";
 pub const WEBHOOKS_RECREATED: &str = "bridge_webhooks_recreated_total";
 pub const ROOM_REVOCATIONS: &str = "bridge_room_revocations_total";
 pub const ROOM_REVOCATIONS_OPEN: &str = "bridge_room_revocations_open";
+pub const ADMIN_SIGN_INS: &str = "bridge_admin_sign_ins_total";
+pub const ADMIN_RETRIES: &str = "bridge_admin_retries_total";
 
 /// How a delivery (or handshake) was answered; its metrics label is the snake_case name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, strum::IntoStaticStr)]
@@ -51,6 +53,16 @@ impl DeliveryResult {
     pub fn as_str(self) -> &'static str {
         self.into()
     }
+}
+
+/// How a sign-in at the status page's form ended; its metrics label is the snake_case name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, strum::IntoStaticStr)]
+#[strum(serialize_all = "snake_case")]
+pub enum SignInResult {
+    Ok,
+    WrongToken,
+    /// Refused unchecked: too many wrong tokens lately.
+    Throttled,
 }
 
 /// The process-wide recorder; installed once, shared by every `Application` in the process.
@@ -111,6 +123,11 @@ fn describe() {
         WEBHOOKS_RECREATED,
         "Webhooks registered again after Asana deleted or deactivated them"
     );
+    describe_counter!(
+        ADMIN_SIGN_INS,
+        "Sign-ins at the status page's form by result (ok, wrong_token, throttled)"
+    );
+    describe_counter!(ADMIN_RETRIES, "Failed jobs retried from the status page");
     describe_histogram!(UPSTREAM_DURATION, Unit::Seconds, "Upstream request latency");
     describe_gauge!(
         LAST_DELIVERY,
@@ -177,6 +194,17 @@ pub fn reconcile_lag(project: &str, lag: Duration) {
 /// A webhook Asana deleted or deactivated was registered again.
 pub fn webhook_recreated() {
     counter!(WEBHOOKS_RECREATED).increment(1);
+}
+
+/// A sign-in at the status page's form (bearer calls of its JSON API are not sign-ins).
+pub fn admin_sign_in(result: SignInResult) {
+    let result: &'static str = result.into();
+    counter!(ADMIN_SIGN_INS, "result" => result).increment(1);
+}
+
+/// A failed job made due again by the status page's Retry button.
+pub fn admin_retry() {
+    counter!(ADMIN_RETRIES).increment(1);
 }
 
 pub fn job_attempt(result: &'static str) {

@@ -31,12 +31,56 @@ const FLUSH_INTERVAL: Duration = Duration::from_secs(30);
 pub struct WebhookHealth {
     deliveries: Mutex<Deliveries>,
     asana_findings: Mutex<BTreeMap<String, String>>,
+    /// What the last check read at Asana per webhook name, structured for the status page.
+    asana_views: Mutex<BTreeMap<String, AsanaView>>,
     /// With `webhooks.auto_recreate`: wakes the repairer when a repair is asked for.
     repairer_wake: Option<Arc<Notify>>,
     /// With `access.revoke` on: project webhooks lacking the lifecycle filters get them.
     lifecycle_filters: bool,
     /// Webhooks (Asana gids) whose filters this process completed: each is updated once.
     filters_completed: Mutex<HashSet<String>>,
+}
+
+/// A webhook as the watcher last read it at Asana (`GET /webhooks/{gid}`), for the status page,
+/// which never calls Asana itself: its age is what the operator sees.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AsanaView {
+    /// When it was read (ms).
+    pub checked_at: i64,
+    pub active: bool,
+    /// As Asana wrote it (RFC 3339).
+    pub last_failure_at: Option<String>,
+    pub last_failure_content: Option<String>,
+    /// Asana answered 404: the webhook is gone.
+    pub deleted: bool,
+}
+
+impl AsanaView {
+    /// What the answer to reading a webhook at `now` says; `None` when Asana could not be
+    /// asked (the previous view stands, with its age).
+    pub fn from_check(checked: &Result<Webhook, UpstreamError>, now: i64) -> Option<AsanaView> {
+        match checked {
+            Ok(remote) => Some(AsanaView {
+                checked_at: now,
+                // Asana omits `active` on some answers; only an explicit `false` is inactive.
+                active: remote.active != Some(false),
+                last_failure_at: remote.last_failure_at.clone().filter(|at| !at.is_empty()),
+                last_failure_content: remote
+                    .last_failure_content
+                    .clone()
+                    .filter(|c| !c.is_empty()),
+                deleted: false,
+            }),
+            Err(UpstreamError::Status { status: 404, .. }) => Some(AsanaView {
+                checked_at: now,
+                active: false,
+                last_failure_at: None,
+                last_failure_content: None,
+                deleted: true,
+            }),
+            Err(_) => None,
+        }
+    }
 }
 
 #[derive(Debug, Default)]
@@ -74,6 +118,11 @@ impl WebhookHealth {
     /// The last verified delivery per name that this process has seen.
     pub fn last_deliveries(&self) -> HashMap<WebhookName, i64> {
         self.deliveries.lock().expect("not poisoned").last.clone()
+    }
+
+    /// What the last check read at Asana, per registered webhook name it could read.
+    pub fn asana_views(&self) -> BTreeMap<String, AsanaView> {
+        self.asana_views.lock().expect("not poisoned").clone()
     }
 
     /// Writes delivery times seen since the last flush.
@@ -145,12 +194,24 @@ impl WebhookHealth {
             }
         };
         let mut findings = BTreeMap::new();
+        let mut views = BTreeMap::new();
+        let previous_views = self.asana_views();
         let mut repairs_asked = false;
         for hook in hooks {
             let Some(gid) = hook.webhook_gid.as_ref().map(|gid| gid.as_str()) else {
                 continue;
             };
             let checked = asana.get_webhook(gid).await;
+            match AsanaView::from_check(&checked, now_ms()) {
+                Some(view) => {
+                    views.insert(hook.name.to_string(), view);
+                }
+                None => {
+                    if let Some(view) = previous_views.get(hook.name.as_str()) {
+                        views.insert(hook.name.to_string(), view.clone());
+                    }
+                }
+            }
             if let Err(err) = &checked
                 && err.status() != Some(404)
             {
@@ -182,6 +243,7 @@ impl WebhookHealth {
             }
         }
         *self.asana_findings.lock().expect("not poisoned") = findings;
+        *self.asana_views.lock().expect("not poisoned") = views;
         if repairs_asked && let Some(wake) = &self.repairer_wake {
             wake.notify_one();
         }
@@ -321,4 +383,55 @@ fn last_verified(hook: &WebhookRecord, seen_here: &HashMap<WebhookName, i64>) ->
         .into_iter()
         .flatten()
         .max()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::upstream::Service;
+
+    fn webhook(json: serde_json::Value) -> Result<Webhook, UpstreamError> {
+        Ok(serde_json::from_value(json).expect("a webhook"))
+    }
+
+    #[test]
+    fn the_view_keeps_what_asana_said() {
+        let failing = webhook(serde_json::json!({
+            "gid": "1200000000000123", "active": true,
+            "last_failure_at": "2026-12-03T10:00:00.000Z", "last_failure_content": "502 Bad Gateway",
+        }));
+        assert_eq!(
+            AsanaView::from_check(&failing, 7),
+            Some(AsanaView {
+                checked_at: 7,
+                active: true,
+                last_failure_at: Some("2026-12-03T10:00:00.000Z".into()),
+                last_failure_content: Some("502 Bad Gateway".into()),
+                deleted: false,
+            })
+        );
+        let inactive = webhook(serde_json::json!({"gid": "1200000000000123", "active": false}));
+        assert!(!AsanaView::from_check(&inactive, 7).unwrap().active);
+        let silent =
+            webhook(serde_json::json!({"gid": "1200000000000123", "last_failure_content": ""}));
+        let view = AsanaView::from_check(&silent, 7).unwrap();
+        assert!(view.active);
+        assert_eq!(view.last_failure_content, None);
+    }
+
+    #[test]
+    fn a_404_is_a_deleted_webhook_and_other_errors_say_nothing() {
+        let gone: Result<Webhook, UpstreamError> = Err(UpstreamError::Status {
+            service: Service::Asana,
+            status: 404,
+            message: "Not Found".into(),
+        });
+        let view = AsanaView::from_check(&gone, 9).unwrap();
+        assert!(view.deleted && !view.active);
+        let down: Result<Webhook, UpstreamError> = Err(UpstreamError::Transport {
+            service: Service::Asana,
+            message: "connection refused".into(),
+        });
+        assert_eq!(AsanaView::from_check(&down, 9), None);
+    }
 }

@@ -692,3 +692,132 @@ pub async fn finished_jobs_of(
     )
     .await
 }
+
+/// The status page's token in tests: long enough for the settings' 32-character rule.
+pub const ADMIN_TOKEN: &str = "admin-token-0123456789abcdef0123456789abcdef";
+
+/// Set by `.ci/run`: a missing chromedriver or Chromium fails the browser tests instead of skipping them.
+pub const BROWSER_REQUIRED_VAR: &str = "BRIDGE_BROWSER_REQUIRED";
+
+/// Where the browser tests save their screenshots (and page sources on failure): under `target/`,
+/// so CI keeps them as artifacts.
+pub fn screenshots_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/admin-screenshots")
+}
+
+/// `program` on `PATH`, if any.
+fn on_path(program: &str) -> Option<PathBuf> {
+    std::env::split_paths(&std::env::var_os("PATH")?)
+        .map(|dir| dir.join(program))
+        .find(|candidate| candidate.is_file())
+}
+
+/// Debian's chromedriver as a child of the test, on a free port; killed (by its own pid) when dropped.
+pub struct ChromeDriver {
+    child: std::process::Child,
+    url: String,
+    chromium: PathBuf,
+}
+
+impl ChromeDriver {
+    /// Starts chromedriver and waits until it is ready. `None`, saying why, when chromedriver or
+    /// Chromium is not installed, unless [`BROWSER_REQUIRED_VAR`] is `1`: then that fails the test.
+    pub async fn start() -> Option<ChromeDriver> {
+        let found = on_path("chromedriver").zip(on_path("chromium"));
+        let Some((driver, chromium)) = found else {
+            let why = "chromedriver or chromium is not on PATH (apt-get install chromium chromium-driver)";
+            if std::env::var(BROWSER_REQUIRED_VAR).as_deref() == Ok("1") {
+                panic!("{why}, and {BROWSER_REQUIRED_VAR}=1");
+            }
+            eprintln!("skipped: {why}");
+            return None;
+        };
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|listener| listener.local_addr())
+            .expect("a free port")
+            .port();
+        let child = std::process::Command::new(driver)
+            .arg(format!("--port={port}"))
+            .arg("--log-level=WARNING")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start chromedriver");
+        let started = ChromeDriver {
+            child,
+            url: format!("http://127.0.0.1:{port}"),
+            chromium,
+        };
+        let status = format!("{}/status", started.url);
+        let client = reqwest::Client::new();
+        eventually("chromedriver to be ready", WAIT, || async {
+            let answer = client.get(&status).send().await.ok()?;
+            let body: Value = answer.json().await.ok()?;
+            (body["value"]["ready"] == true).then_some(())
+        })
+        .await;
+        Some(started)
+    }
+
+    /// A new headless Chromium session; with `javascript: false` the page's scripts never run.
+    pub async fn browser(&self, javascript: bool) -> fantoccini::Client {
+        let mut args = vec![
+            "--headless=new",
+            // CI runs as root, where Chromium's sandbox cannot start.
+            "--no-sandbox",
+            "--disable-dev-shm-usage",
+            "--disable-gpu",
+            "--window-size=1280,1800",
+        ];
+        if !javascript {
+            args.push("--blink-settings=scriptEnabled=false");
+        }
+        let mut capabilities = fantoccini::wd::Capabilities::new();
+        capabilities.insert(
+            "goog:chromeOptions".into(),
+            serde_json::json!({ "binary": self.chromium, "args": args }),
+        );
+        fantoccini::ClientBuilder::rustls()
+            .expect("rustls")
+            .capabilities(capabilities)
+            .connect(&self.url)
+            .await
+            .expect("a chromedriver session")
+    }
+}
+
+impl Drop for ChromeDriver {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Types `token` into the sign-in form on the browser's current page and submits it.
+pub async fn submit_token(browser: &fantoccini::Client, token: &str) {
+    use fantoccini::Locator;
+    let form = browser
+        .form(Locator::Css("form#sign-in"))
+        .await
+        .expect("the sign-in form");
+    form.set_by_name("token", token)
+        .await
+        .expect("type the token");
+    form.submit_with(Locator::Css("button, input[type=submit]"))
+        .await
+        .expect("submit the sign-in form");
+}
+
+/// Opens `admin_url` and signs in with the right `token`, as an operator does; returns once the
+/// status page shows.
+pub async fn sign_in(browser: &fantoccini::Client, admin_url: &str, token: &str) {
+    browser.goto(admin_url).await.expect("open /admin");
+    submit_token(browser, token).await;
+    browser
+        .wait()
+        .at_most(WAIT)
+        .for_element(fantoccini::Locator::Css("main#status"))
+        .await
+        .expect("the status page after signing in");
+}

@@ -3,6 +3,8 @@
 
 mod helpers;
 
+mod admin;
+mod admin_browser;
 mod commands;
 mod demo;
 mod docspace_client;
@@ -23,6 +25,7 @@ mod revocations_store;
 mod rooms;
 mod rooms_commands;
 mod rooms_store;
+mod status_store;
 mod webhook_repair;
 mod webhooks;
 mod worker;

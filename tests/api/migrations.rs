@@ -27,10 +27,22 @@ fn sqlite_file(env: &Env) -> std::path::PathBuf {
         .into()
 }
 
-/// A fresh store as `serve` or `migrate` leaves it, then migration 8 undone (its table, indexes
-/// and columns dropped, its row gone): the schema of the release before.
-async fn store_at_version_7(env: &Env) {
+/// A fresh store as `serve` or `migrate` leaves it, then migration 9 undone (its table dropped, its
+/// row gone): the schema of the release before.
+async fn store_at_version_8(env: &Env) {
     env.store().await.close().await;
+    for statement in [
+        "DROP TABLE admin_sessions",
+        "DELETE FROM _sqlx_migrations WHERE version = 9",
+    ] {
+        env.execute_sql(statement).await;
+    }
+}
+
+/// As [`store_at_version_8`], then migration 8 undone too (its table, indexes and columns
+/// dropped, its row gone).
+async fn store_at_version_7(env: &Env) {
+    store_at_version_8(env).await;
     for statement in [
         "DROP TABLE room_revocations",
         "DROP INDEX tasks_open_by_assignee",
@@ -176,7 +188,8 @@ async fn migrate_creates_the_store_and_prints_what_it_applied(#[case] backend: B
         "applied migration 6 (rooms)",
         "applied migration 7 (reconcile)",
         "applied migration 8 (access lifecycle)",
-        "the store's schema is at version 8",
+        "applied migration 9 (admin sessions)",
+        "the store's schema is at version 9",
     ] {
         assert!(
             migrated.stdout.contains(line),
@@ -188,7 +201,7 @@ async fn migrate_creates_the_store_and_prints_what_it_applied(#[case] backend: B
     let checked = env.run(&["check-config"]).await;
     checked.expect_code(0);
     assert!(
-        checked.stdout.contains("reachable, schema at version 8"),
+        checked.stdout.contains("reachable, schema at version 9"),
         "{}",
         checked.stdout
     );
@@ -198,7 +211,7 @@ async fn migrate_creates_the_store_and_prints_what_it_applied(#[case] backend: B
     assert!(
         again
             .stdout
-            .contains("nothing to apply: the store's schema is at version 8"),
+            .contains("nothing to apply: the store's schema is at version 9"),
         "{}",
         again.stdout
     );
@@ -218,7 +231,7 @@ async fn an_older_schema_is_refused_until_migrate_applies_what_it_lacks(#[case] 
     listed.expect_code(1);
     assert!(
         listed.stderr.contains(
-            "the store's schema is at version 4, older than this binary's 8: run `serve` (or `migrate`) first"
+            "the store's schema is at version 4, older than this binary's 9: run `serve` (or `migrate`) first"
         ),
         "{}",
         listed.stderr
@@ -302,7 +315,7 @@ async fn a_newer_schema_is_refused_by_commands_migrate_and_serve(#[case] backend
          VALUES (9999, 'from a newer release', TRUE, {checksum}, 0)"
     ))
     .await;
-    let newer = "the store's schema is at version 9999, newer than this binary's 8";
+    let newer = "the store's schema is at version 9999, newer than this binary's 9";
 
     for args in [&["jobs", "list"][..], &["migrate"][..]] {
         let out = env.run(args).await;
@@ -344,7 +357,7 @@ async fn migration_6_applies_on_a_store_at_version_5_and_knows_the_webhooks_proj
     assert!(
         listed
             .stderr
-            .contains("the store's schema is at version 5, older than this binary's 8"),
+            .contains("the store's schema is at version 5, older than this binary's 9"),
         "{}",
         listed.stderr
     );

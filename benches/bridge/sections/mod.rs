@@ -9,3 +9,4 @@ pub mod heartbeats;
 pub mod prefilled;
 pub mod reconcile;
 pub mod rooms;
+pub mod status;
