@@ -13,8 +13,8 @@ use serde_json::json;
 
 use super::AppState;
 use crate::rooms::RoomsMode;
-use crate::store::{Store, StoreError};
-use crate::worker::linked_gone_message;
+use crate::status::gone_linked_rooms;
+use crate::store::StoreError;
 
 const STORE_CHECK_TIMEOUT: Duration = Duration::from_secs(2);
 
@@ -82,23 +82,4 @@ fn checked(problems: Result<BTreeMap<String, String>, StoreError>) -> BTreeMap<S
     problems.unwrap_or_else(|err| {
         BTreeMap::from([("*".to_string(), format!("could not check: {err}"))])
     })
-}
-
-/// Rooms found deleted or archived, by project: in `linked` mode their jobs fail until an operator
-/// links another room or unlinks the project.
-async fn gone_linked_rooms(store: &Store) -> Result<BTreeMap<String, String>, StoreError> {
-    Ok(store
-        .gone_rooms()
-        .await?
-        .into_iter()
-        .map(|room| {
-            let reason = linked_gone_message(
-                &room.project_gid,
-                room.project_name.as_deref(),
-                room.room_id,
-                room.gone_reason.as_deref().unwrap_or("deleted"),
-            );
-            (room.project_gid.to_string(), reason)
-        })
-        .collect())
 }

@@ -255,26 +255,31 @@ async fn problems(
         problems.insert("webhooks".to_string(), degraded);
     }
     if sources.rooms_mode == RoomsMode::Linked {
-        let gone: BTreeMap<String, String> = sources
-            .store
-            .gone_rooms()
-            .await?
-            .into_iter()
-            .map(|room| {
-                let reason = linked_gone_message(
-                    &room.project_gid,
-                    room.project_name.as_deref(),
-                    room.room_id,
-                    room.gone_reason.as_deref().unwrap_or("deleted"),
-                );
-                (room.project_gid.to_string(), reason)
-            })
-            .collect();
+        let gone = gone_linked_rooms(sources.store).await?;
         if !gone.is_empty() {
             problems.insert("rooms".to_string(), gone);
         }
     }
     Ok(problems)
+}
+
+/// Rooms found deleted or archived, by project: in `linked` mode their jobs fail until an operator
+/// links another room or unlinks the project (`/readyz` and the page both report them).
+pub(crate) async fn gone_linked_rooms(store: &Store) -> StoreResult<BTreeMap<String, String>> {
+    Ok(store
+        .gone_rooms()
+        .await?
+        .into_iter()
+        .map(|room| {
+            let reason = linked_gone_message(
+                &room.project_gid,
+                room.project_name.as_deref(),
+                room.room_id,
+                room.gone_reason.as_deref().unwrap_or("deleted"),
+            );
+            (room.project_gid.to_string(), reason)
+        })
+        .collect())
 }
 
 async fn webhooks(sources: &StatusSources<'_>) -> StoreResult<Vec<WebhookRow>> {
