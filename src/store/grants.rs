@@ -32,14 +32,7 @@ impl GrantState {
     }
 }
 
-impl TryFrom<String> for GrantState {
-    type Error = StoreError;
-    fn try_from(stored: String) -> StoreResult<GrantState> {
-        stored
-            .parse()
-            .map_err(|_| StoreError::Corrupt(format!("unknown grant state {stored:?}")))
-    }
-}
+stored_enum!(GrantState, "grant state");
 
 /// What the ledger says about a (person, room), as seen by the job reserving it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -134,14 +134,7 @@ impl JobStatus {
     }
 }
 
-impl TryFrom<String> for JobStatus {
-    type Error = StoreError;
-    fn try_from(stored: String) -> StoreResult<JobStatus> {
-        stored
-            .parse()
-            .map_err(|_| StoreError::Corrupt(format!("unknown job status {stored:?}")))
-    }
-}
+stored_enum!(JobStatus, "job status");
 
 /// How a finished job ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, strum::Display, strum::IntoStaticStr)]

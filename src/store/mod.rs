@@ -17,6 +17,21 @@
 //! Opening a store does not change it: only [`Store::open_for_service`] (`serve`) and
 //! [`Store::open_and_migrate`] (`migrate`) create a missing SQLite file or apply migrations.
 
+/// `TryFrom<String>` for an enum stored by its strum name (`EnumString`): a value this binary does
+/// not know means the store is corrupt, named by `what`.
+macro_rules! stored_enum {
+    ($type:ty, $what:literal) => {
+        impl TryFrom<String> for $type {
+            type Error = StoreError;
+            fn try_from(stored: String) -> StoreResult<$type> {
+                stored.parse().map_err(|_| {
+                    StoreError::Corrupt(format!(concat!("unknown ", $what, " {:?}"), stored))
+                })
+            }
+        }
+    };
+}
+
 mod admin_sessions;
 mod conn;
 mod grants;

@@ -40,14 +40,7 @@ pub enum NeedEnd {
     NoOpenTask,
 }
 
-impl TryFrom<String> for NeedEnd {
-    type Error = StoreError;
-    fn try_from(stored: String) -> StoreResult<NeedEnd> {
-        stored
-            .parse()
-            .map_err(|_| StoreError::Corrupt(format!("unknown need end {stored:?}")))
-    }
-}
+stored_enum!(NeedEnd, "need end");
 
 /// A revocation's state (`room_revocations.state`).
 #[derive(
@@ -71,14 +64,7 @@ pub enum RevocationState {
     Failed,
 }
 
-impl TryFrom<String> for RevocationState {
-    type Error = StoreError;
-    fn try_from(stored: String) -> StoreResult<RevocationState> {
-        stored
-            .parse()
-            .map_err(|_| StoreError::Corrupt(format!("unknown revocation state {stored:?}")))
-    }
-}
+stored_enum!(RevocationState, "revocation state");
 
 /// What a revoke job reads before deciding: the revocation, its grant, and whether the grant's
 /// room is still its project's active room.
