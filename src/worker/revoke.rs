@@ -16,11 +16,11 @@ use crate::store::{
     RevocationState, RevocationWork, Settlement, Store, StoreError, duration_ms, now_ms,
 };
 use crate::telemetry::{mask_email, mask_emails_in, metrics};
-use crate::upstream::docspace::RoomLookup;
 use crate::upstream::{DocSpaceClient, UpstreamError, Upstreams};
 
 use super::JobEnd;
 use super::retry::{Decision, RetryPolicy};
+use super::rooms::gone_reason;
 
 /// Why a removal DocSpace answered with success did not happen: it drops changes for users the
 /// key's account cannot see, and skips the room's owner, silently (docspace-api.md).
@@ -264,22 +264,17 @@ impl Revoker {
         Ok(revoked())
     }
 
-    /// A members read DocSpace refused: a 403 or 404 may mean the room is gone, which one room
-    /// read tells (the mapping then says so, as when granting); anything else stands.
+    /// A members read DocSpace refused: when the room is gone ([`gone_reason`]) the mapping says
+    /// so, as when granting, and the grant ends with the room; anything else stands.
     async fn members_refused(
         &self,
         room: RoomId,
         work: &RevocationWork,
         error: UpstreamError,
     ) -> Result<Attempt, StoreError> {
-        if !matches!(error.status(), Some(403 | 404)) {
-            return Ok(Attempt::Upstream(error));
-        }
-        let reason = match self.docspace.get_room(room).await {
-            Ok(RoomLookup::NotFound) => "deleted",
-            Ok(RoomLookup::Found(found)) if found.is_archived() => "archived",
-            Ok(RoomLookup::Found(_)) => return Ok(Attempt::Upstream(error)),
-            Err(read_error) => return Ok(Attempt::Upstream(read_error)),
+        let reason = match gone_reason(&self.docspace, room, error).await {
+            Ok(reason) => reason,
+            Err(error) => return Ok(Attempt::Upstream(error)),
         };
         self.store
             .mark_room_gone(&work.project_gid, work.room_id, reason)

@@ -585,14 +585,9 @@ impl Granting<'_> {
     /// archived, which one room read tells (and the mapping then records); anything else stands
     /// as it is.
     async fn refused(&self, target: &Target, error: UpstreamError) -> Result<Step, StoreError> {
-        if !matches!(error.status(), Some(403 | 404)) {
-            return Ok(Step::Stop(RoomsStop::Upstream(error)));
-        }
-        let reason = match self.docspace.get_room(target.room).await {
-            Ok(RoomLookup::NotFound) => "deleted",
-            Ok(RoomLookup::Found(room)) if room.is_archived() => "archived",
-            Ok(RoomLookup::Found(_)) => return Ok(Step::Stop(RoomsStop::Upstream(error))),
-            Err(read_error) => return Ok(Step::Stop(RoomsStop::Upstream(read_error))),
+        let reason = match gone_reason(self.docspace, target.room, error).await {
+            Ok(reason) => reason,
+            Err(error) => return Ok(Step::Stop(RoomsStop::Upstream(error))),
         };
         self.store
             .mark_room_gone(&target.project, target.room.get(), reason)
@@ -601,6 +596,24 @@ impl Granting<'_> {
             tracing::warn!(room = %target.room, project = %target.project, reason, "a linked room is gone");
         }
         Ok(Step::Gone(reason))
+    }
+}
+
+/// Whether a members read or share DocSpace refused with `error` was refused because the room is
+/// gone: a 403 or 404 may mean it was deleted or archived, which one room read tells (`Ok` with
+/// the reason). Otherwise the error that stands: `error` itself, or the room read's own failure.
+pub(crate) async fn gone_reason(
+    docspace: &DocSpaceClient,
+    room: RoomId,
+    error: UpstreamError,
+) -> Result<&'static str, UpstreamError> {
+    if !matches!(error.status(), Some(403 | 404)) {
+        return Err(error);
+    }
+    match docspace.get_room(room).await? {
+        RoomLookup::NotFound => Ok("deleted"),
+        RoomLookup::Found(found) if found.is_archived() => Ok("archived"),
+        RoomLookup::Found(_) => Err(error),
     }
 }
 
