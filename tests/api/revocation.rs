@@ -41,6 +41,14 @@ struct Granted {
 }
 
 impl Granted {
+    /// Delivers the assignment of `task` to Bob, as Asana would.
+    async fn deliver_to_bob(&self, task: &str) {
+        self.app
+            .bridge
+            .deliver_assignment("proj", &self.secret, task, "601")
+            .await;
+    }
+
     /// Revocation on with `grace` seconds, the room linked with `access`; `before` adjusts the
     /// environment before the service starts. Waits until Bob's grant is recorded.
     async fn start(
@@ -253,11 +261,7 @@ async fn a_second_open_task_keeps_the_room_until_it_ends_too(#[case] backend: Ba
     else {
         return;
     };
-    granted
-        .app
-        .bridge
-        .deliver_assignment("proj", &granted.secret, "502", "601")
-        .await;
+    granted.deliver_to_bob("502").await;
     finished_jobs_of(&granted.store, JobKind::AssigneeChanged, 2).await;
 
     granted.end(Ending::Completed).await;
@@ -304,11 +308,7 @@ async fn assigned_again_within_the_grace_nothing_is_removed(#[case] backend: Bac
     );
 
     granted.env.assign("501", "601", BOB);
-    granted
-        .app
-        .bridge
-        .deliver_assignment("proj", &granted.secret, "501", "601")
-        .await;
+    granted.deliver_to_bob("501").await;
     // The revoke job is settled by the assignment itself, before it was due.
     let jobs = granted.revoke_jobs(1).await;
     assert_eq!(jobs[0].outcome.as_deref(), Some("needed_again"), "{jobs:?}");
@@ -336,11 +336,7 @@ async fn assigned_again_after_a_revocation_is_a_new_grant(#[case] backend: Backe
     granted.assert_one_removal_of_bob();
 
     granted.env.assign("501", "601", BOB);
-    granted
-        .app
-        .bridge
-        .deliver_assignment("proj", &granted.secret, "501", "601")
-        .await;
+    granted.deliver_to_bob("501").await;
     let jobs = finished_jobs_of(&granted.store, JobKind::AssigneeChanged, 2).await;
     assert!(
         jobs.iter()
@@ -913,11 +909,7 @@ async fn an_open_subtask_keeps_its_parents_project_needed(#[case] backend: Backe
     else {
         return;
     };
-    granted
-        .app
-        .bridge
-        .deliver_assignment("proj", &granted.secret, "511", "601")
-        .await;
+    granted.deliver_to_bob("511").await;
     finished_jobs_of(&granted.store, JobKind::AssigneeChanged, 2).await;
 
     granted.end(Ending::Completed).await;
